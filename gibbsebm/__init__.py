@@ -1,0 +1,49 @@
+"""gibbsebm: energy-based models as Gibbs distributions.
+
+An energy :math:`E(x, y)` becomes :math:`p_\\beta(y \\mid x) = e^{-\\beta E(x, y)} / Z_\\beta(x)`;
+gibbsebm samples it, estimates :math:`\\log Z_\\beta` with error bars, and calibrates
+probabilities made from energies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .distribution import Gibbs, UnnormalizedLogProbWarning, energy_factor
+
+__version__ = "0.1.0"
+
+# Public names that live in submodules, imported on first use so that `import gibbsebm`
+# stays light (matplotlib, arviz and the samplers load only when needed).
+_LAZY = {
+    "free_energy": "gibbsebm.free_energy",
+    "FreeEnergy": "gibbsebm.free_energy",
+    "sample": "gibbsebm.run",
+    "Samples": "gibbsebm.run",
+    "log_partition": "gibbsebm.partition",
+    "log_partition_curve": "gibbsebm.partition",
+    "compare_estimates": "gibbsebm.partition",
+    "LogZEstimate": "gibbsebm.partition",
+    "RayExecutor": "gibbsebm.executors",
+    "calibration": "gibbsebm.calibration",
+    "energies": "gibbsebm.energies",
+    "samplers": "gibbsebm.samplers",
+    "partition": "gibbsebm.partition",
+}
+
+__all__ = ["Gibbs", "UnnormalizedLogProbWarning", "energy_factor", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'gibbsebm' has no attribute {name!r}")
+    module = importlib.import_module(mod)
+    value = module if mod.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

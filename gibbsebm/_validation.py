@@ -1,0 +1,141 @@
+"""Checks at the library's boundary: clear ``ValueError`` messages for bad input.
+
+Everything here may synchronise with the device (it inspects values); it is called
+only where a user hands data to the library, never inside a sampler step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = [
+    "check_beta",
+    "check_energy_output",
+    "check_finite",
+    "module_device_dtype",
+    "as_beta_tensor",
+]
+
+
+def check_beta(beta: Any, *, allow_inf: bool = False, name: str = "beta") -> None:
+    """Raise ``ValueError`` unless every entry of ``beta`` is a positive number.
+
+    Parameters
+    ----------
+    beta : float or Tensor
+        Inverse temperature(s).
+    allow_inf : bool
+        Accept ``math.inf`` (the zero-temperature limit) where it has a meaning.
+    name : str
+        Name used in the error message.
+    """
+    if isinstance(beta, torch.Tensor):
+        if not (beta.dtype.is_floating_point or beta.dtype in (torch.int32, torch.int64)):
+            raise ValueError(
+                f"{name} must be a real number or a real tensor, got dtype {beta.dtype}"
+            )
+        b = beta.detach()
+        if torch.isnan(b).any():
+            raise ValueError(f"{name} must be a positive number, got NaN")
+        if (b <= 0).any():
+            raise ValueError(
+                f"{name} must be > 0 (an inverse temperature), got min {b.min().item()}"
+            )
+        if not allow_inf and torch.isinf(b).any():
+            raise ValueError(f"{name} must be finite here, got inf")
+        return
+    try:
+        b = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {beta!r}") from None
+    if math.isnan(b):
+        raise ValueError(f"{name} must be a positive number, got NaN")
+    if b <= 0:
+        raise ValueError(f"{name} must be > 0 (an inverse temperature), got {b}")
+    if math.isinf(b) and not allow_inf:
+        raise ValueError(f"{name} must be finite here, got inf")
+
+
+def as_beta_tensor(
+    beta: Any, *, dtype: torch.dtype | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """Validate ``beta`` and return it as a floating tensor."""
+    check_beta(beta)
+    if isinstance(beta, torch.Tensor):
+        t = beta.detach()
+        if not t.dtype.is_floating_point:
+            t = t.to(dtype or torch.get_default_dtype())
+        if dtype is not None and t.dtype != dtype:
+            t = t.to(dtype)
+        if device is not None and t.device != torch.device(device):
+            t = t.to(device)
+        return t
+    return torch.tensor(float(beta), dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def check_finite(t: torch.Tensor, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` if ``t`` has NaN or infinite entries."""
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        n_nan = int(torch.isnan(t).sum())
+        n_inf = int(bad.sum()) - n_nan
+        raise ValueError(
+            f"{what} has non-finite values: {n_nan} NaN and {n_inf} inf out of {t.numel()}"
+        )
+
+
+def check_energy_output(e: Any, n: int, *, finite: bool = False, name: str = "energy") -> None:
+    """Check that an energy returned a floating tensor of shape ``(n,)``.
+
+    Parameters
+    ----------
+    e : object
+        What the energy returned.
+    n : int
+        Number of inputs passed in the batch.
+    finite : bool
+        Also require every value to be finite.
+    """
+    if not isinstance(e, torch.Tensor):
+        raise ValueError(
+            f"{name} must return a torch.Tensor of shape ({n},), got {type(e).__name__}"
+        )
+    if not e.dtype.is_floating_point:
+        raise ValueError(f"{name} must return a floating-point tensor, got dtype {e.dtype}")
+    if tuple(e.shape) != (n,):
+        raise ValueError(
+            f"{name} must return one value per input, shape ({n},), got shape {tuple(e.shape)}; "
+            "energies take y shaped (N, *event_shape) and return (N,)"
+        )
+    if finite:
+        check_finite(e, f"{name} output")
+
+
+def module_device_dtype(fn: Callable) -> tuple[torch.device | None, torch.dtype | None]:
+    """Device and dtype of the first parameter or buffer of a module (``None`` otherwise)."""
+    if isinstance(fn, torch.nn.Module):
+        for t in fn.parameters():
+            return t.device, t.dtype
+        for t in fn.buffers():
+            if t.dtype.is_floating_point:
+                return t.device, t.dtype
+    return None, None
+
+
+def check_same_device(fn: Callable, t: torch.Tensor, what: str) -> None:
+    """Raise ``ValueError`` if a module's parameters and ``t`` live on different devices/dtypes."""
+    device, dtype = module_device_dtype(fn)
+    if device is not None and device != t.device:
+        raise ValueError(
+            f"{what} is on device {t.device} but the energy's parameters are on {device}; "
+            "move one of them (tensors must follow the energy's device)"
+        )
+    if dtype is not None and t.dtype.is_floating_point and dtype != t.dtype:
+        raise ValueError(
+            f"{what} has dtype {t.dtype} but the energy's parameters have dtype {dtype}; "
+            "cast one of them"
+        )

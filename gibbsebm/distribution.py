@@ -1,0 +1,538 @@
+"""The Gibbs distribution of an energy at inverse temperature beta.
+
+.. math::
+
+    p_\\beta(y \\mid x) = \\frac{b(y)\\, \\exp(-\\beta E(x, y))}{Z_\\beta(x)},
+    \\qquad Z_\\beta(x) = \\int b(y) \\exp(-\\beta E(x, y))\\, dy,
+
+with base measure :math:`b` (Lebesgue measure for continuous y and counting measure for
+discrete y unless a ``base`` distribution is given). :class:`Gibbs` is a
+:class:`pyro.distributions.TorchDistribution`, so it can stand at a ``pyro.sample`` site.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pyro
+import torch
+from pyro.distributions import TorchDistribution
+from torch.distributions import constraints
+
+from ._validation import (
+    as_beta_tensor,
+    check_energy_output,
+    check_finite,
+    check_same_device,
+    module_device_dtype,
+)
+from .constraints import support_values
+
+__all__ = [
+    "Gibbs",
+    "UnnormalizedLogProbWarning",
+    "energy_factor",
+    "MAX_ENUMERATION",
+]
+
+#: Largest number of states that :class:`Gibbs` enumerates for exact ``log_prob``/``sample``
+#: (2**22 states, evaluated in chunks so memory stays bounded).
+MAX_ENUMERATION = 2**22
+_CHUNK = 2**16
+
+
+class UnnormalizedLogProbWarning(UserWarning):
+    """``Gibbs.log_prob`` returned an unnormalized value because no log Z is known."""
+
+
+def _finite_support_count(support: constraints.Constraint, event_shape: torch.Size) -> int | None:
+    vals = support_values(support)
+    if vals is None:
+        return None
+    n = 1
+    for s in event_shape:
+        n *= s
+    return len(vals) ** n
+
+
+class Gibbs(TorchDistribution):
+    """Gibbs distribution :math:`b(y) e^{-\\beta E(x, y)} / Z_\\beta(x)` of an energy.
+
+    Parameters
+    ----------
+    energy : callable or torch.nn.Module
+        ``energy(y)`` (or ``energy(x, y)`` when ``condition`` is given) maps
+        ``(N, *event_shape)`` to ``(N,)``. Built-in energies (:mod:`gibbsebm.energies`)
+        carry their ``event_shape``, ``support`` and exact log Z.
+    beta : float or Tensor
+        Inverse temperature, > 0. A tensor of betas (a temperature ladder) becomes the batch
+        shape of the distribution.
+    condition : Tensor, optional
+        Input ``x`` of a conditional energy, shaped ``(B, *x_shape)``; ``B`` joins the batch
+        shape.
+    base : torch.distributions.Distribution, optional
+        Base density :math:`b(y)`; ``None`` means Lebesgue (continuous) or counting
+        (discrete) measure. With a base, the energy's own exact log Z no longer applies.
+    support : Constraint, optional
+        Support of y; defaults to ``energy.support`` or ``constraints.real_vector`` /
+        ``constraints.real``.
+    event_shape : tuple of int, optional
+        Shape of one y; required when the energy does not carry ``event_shape``.
+    latent : optional
+        Latent specification for an energy ``E(y, z)`` (or ``E(x, y, z)``): the Gibbs
+        distribution is then the marginal :math:`\\sum_z e^{-\\beta E}` and y's energy is the
+        free energy of :func:`gibbsebm.free_energy`.
+    log_partition : float, Tensor or LogZEstimate, optional
+        A known :math:`\\log Z_\\beta` to attach (see :meth:`attach_log_partition`).
+
+    Notes
+    -----
+    ``log_prob`` is normalized when a log Z is known: attached, the energy's exact one, or by
+    enumeration of a finite support with at most :data:`MAX_ENUMERATION` states. Otherwise it
+    returns the *unnormalized* value and emits :class:`UnnormalizedLogProbWarning`; use
+    :meth:`unnormalized_log_prob` to ask for that value explicitly, and ``.normalized`` to
+    check. ``sample()`` is exact (enumeration or the energy's closed form) where possible;
+    otherwise it raises and names the sampler to use with :func:`gibbsebm.sample`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from gibbsebm import Gibbs
+    >>> from gibbsebm.energies import Gaussian
+    >>> d = Gibbs(Gaussian(torch.zeros(2)), beta=2.0)
+    >>> d.log_prob(torch.zeros(2))  # log N(0 | 0, I/2)
+    tensor(-1.1447)
+    >>> d.at(torch.tensor([0.5, 1.0, 2.0])).batch_shape
+    torch.Size([3])
+    """
+
+    arg_constraints: dict = {}
+
+    def __init__(
+        self,
+        energy: Callable,
+        beta: float | torch.Tensor = 1.0,
+        *,
+        condition: torch.Tensor | None = None,
+        base: torch.distributions.Distribution | None = None,
+        support: constraints.Constraint | None = None,
+        event_shape: tuple[int, ...] | torch.Size | None = None,
+        latent: Any = None,
+        log_partition: Any = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        if not callable(energy):
+            raise ValueError(f"energy must be callable (a function or nn.Module), got {energy!r}")
+        self.energy = energy
+        ref_device, ref_dtype = module_device_dtype(energy)
+        if ref_device is None and condition is not None and isinstance(condition, torch.Tensor):
+            ref_device = condition.device
+        if ref_dtype is None:
+            ref_dtype = torch.get_default_dtype()
+        self.beta = as_beta_tensor(beta, dtype=ref_dtype, device=ref_device)
+
+        if event_shape is None:
+            event_shape = getattr(energy, "event_shape", None)
+        if event_shape is None:
+            raise ValueError(
+                "event_shape is required for an energy that does not carry one, "
+                "e.g. Gibbs(fn, beta, event_shape=(2,))"
+            )
+        event_shape = torch.Size(event_shape)
+        if support is None:
+            support = getattr(energy, "support", None)
+        if support is None:
+            support = constraints.real_vector if len(event_shape) == 1 else constraints.real
+        self._support = support
+        self.base = base
+        if base is not None and tuple(base.event_shape) != tuple(event_shape):
+            raise ValueError(
+                f"base has event_shape {tuple(base.event_shape)} but the energy's event_shape "
+                f"is {tuple(event_shape)}"
+            )
+        self.latent = latent
+
+        if condition is not None:
+            if not isinstance(condition, torch.Tensor):
+                raise ValueError("condition must be a tensor shaped (B, *x_shape)")
+            if condition.dim() < 1:
+                raise ValueError(
+                    "condition must have a leading batch dimension, shape (B, *x_shape); "
+                    "use x.unsqueeze(0) for a single input"
+                )
+            check_same_device(energy, condition, "condition")
+            check_finite(condition, "condition") if condition.dtype.is_floating_point else None
+            cond_batch = condition.shape[:1]
+        else:
+            cond_batch = torch.Size()
+        self.x = condition
+        try:
+            batch_shape = torch.broadcast_shapes(self.beta.shape, cond_batch)
+        except RuntimeError:
+            raise ValueError(
+                f"beta shape {tuple(self.beta.shape)} and condition batch {tuple(cond_batch)} "
+                "do not broadcast"
+            ) from None
+        self._log_partition = None
+        if log_partition is not None:
+            self._log_partition = self._as_log_z(log_partition, batch_shape)
+        super().__init__(
+            batch_shape,
+            event_shape,
+            validate_args=False if validate_args is None else validate_args,
+        )
+
+    # ------------------------------------------------------------------ construction helpers
+    def _kwargs(self) -> dict:
+        return dict(
+            condition=self.x,
+            base=self.base,
+            support=self._support,
+            event_shape=self.event_shape,
+            latent=self.latent,
+        )
+
+    def at(self, beta: float | torch.Tensor) -> Gibbs:
+        """The same energy at another inverse temperature (attached log Z is dropped).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from gibbsebm.energies import Gaussian
+        >>> Gibbs(Gaussian(torch.zeros(1))).at(4.0).beta
+        tensor(4.)
+        """
+        return Gibbs(self.energy, beta, **self._kwargs())
+
+    def condition(self, x: torch.Tensor) -> Gibbs:
+        """Fix the input ``x`` (shape ``(B, *x_shape)``) of a conditional energy."""
+        kw = self._kwargs()
+        kw["condition"] = x
+        return Gibbs(self.energy, self.beta, **kw)
+
+    def attach_log_partition(self, log_z: Any) -> Gibbs:
+        """Return a copy whose ``log_prob`` is normalized by ``log_z``.
+
+        ``log_z`` is a number, a tensor of the batch shape, or an estimate object with a
+        ``log_z`` attribute (e.g. :class:`gibbsebm.partition.LogZEstimate`).
+        """
+        return Gibbs(self.energy, self.beta, log_partition=log_z, **self._kwargs())
+
+    def _as_log_z(self, log_z: Any, batch_shape: torch.Size) -> torch.Tensor:
+        if hasattr(log_z, "log_z"):
+            log_z = log_z.log_z
+        t = torch.as_tensor(log_z, dtype=torch.float64, device=self.beta.device)
+        check_finite(t, "log_partition")
+        try:
+            return t.expand(batch_shape) if t.dim() == 0 else t.reshape(batch_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"log_partition must be a scalar or have the batch shape {tuple(batch_shape)}, "
+                f"got {tuple(t.shape)}"
+            ) from None
+
+    def expand(self, batch_shape, _instance=None) -> Gibbs:
+        batch_shape = torch.Size(batch_shape)
+        beta = self.beta.expand(batch_shape) if self.x is None else self.beta
+        if self.x is not None and batch_shape != self.batch_shape:
+            raise ValueError(
+                f"cannot expand a conditional Gibbs with batch {tuple(self.batch_shape)} to "
+                f"{tuple(batch_shape)}"
+            )
+        new = Gibbs(self.energy, beta.contiguous(), **self._kwargs())
+        if self._log_partition is not None:
+            new._log_partition = self._log_partition.expand(batch_shape)
+        return new
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def support(self) -> constraints.Constraint:  # type: ignore[override]
+        return self._support
+
+    @property
+    def is_discrete(self) -> bool:
+        """Whether y is discrete."""
+        return bool(getattr(self._support, "is_discrete", False))
+
+    @property
+    def num_states(self) -> int | None:
+        """Number of states of a finite discrete support (``None`` if infinite)."""
+        return _finite_support_count(self._support, self.event_shape)
+
+    @property
+    def has_enumerate_support(self) -> bool:  # type: ignore[override]
+        n = self.num_states
+        return n is not None and n <= MAX_ENUMERATION
+
+    @property
+    def normalized(self) -> bool:
+        """Whether :meth:`log_prob` is normalized (a log Z is known or computable)."""
+        return self._known_log_partition() is not None or self.has_enumerate_support
+
+    # ------------------------------------------------------------------ energies
+    def _flatten(
+        self, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Size]:
+        """Flatten ``y`` shaped ``(*sample, *batch, *event)`` into a batch of ``M`` inputs."""
+        ev = len(self.event_shape)
+        if tuple(y.shape[y.dim() - ev :]) != tuple(self.event_shape) or y.dim() < ev:
+            raise ValueError(
+                f"y must end in the event shape {tuple(self.event_shape)}, got shape {tuple(y.shape)}"
+            )
+        lead = y.shape[: y.dim() - ev]
+        try:
+            lead = torch.broadcast_shapes(lead, self.batch_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"y's leading shape {tuple(y.shape[: y.dim() - ev])} does not broadcast with the "
+                f"batch shape {tuple(self.batch_shape)}"
+            ) from None
+        y = y.expand(lead + self.event_shape)
+        m = 1
+        for s in lead:
+            m *= s
+        y_flat = y.reshape((m,) + self.event_shape)
+        beta = self.beta.expand(lead).reshape(m)
+        x_flat = None
+        if self.x is not None:
+            # the condition's batch (B,) is the last batch dimension of the distribution
+            x_shape = tuple(self.x.shape[1:])
+            xb = self.x.reshape((1,) * (len(lead) - 1) + (self.x.shape[0],) + x_shape)
+            x_flat = xb.expand(tuple(lead) + x_shape).reshape((m,) + x_shape)
+        return y_flat, x_flat, beta, lead
+
+    def _energy_flat(
+        self, y_flat: torch.Tensor, x_flat: torch.Tensor | None, beta_flat: torch.Tensor
+    ) -> torch.Tensor:
+        """Energy (or free energy, for latent models) of a flat batch; no value checks."""
+        if self.latent is not None:
+            from .free_energy import free_energy
+
+            f = free_energy(self.energy, y_flat, beta_flat, x=x_flat, latent=self.latent)
+            return getattr(f, "value", f)
+        tempered = getattr(self.energy, "tempered_energy", None)
+        if tempered is not None:
+            return (
+                tempered(y_flat, beta_flat)
+                if x_flat is None
+                else tempered(x_flat, y_flat, beta_flat)
+            )
+        return self.energy(y_flat) if x_flat is None else self.energy(x_flat, y_flat)
+
+    def energy_of(self, y: torch.Tensor) -> torch.Tensor:
+        """Energy of ``y`` (free energy for latent models), shape ``(*sample, *batch)``.
+
+        Raises ``ValueError`` on wrong shapes, non-floating outputs and NaN energies.
+        """
+        y_flat, x_flat, beta, lead = self._flatten(y)
+        check_same_device(self.energy, y_flat, "y") if y_flat.dtype.is_floating_point else None
+        e = self._energy_flat(y_flat, x_flat, beta)
+        check_energy_output(e, y_flat.shape[0])
+        if torch.isnan(e).any():
+            raise ValueError(
+                f"energy returned NaN for {int(torch.isnan(e).sum())} of {e.numel()} inputs"
+            )
+        return e.reshape(lead)
+
+    def logdensity(self, y: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log b(y) - \\beta E(x, y)` without value checks (the samplers' hot path).
+
+        NaN energies propagate as NaN; samplers treat them as rejected proposals.
+        """
+        y_flat, x_flat, beta, lead = self._flatten(y)
+        e = self._energy_flat(y_flat, x_flat, beta)
+        out = -(beta.to(e.dtype) * e)
+        out = out.reshape(lead)
+        if self.base is not None:
+            out = out + self.base.log_prob(y)
+        return out
+
+    def unnormalized_log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log b(y) - \\beta E(x, y)`, checked: shape errors and NaN energies raise."""
+        e = self.energy_of(y)
+        out = (
+            -(self.beta.to(e.dtype) * e)
+            if self.beta.dim() == 0
+            else -(self.beta.to(e.dtype).expand(e.shape) * e)
+        )
+        if self.base is not None:
+            out = out + self.base.log_prob(y)
+        return out
+
+    # ------------------------------------------------------------------ normalization
+    def _known_log_partition(self) -> torch.Tensor | None:
+        if self._log_partition is not None:
+            return self._log_partition
+        if (
+            self.base is None
+            and self.x is None
+            and self.latent is None
+            and getattr(self.energy, "has_exact_log_partition", False)
+        ):
+            return self.energy.exact_log_partition(self.beta).expand(self.batch_shape)
+        return None
+
+    def _enumerate_event_values(self) -> torch.Tensor:
+        """All states of a finite support, shape ``(S, *event_shape)``, lexicographic."""
+        dtype = self.beta.dtype
+        vals = support_values(self._support, dtype=dtype, device=self.beta.device)
+        n = 1
+        for s in self.event_shape:
+            n *= s
+        k = vals.numel()
+        idx = torch.arange(k**n, device=self.beta.device)
+        digits = (
+            torch.stack([(idx // (k ** (n - 1 - i))) % k for i in range(n)], dim=-1)
+            if n
+            else idx[:, None][:, :0]
+        )
+        return vals[digits].reshape((k**n,) + self.event_shape)
+
+    def _enumerated_log_partition(self) -> torch.Tensor:
+        """Exact log Z by chunked enumeration, shape ``batch_shape``."""
+        states = self._enumerate_event_values()
+        batch_ones = (1,) * len(self.batch_shape)
+        acc = None
+        for start in range(0, states.shape[0], _CHUNK):
+            chunk = states[start : start + _CHUNK]
+            lp = self.unnormalized_log_prob(
+                chunk.reshape((chunk.shape[0],) + batch_ones + self.event_shape)
+            )
+            lz = torch.logsumexp(lp.to(torch.float64), dim=0)
+            acc = lz if acc is None else torch.logaddexp(acc, lz)
+        return acc
+
+    def log_partition(self) -> torch.Tensor:
+        """The known or exactly computable :math:`\\log Z_\\beta(x)` (float64, batch shape).
+
+        Raises ``ValueError`` when none is known; estimate one with
+        :func:`gibbsebm.log_partition` and attach it with :meth:`attach_log_partition`.
+        """
+        lz = self._known_log_partition()
+        if lz is not None:
+            return lz
+        if self.has_enumerate_support:
+            return self._enumerated_log_partition()
+        raise ValueError(
+            "no log Z is known for this distribution: estimate it with gibbsebm.log_partition(dist, "
+            "method='ais') and attach it with dist.attach_log_partition(estimate)"
+        )
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Normalized log density when log Z is known; see the class notes otherwise."""
+        lp = self.unnormalized_log_prob(value)
+        if self.normalized:
+            return lp - self.log_partition().to(lp.dtype)
+        warnings.warn(
+            "Gibbs.log_prob is unnormalized (log Z unknown): the value is log b(y) - beta*E(y). "
+            "Attach an estimate with attach_log_partition() or call unnormalized_log_prob().",
+            UnnormalizedLogProbWarning,
+            stacklevel=2,
+        )
+        return lp
+
+    # ------------------------------------------------------------------ enumeration & sampling
+    def enumerate_support(self, expand: bool = True) -> torch.Tensor:
+        """All states, shape ``(S, *batch_shape, *event_shape)`` (or ``(S, 1, ..., *event)``)."""
+        if not self.has_enumerate_support:
+            raise ValueError(
+                f"support {self._support} with event shape {tuple(self.event_shape)} has "
+                f"{self.num_states} states; enumeration is limited to {MAX_ENUMERATION}"
+            )
+        states = self._enumerate_event_values()
+        states = states.reshape(
+            (states.shape[0],) + (1,) * len(self.batch_shape) + self.event_shape
+        )
+        if expand:
+            states = states.expand((states.shape[0],) + self.batch_shape + self.event_shape)
+        return states
+
+    def sample(
+        self,
+        sample_shape: torch.Size | tuple[int, ...] = (),
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Exact draws by enumeration or the energy's closed form; raises otherwise."""
+        sample_shape = torch.Size(sample_shape)
+        with torch.no_grad():
+            if self.has_enumerate_support:
+                states = self._enumerate_event_values()
+                batch_ones = (1,) * len(self.batch_shape)
+                lp = []
+                for start in range(0, states.shape[0], _CHUNK):
+                    chunk = states[start : start + _CHUNK]
+                    lp.append(
+                        self.unnormalized_log_prob(
+                            chunk.reshape((chunk.shape[0],) + batch_ones + self.event_shape)
+                        )
+                    )
+                lp = torch.cat(lp, 0).to(torch.float64)  # (S, *batch)
+                probs = torch.softmax(lp.reshape(lp.shape[0], -1).T, dim=-1)  # (B, S)
+                n = max(1, sample_shape.numel())
+                idx = torch.multinomial(probs, n, replacement=True, generator=generator)  # (B, n)
+                out = states[idx.T.reshape(-1)].reshape((n,) + self.batch_shape + self.event_shape)
+                return out.reshape(sample_shape + self.batch_shape + self.event_shape)
+            if (
+                self.base is None
+                and self.x is None
+                and self.latent is None
+                and getattr(self.energy, "has_exact_sample", False)
+            ):
+                return self.energy.exact_sample(self.beta, sample_shape, generator=generator)
+        kind = "gwg" if self.is_discrete else "hmc"
+        raise NotImplementedError(
+            f"no exact sampler for this Gibbs distribution ({type(self.energy).__name__}); "
+            f"use gibbsebm.sample(dist, method='{kind}', num_chains=..., num_samples=...)"
+        )
+
+    def __repr__(self) -> str:
+        name = getattr(self.energy, "__name__", type(self.energy).__name__)
+        return (
+            f"Gibbs(energy={name}, beta={self.beta.tolist() if self.beta.dim() else float(self.beta)}, "
+            f"event_shape={tuple(self.event_shape)}, batch_shape={tuple(self.batch_shape)})"
+        )
+
+
+def energy_factor(
+    name: str,
+    energy: torch.Tensor,
+    beta: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
+    """Add a tempered energy term :math:`-\\beta E` to a Pyro model (Gibbs posteriors).
+
+    A thin, checked layer over :func:`pyro.factor`: with a loss :math:`\\ell(\\theta, D)` it
+    makes the generalized-Bayes posterior
+    :math:`\\pi(\\theta \\mid D) \\propto \\pi(\\theta) \\exp(-\\beta\\,\\ell(\\theta, D))`.
+
+    Parameters
+    ----------
+    name : str
+        Pyro site name.
+    energy : Tensor
+        The energy or loss value(s); summed over all entries.
+    beta : float or Tensor
+        Learning rate / inverse temperature, > 0.
+
+    Returns
+    -------
+    Tensor
+        The log factor that was added, :math:`-\\beta \\sum E`.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(data):
+    ...     theta = pyro.sample("theta", dist.Normal(0.0, 10.0))
+    ...     energy_factor("loss", (data - theta).abs().sum(), beta=0.5)
+    """
+    as_beta_tensor(beta)
+    if not isinstance(energy, torch.Tensor) or not energy.dtype.is_floating_point:
+        raise ValueError("energy must be a floating-point tensor")
+    if torch.isnan(energy).any():
+        raise ValueError("energy has NaN values")
+    beta_t = torch.as_tensor(beta, dtype=energy.dtype, device=energy.device)
+    log_factor = -(beta_t * energy).sum()
+    pyro.factor(name, log_factor)
+    return log_factor

@@ -1,0 +1,9 @@
+"""Built-in energies, each with its formula and, where one exists, its exact log Z.
+
+See :class:`EnergyModel` for the protocol.
+"""
+
+from .base import EnergyModel
+from .gaussian import Gaussian
+
+__all__ = ["EnergyModel", "Gaussian"]

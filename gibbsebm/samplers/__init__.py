@@ -1,0 +1,1 @@
+"""Batched MCMC kernels (``init``/``step`` over a state with chains on the leading dim)."""

@@ -1,0 +1,117 @@
+"""Shared building blocks of the batched samplers and the sampler protocol.
+
+Every sampler module ``gibbsebm/samplers/<name>.py`` follows one protocol (BlackJAX's, with
+chains on the leading dimension):
+
+* ``State``: a NamedTuple with at least ``position`` ``(C, *event)`` and ``logdensity``
+  ``(C,)``; it holds only what the next step needs.
+* ``Info``: a NamedTuple with at least ``acceptance_prob`` ``(C,)``, ``is_accepted`` ``(C,)``
+  (bool), ``is_divergent`` ``(C,)`` (bool) and ``is_nonfinite`` ``(C,)`` (bool: the proposal's
+  energy or gradient was NaN/inf and the move was rejected).
+* ``init(position, logdensity_fn) -> State``
+* ``step(generator, state, logdensity_fn, **params) -> (State, Info)``: pure; it never
+  seeds globally, never calls ``.item()``/``.cpu()``, and detaches between steps.
+
+``logdensity_fn`` maps ``(C, *event)`` to ``(C,)`` (e.g. :meth:`gibbsebm.Gibbs.logdensity`).
+A :class:`SamplerSpec` bundles a sampler for the driver :func:`gibbsebm.sample`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+__all__ = [
+    "LogDensityFn",
+    "SamplerSpec",
+    "logdensity_and_grad",
+    "sanitize_logdensity",
+    "mh_accept",
+    "where_chain",
+]
+
+LogDensityFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class SamplerSpec(NamedTuple):
+    """What the driver needs to run one sampler.
+
+    Attributes
+    ----------
+    name : str
+        The ``method=`` string.
+    init : callable
+        ``init(position, logdensity_fn) -> State``.
+    step : callable
+        ``step(generator, state, logdensity_fn, **params) -> (State, Info)``.
+    adapt : callable or None
+        ``adapt(generator, state, logdensity_fn, num_warmup, params, callback) -> (state,
+        params, adapt_info)``: runs the warmup and returns the last state and the tuned
+        parameters (``callback(i, state, info)`` is called once per warmup step, for progress).
+        ``None``: warmup steps are plain ``step`` calls with fixed parameters.
+    default_params : dict
+        Default keyword parameters of ``step``.
+    discrete : bool
+        Whether the sampler is for discrete y.
+    extra_draws : callable or None
+        ``extra_draws(state) -> dict[str, Tensor]``: additional per-draw arrays to keep in the
+        trace (e.g. every replica of parallel tempering).
+    """
+
+    name: str
+    init: Callable[..., Any]
+    step: Callable[..., Any]
+    adapt: Callable[..., Any] | None = None
+    default_params: dict = {}
+    discrete: bool = False
+    extra_draws: Callable[..., Any] | None = None
+
+
+def sanitize_logdensity(logdensity: torch.Tensor) -> torch.Tensor:
+    """Map NaN and +inf log-densities to -inf, so that such proposals are always rejected."""
+    bad = torch.isnan(logdensity) | (logdensity == float("inf"))
+    return torch.where(bad, torch.full_like(logdensity, -float("inf")), logdensity)
+
+
+def logdensity_and_grad(
+    logdensity_fn: LogDensityFn, position: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-density ``(C,)`` and its gradient ``(C, *event)`` at a batch of positions.
+
+    The gradient is taken of the sum over chains (chains are independent). Both results are
+    detached. Non-finite gradients are left as they are; callers reject them.
+    """
+    with torch.enable_grad():
+        x = position.detach().requires_grad_(True)
+        ld = logdensity_fn(x)
+        if not ld.requires_grad:
+            raise ValueError(
+                "the log-density does not depend differentiably on y (no gradient): "
+                "gradient-based samplers need a differentiable energy"
+            )
+        (grad,) = torch.autograd.grad(ld.sum(), x)
+    return ld.detach(), grad.detach()
+
+
+def where_chain(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-chain select: ``mask`` ``(C,)`` broadcast over the event dimensions of ``a``/``b``."""
+    m = mask.reshape(mask.shape + (1,) * (a.dim() - mask.dim()))
+    return torch.where(m, a, b)
+
+
+def mh_accept(
+    generator: torch.Generator | None, log_ratio: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Metropolis-Hastings decision per chain.
+
+    Returns ``(is_accepted, acceptance_prob)`` with ``acceptance_prob = min(1, exp(log_ratio))``
+    (0 where ``log_ratio`` is NaN).
+    """
+    log_ratio = torch.nan_to_num(log_ratio, nan=-float("inf"))
+    acc = torch.exp(torch.clamp(log_ratio, max=0.0))
+    u = torch.rand(
+        log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=log_ratio.device
+    )
+    return u < acc, acc
