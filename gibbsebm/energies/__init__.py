@@ -5,5 +5,6 @@ See :class:`EnergyModel` for the protocol.
 
 from .base import EnergyModel
 from .gaussian import Gaussian
+from .ising import BETA_CRITICAL, Ising2D
 
-__all__ = ["EnergyModel", "Gaussian"]
+__all__ = ["EnergyModel", "Gaussian", "Ising2D", "BETA_CRITICAL"]
