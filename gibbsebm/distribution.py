@@ -310,8 +310,11 @@ class Gibbs(TorchDistribution):
         if self.latent is not None:
             from .free_energy import free_energy
 
-            f = free_energy(self.energy, y_flat, beta_flat, x=x_flat, latent=self.latent)
-            return getattr(f, "value", f)
+            # value checks (NaN energies) are made by energy_of; this is the hot path
+            f = free_energy(
+                self.energy, y_flat, beta_flat, x=x_flat, latent=self.latent, validate=False
+            )
+            return f.value
         tempered = getattr(self.energy, "tempered_energy", None)
         if tempered is not None:
             return (
