@@ -6,5 +6,6 @@ See :class:`EnergyModel` for the protocol.
 from .base import EnergyModel
 from .gaussian import Gaussian
 from .ising import BETA_CRITICAL, Ising2D
+from .rbm import RBM, train_rbm_cd
 
-__all__ = ["EnergyModel", "Gaussian", "Ising2D", "BETA_CRITICAL"]
+__all__ = ["EnergyModel", "Gaussian", "Ising2D", "BETA_CRITICAL", "RBM", "train_rbm_cd"]
