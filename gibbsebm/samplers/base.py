@@ -58,6 +58,11 @@ class SamplerSpec(NamedTuple):
     extra_draws : callable or None
         ``extra_draws(state) -> dict[str, Tensor]``: additional per-draw arrays to keep in the
         trace (e.g. every replica of parallel tempering).
+    run : callable or None
+        For samplers that run their own loop (Pyro's NUTS): ``run(generator, position,
+        logdensity_fn, num_samples, num_warmup, thin, callback) -> dict`` with keys ``draws``
+        ``(C, D, *event)``, ``stats`` (name -> ``(C, D, ...)``), ``logdensity`` ``(C, D)``,
+        ``params`` and ``adapt_info``. ``None`` (the default): the driver loops over ``step``.
     """
 
     name: str
@@ -67,6 +72,7 @@ class SamplerSpec(NamedTuple):
     default_params: dict = {}
     discrete: bool = False
     extra_draws: Callable[..., Any] | None = None
+    run: Callable[..., Any] | None = None
 
 
 def sanitize_logdensity(logdensity: torch.Tensor) -> torch.Tensor:
