@@ -6,6 +6,15 @@ See :class:`EnergyModel` for the protocol.
 from .base import EnergyModel
 from .gaussian import Gaussian
 from .ising import BETA_CRITICAL, Ising2D
+from .mixture import GaussianMixture
 from .rbm import RBM, train_rbm_cd
 
-__all__ = ["EnergyModel", "Gaussian", "Ising2D", "BETA_CRITICAL", "RBM", "train_rbm_cd"]
+__all__ = [
+    "EnergyModel",
+    "Gaussian",
+    "Ising2D",
+    "BETA_CRITICAL",
+    "RBM",
+    "train_rbm_cd",
+    "GaussianMixture",
+]
