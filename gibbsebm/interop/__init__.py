@@ -1,0 +1,3 @@
+"""Adapters to other libraries: :mod:`gibbsebm.interop.arviz` (InferenceData, summaries)."""
+
+__all__ = ["arviz"]
