@@ -56,6 +56,7 @@ torch.Size([8])
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -211,7 +212,7 @@ def step(
     return new_state, info
 
 
-def _adapt(target_accept: float) -> Callable:
+def _adapt(step_fn: Callable, target_accept: float) -> Callable:
     def adapt(
         generator: torch.Generator | None,
         state: DMALAState,
@@ -229,7 +230,7 @@ def _adapt(target_accept: float) -> Callable:
         acc_trace = []
         for i in range(num_warmup):
             params["step_size"] = da.log_step_size.exp()
-            state, info = step(generator, state, logdensity_fn, **params)
+            state, info = step_fn(generator, state, logdensity_fn, **params)
             da = da_update(da, info.acceptance_prob.mean(), target_accept)
             acc_trace.append(info.acceptance_prob.mean())
             if callback is not None:
@@ -289,11 +290,12 @@ def make_spec(
         raise ValueError(f"step_size must be a finite number > 0, got {step_size!r}")
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
+    bound_step = functools.partial(step, space=space)
     return SamplerSpec(
         name="dmala",
         init=init,
-        step=step,
-        adapt=_adapt(float(target_accept)) if adapt_step_size else None,
-        default_params=dict(space=space, step_size=float(step_size)),
+        step=bound_step,
+        adapt=_adapt(bound_step, float(target_accept)) if adapt_step_size else None,
+        default_params=dict(step_size=float(step_size)),
         discrete=True,
     )

@@ -52,6 +52,7 @@ torch.Size([8])
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import torch
@@ -219,8 +220,8 @@ def make_spec(dist: Any, *, temperature: float = 2.0) -> SamplerSpec:
     return SamplerSpec(
         name="gwg",
         init=init,
-        step=step,
+        step=functools.partial(step, space=space),
         adapt=None,
-        default_params=dict(space=space, temperature=float(temperature)),
+        default_params=dict(temperature=float(temperature)),
         discrete=True,
     )

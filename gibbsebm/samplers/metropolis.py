@@ -34,13 +34,15 @@ Example
 >>> g = torch.Generator().manual_seed(0)
 >>> y0 = torch.ones(8, 2)
 >>> state = metropolis.init(y0, dist.logdensity)
->>> state, info = metropolis.step(g, state, dist.logdensity, space=DiscreteSpace.of(dist))
+>>> spec = metropolis.make_spec(dist)
+>>> state, info = spec.step(g, state, dist.logdensity, **spec.default_params)
 >>> state.position.shape, info.acceptance_prob.shape
 (torch.Size([8, 2]), torch.Size([8]))
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import torch
@@ -464,14 +466,8 @@ def make_spec(
     return SamplerSpec(
         name="metropolis",
         init=init,
-        step=step,
+        step=functools.partial(step, space=space, flip_delta_fn=flip_delta_fn),
         adapt=None,
-        default_params=dict(
-            space=space,
-            num_updates=num_updates,
-            scan=scan,
-            rule=rule,
-            flip_delta_fn=flip_delta_fn,
-        ),
+        default_params=dict(num_updates=num_updates, scan=scan, rule=rule),
         discrete=True,
     )

@@ -19,7 +19,7 @@ from torch.distributions import constraints
 
 from gibbsebm import Gibbs
 from gibbsebm.constraints import spin
-from gibbsebm.energies import Ising2D
+from gibbsebm.energies import RBM, Ising2D
 from gibbsebm.samplers import dmala, gwg, metropolis
 from gibbsebm.samplers.registry import get_spec
 
@@ -127,8 +127,8 @@ TV_POWER = 0.05
 # (method, options, num_chains, num_warmup, num_samples): single-site moves (gwg) need about
 # 2 S / acceptance steps per independent draw, S = 9 sites; metropolis does a sweep per step.
 ISING_CASES = [
-    ("gwg", {}, 3000, 100, 150),
-    ("dmala", {}, 3000, 100, 80),
+    ("gwg", {}, 1500, 100, 80),
+    ("dmala", {}, 2000, 60, 60),
     ("metropolis", {}, 1000, 30, 50),
     pytest.param(
         "metropolis",
@@ -157,6 +157,66 @@ def test_ising_3x3_total_variation(
     assert tol < TV_POWER, (tol, n_eff)  # enough effective draws to see a TV of TV_POWER
     assert tv < tol, (method, options, tv, tol, n_eff)
     assert tv < tol, (method, options, tv, tol, n_eff)
+
+
+def small_rbm(device: torch.device) -> Gibbs:
+    """8 visible x 4 hidden units (256 visible states), N(0, 1) weights and biases."""
+    rbm = RBM.random(8, 4, scale=1.0, generator=torch.Generator().manual_seed(3), device=device)
+    return Gibbs(rbm, beta=1.0)
+
+
+# (method, options, num_chains, num_warmup, num_samples)
+RBM_CASES = [
+    ("block_gibbs", {}, 1000, 20, 40),
+    ("gwg", {}, 2000, 100, 100),
+    ("dmala", {}, 2000, 100, 60),
+    ("metropolis", {}, 1000, 20, 40),
+]
+
+
+@pytest.mark.parametrize("method,options,num_chains,num_warmup,num_samples", RBM_CASES)
+def test_rbm_total_variation(
+    method, options, num_chains, num_warmup, num_samples, device, generator
+):
+    dist = small_rbm(device)
+    spec = get_spec(method, dist, **options)
+    y0 = metropolis.uniform_init(dist, num_chains, generator)
+    draws, _ = run_chain(spec, dist, y0, generator, num_warmup, num_samples)
+    tv, tol, n_eff = tv_test(dist, draws)
+    print("rbm", method, options, f"TV {tv:.4f} tol {tol:.4f} n_eff {n_eff:.0f}")
+    assert tol < TV_POWER, (tol, n_eff)
+    assert tv < tol, (method, options, tv, tol, n_eff)
+
+
+def test_block_gibbs_at_other_beta_and_ladder(device, generator):
+    """At beta = 0.5 the chains target p_0.5 (the RBM's tempered marginal); with a ladder
+    (batch shape (2,)) chain n runs at beta[n % 2]."""
+    dist = small_rbm(device)
+    betas = torch.tensor([1.0, 0.5], device=device)
+    spec = get_spec("block_gibbs", dist.at(betas))
+    ladder = dist.at(betas)
+
+    def ld_flat(v):
+        return ladder.logdensity(v.reshape(-1, 2, 8)).reshape(-1)
+
+    y0 = metropolis.uniform_init(dist, 2000, generator)
+    state = spec.init(y0, ld_flat)
+    draws = []
+    for i in range(60):
+        state, _ = spec.step(generator, state, ld_flat, **spec.default_params)
+        if i >= 20:
+            draws.append(state.position.reshape(1000, 2, 8))
+    draws = torch.stack(draws, 1)  # (C, D, R, 8)
+    for r, b in enumerate(betas.tolist()):
+        tv, tol, _ = tv_test(dist.at(b), draws[:, :, r])
+        assert tol < TV_POWER
+        assert tv < tol, (b, tv, tol)
+
+
+def test_block_gibbs_needs_an_rbm():
+    d = Gibbs(ising_energy, beta=0.3, event_shape=(3, 3), support=spin)
+    with pytest.raises(ValueError, match="RBM"):
+        get_spec("block_gibbs", d)
 
 
 def test_negative_control_gwg_without_mh_fails(device, generator):
@@ -201,7 +261,8 @@ def test_gwg_mh_ratio_by_hand(device, generator):
 
     spec = gwg.make_spec(dist)
     y0 = torch.zeros(4000, 2, device=device)
-    logq = gwg.proposal_logits(spec.default_params["space"], y0[:1], torch.tensor([[a, b]]))
+    space = metropolis.DiscreteSpace.of(dist)
+    logq = gwg.proposal_logits(space, y0[:1], torch.tensor([[a, b]], device=device))
     # moves are (site, value) pairs; value 0 of both sites is the current one (probability 0)
     assert torch.allclose(logq.exp()[0], torch.tensor([0.0, q_fwd[0], 0.0, q_fwd[1]]), atol=1e-6)
     state = spec.init(y0, dist.logdensity)
