@@ -6,6 +6,17 @@ An energy :math:`E(x, k)` over K labels gives :math:`p_\\beta(k \\mid x) =
 NLL (temperature scaling, :math:`T = 1/\\beta`). See ``docs/calibration.md``.
 """
 
+from .combine import CombinationResult, CombinationRow, WeightFit, combine, fit_weights
+from .continuous import (
+    CRPS,
+    PIT,
+    Coverage,
+    PredictiveBetaFit,
+    crps,
+    fit_predictive_beta,
+    interval_coverage,
+    pit_values,
+)
 from .metrics import (
     BinStats,
     MetricResult,
@@ -14,6 +25,17 @@ from .metrics import (
     classwise_calibration_error,
     expected_calibration_error,
     negative_log_likelihood,
+)
+from .scores import (
+    AUROC,
+    OODComparison,
+    RiskCoverage,
+    ScoreComparison,
+    auroc,
+    compare_confidence_scores,
+    compare_ood_scores,
+    confidence_scores,
+    risk_coverage,
 )
 from .temperature import (
     BetaFit,
@@ -27,6 +49,28 @@ from .temperature import (
 )
 
 __all__ = [
+    "AUROC",
+    "CRPS",
+    "CombinationResult",
+    "CombinationRow",
+    "Coverage",
+    "OODComparison",
+    "PIT",
+    "PredictiveBetaFit",
+    "RiskCoverage",
+    "ScoreComparison",
+    "WeightFit",
+    "auroc",
+    "combine",
+    "compare_confidence_scores",
+    "compare_ood_scores",
+    "confidence_scores",
+    "crps",
+    "fit_predictive_beta",
+    "fit_weights",
+    "interval_coverage",
+    "pit_values",
+    "risk_coverage",
     "BetaFit",
     "BetaPosterior",
     "BinStats",

@@ -105,6 +105,18 @@ class MetricResult:
         Number of samples.
     n_bootstrap : int
         Number of bootstrap resamples (0: no interval, ``ci_low = ci_high = nan``).
+    ci_method : str
+        ``"percentile"``: the interval describes the sampling variability of the estimator.
+        Binned calibration errors are biased upward (a perfectly calibrated model still
+        scores of order :math:`\\sqrt{M/N}` in ECE), so their interval need not contain the
+        population value; compare with ``consistency``.
+    bias : float
+        Bootstrap estimate of the bias, mean of the replicates minus ``value``.
+    consistency : dict
+        Binned errors only: the same error for labels drawn from the predicted
+        probabilities themselves ("consistency resampling", Bröcker & Smith 2007), i.e. what
+        a perfectly calibrated model with these confidences would score: ``mean``, ``q95``
+        and the Monte Carlo ``p_value`` of the observed value under perfect calibration.
     seed : int
         Seed of the bootstrap's ``torch.Generator``.
     bins : BinStats or None
@@ -124,6 +136,9 @@ class MetricResult:
     seed: int
     bins: BinStats | None = None
     params: dict = field(default_factory=dict)
+    ci_method: str = "percentile"
+    bias: float = float("nan")
+    consistency: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {
@@ -133,6 +148,9 @@ class MetricResult:
             "ci_high": _finite_or_str(self.ci_high),
             "stderr": _finite_or_str(self.stderr),
             "ci_level": self.ci_level,
+            "ci_method": self.ci_method,
+            "bootstrap_bias": _finite_or_str(self.bias),
+            "consistency": dict(self.consistency),
             "n": self.n,
             "n_bootstrap": self.n_bootstrap,
             "seed": self.seed,
@@ -200,7 +218,10 @@ def _summarize(
     ci_level: float,
     bins: BinStats | None = None,
     params: dict | None = None,
+    ci_method: str = "percentile",
+    consistency: dict | None = None,
 ) -> MetricResult:
+    bias = float("nan")
     if n_bootstrap == 0:
         lo = hi = se = float("nan")
     else:
@@ -214,6 +235,8 @@ def _summarize(
             lo, hi = np.quantile(np.sort(r), [alpha, 1.0 - alpha], method="nearest")
             se = float("inf")
         lo, hi = float(lo), float(hi)
+        if np.all(np.isfinite(r)):
+            bias = float(r.mean() - value)
     return MetricResult(
         name=name,
         value=float(value),
@@ -226,6 +249,9 @@ def _summarize(
         seed=int(seed),
         bins=bins,
         params=params or {},
+        ci_method=ci_method,
+        bias=bias,
+        consistency=consistency or {},
     )
 
 
@@ -372,6 +398,68 @@ def _bootstrap_ce(
     return _bootstrap(stat_q, n, n_bootstrap, seed, device, row_cost=4 * c_rows)
 
 
+def _consistency(
+    p: torch.Tensor,
+    conf: torch.Tensor,
+    edges: torch.Tensor,
+    n_bins: int,
+    norm: str,
+    observed: float,
+    n_rep: int,
+    seed: int,
+    kind: str,
+) -> dict:
+    """The binned error under perfect calibration: labels drawn from ``p`` itself.
+
+    The confidences (hence the bins) stay fixed; only the events are redrawn, ``n_rep``
+    times: ``y* ~ Categorical(p_i)``, event = ``y* == argmax p_i`` (top-label) or
+    ``y* == j`` (classwise, row j). Bröcker & Smith (2007), "Increasing the reliability of
+    reliability diagrams", Weather and Forecasting 22(3).
+    """
+    if n_rep == 0:
+        return {}
+    c_rows, n = conf.shape
+    device = p.device
+    g = make_generator(seed, device)
+    bin_of = (torch.searchsorted(edges.contiguous(), conf.contiguous(), side="left") - 1).clamp_(
+        0, n_bins - 1
+    )
+    k = p.shape[1]
+    pred = p.argmax(1)
+    counts = torch.zeros(c_rows, n_bins, dtype=torch.float64, device=device)
+    counts.scatter_add_(1, bin_of, torch.ones_like(conf))
+    conf_sum = torch.zeros_like(counts).scatter_add_(1, bin_of, conf)
+    cdf = p.cumsum(1)
+    cdf[:, -1] = 1.0
+    arange = torch.arange(n, device=device)
+    per = max(1, _CHUNK_ELEMS // max(1, n * 3))
+    reps, done = [], 0
+    while done < n_rep:
+        r = min(per, n_rep - done)
+        u = torch.rand(n, r, generator=g, dtype=torch.float64, device=device)
+        # inverse-CDF draw of y* ~ Categorical(p_i) for every sample and replicate: (R, N)
+        ystar = torch.searchsorted(cdf, u, right=True).clamp_(max=k - 1).T
+        hs = torch.zeros(r, c_rows * n_bins, dtype=torch.float64, device=device)
+        if kind == "top":
+            hit = (ystar == pred[None]).to(torch.float64)
+            hs.scatter_add_(1, bin_of[0].expand(r, n), hit)
+        else:
+            # the event y* == j happens for exactly one class j = y*: one scatter per draw
+            flat = ystar * n_bins + bin_of[ystar, arange[None]]
+            hs.scatter_add_(1, flat, torch.ones(r, n, dtype=torch.float64, device=device))
+        hs = hs.reshape(r * c_rows, n_bins)
+        ce = _ce_from_bins(counts.repeat(r, 1), conf_sum.repeat(r, 1), hs, norm).reshape(r, c_rows)
+        reps.append(ce.mean(1))
+        done += r
+    null = torch.cat(reps).cpu().numpy()
+    return {
+        "mean": float(null.mean()),
+        "q95": float(np.quantile(null, 0.95)),
+        "p_value": float((1 + np.sum(null >= observed - 1e-12)) / (1 + null.size)),
+        "n_resamples": int(null.size),
+    }
+
+
 _NORM_NAME = {"l1": "ece", "l2": "rmsce", "max": "mce"}
 
 
@@ -428,7 +516,8 @@ def expected_calibration_error(
     Returns
     -------
     MetricResult
-        ``value``, ``ci_low``/``ci_high``, and ``bins`` (edges, counts, per-bin mean
+        ``value``, ``ci_low``/``ci_high``, ``consistency`` (the error a perfectly
+        calibrated model with these confidences would show) and ``bins`` (edges, counts, per-bin mean
         confidence and accuracy; ``nan`` for empty bins).
 
     References
@@ -454,6 +543,7 @@ def expected_calibration_error(
     n = conf.shape[0]
     edges, counts, cs, hs = _binned(conf[None], hit[None], n_bins, binning)
     value = float(_ce_from_bins(counts, cs, hs, norm)[0])
+    conf_rows, kind = conf[None], "top"
 
     reps = _bootstrap_ce(conf[None], hit[None], n_bins, binning, norm, n_bootstrap, seed)
     return _summarize(
@@ -466,6 +556,7 @@ def expected_calibration_error(
         ci_level,
         bins=_bin_stats(edges[0], counts[0], cs[0], hs[0]),
         params={"n_bins": int(n_bins), "binning": binning, "norm": norm},
+        consistency=_consistency(p, conf_rows, edges, n_bins, norm, value, n_bootstrap, seed, kind),
     )
 
 
@@ -524,6 +615,7 @@ def classwise_calibration_error(
     hit = (y[None, :] == torch.arange(k, device=p.device)[:, None]).to(torch.float64)
     edges, counts, cs, hs = _binned(conf, hit, n_bins, binning)
     value = float(_ce_from_bins(counts, cs, hs, norm).mean())
+    conf_rows, kind = conf, "classwise"
 
     reps = _bootstrap_ce(conf, hit, n_bins, binning, norm, n_bootstrap, seed)
     return _summarize(
@@ -536,6 +628,7 @@ def classwise_calibration_error(
         ci_level,
         bins=_bin_stats(edges, counts, cs, hs),
         params={"n_bins": int(n_bins), "binning": binning, "norm": norm},
+        consistency=_consistency(p, conf_rows, edges, n_bins, norm, value, n_bootstrap, seed, kind),
     )
 
 

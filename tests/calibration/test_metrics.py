@@ -226,3 +226,19 @@ def test_bad_inputs_raise(probs, labels, match):
 def test_bad_arguments_raise(kw, match):
     with pytest.raises(ValueError, match=match):
         expected_calibration_error([[0.5, 0.5]], [0], **{"n_bootstrap": 5, **kw})
+
+
+def test_consistency_reference_for_calibrated_and_overconfident_probabilities():
+    # labels drawn from the probabilities themselves: the plug-in ECE is positive (binning
+    # noise) but typical of a calibrated model, so its consistency p-value is not small
+    g = torch.Generator().manual_seed(4)
+    p = torch.softmax(2 * torch.randn(500, 3, generator=g, dtype=torch.float64), 1)
+    y = torch.multinomial(p, 1, generator=g).squeeze(1)
+    for fn in (expected_calibration_error, classwise_calibration_error):
+        r = fn(p, y, n_bootstrap=400, seed=0)
+        assert r.value > 0 and r.consistency["p_value"] > 0.05
+        assert r.consistency["mean"] == pytest.approx(r.value, rel=0.5)
+        # negative control: the same labels with sharpened (overconfident) probabilities
+        sharp = torch.softmax(4 * torch.log(p), 1)
+        r2 = fn(sharp, y, n_bootstrap=400, seed=0)
+        assert r2.consistency["p_value"] < 0.01 and r2.value > r2.consistency["q95"]
