@@ -1,0 +1,304 @@
+"""The ``gibbsebm`` command line: help, one-line user errors, small runs, resume, the demo.
+
+Commands run in-process through :func:`gibbsebm.cli.main` (a subprocess costs seconds of
+imports each); one test checks that ``python -m gibbsebm`` is wired up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from gibbsebm.cli import BUILTIN_ENERGIES, main, make_energy
+
+COMMANDS = ["demo", "sample", "logz", "calibrate"]
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's --help and its own errors
+        code = exc.code if isinstance(exc.code, int) else 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_an_example(command, capsys):
+    code, out, _ = run([command, "--help"], capsys)
+    assert code == 0
+    assert "example" in out.lower()
+    assert f"gibbsebm {command}" in out
+
+
+def test_top_level_help_lists_commands(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for command in COMMANDS:
+        assert command in out
+
+
+def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gibbsebm: error:")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["sample", "--energy", "no_such_energy"], ["unknown energy", "no_such_energy"]),
+        (["sample", "--energy", "ising", "--param", "K=3"], ["no parameter 'K'", "L, J"]),
+        (["sample", "--energy", "ising", "--param", "L=eight"], ["L of ising", "integer"]),
+        (["sample", "--energy", "ising", "--param", "L"], ["NAME=VALUE"]),
+        (["sample", "--energy", "gaussian", "--beta", "0"], ["beta", "> 0"]),
+        (["logz", "--energy", "gaussian", "--beta", "-2"], ["beta", "> 0"]),
+        (["sample", "--energy", "gaussian", "--beta", "nan"], ["beta"]),
+        (["sample", "--energy", "gaussian", "--param", "dim=0"], ["dim"]),
+        (["sample", "--energy", "no_such_module_xyz:Energy"], ["no_such_module_xyz"]),
+        (["sample", "--energy", "math:no_such_attr"], ["no attribute"]),
+        (["sample", "--energy", "/nonexistent/energy.py:E"], ["cannot read"]),
+        (["sample", "--config", "/nonexistent/run.toml"], ["cannot read config", "run.toml"]),
+        (["sample", "--energy", "gaussian", "--num-chains", "0"], ["num-chains"]),
+        (["sample", "--energy", "gaussian", "--method", "no_such_method"], ["no_such_method"]),
+        (["sample", "--energy", "gaussian", "--no-such-flag"], ["unrecognized"]),
+        (["sample"], ["no energy"]),
+        (["sample", "--resume", "--output-dir", "/nonexistent/run"], ["resume"]),
+    ],
+)
+def test_user_errors_are_one_line(argv, needles, capsys, tmp_path):
+    if "--output-dir" not in argv and argv[0] in ("sample", "logz"):
+        argv = [*argv, "--output-dir", str(tmp_path / "run")]
+    code, _, err = run(argv, capsys)
+    _assert_one_line_error(code, err, *needles)
+
+
+def test_bad_toml_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("energy = \n")
+    code, _, err = run(["sample", "--config", str(bad)], capsys)
+    _assert_one_line_error(code, err, "not valid TOML")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('energy = "gaussian"\nnum_chainz = 4\n')
+    code, _, err = run(["sample", "--config", str(unknown)], capsys)
+    _assert_one_line_error(code, err, "num_chainz")
+
+
+def test_non_empty_run_folder_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "taken"
+    run_dir.mkdir()
+    (run_dir / "something.txt").write_text("x")
+    code, _, err = run(["sample", "--energy", "gaussian", "--output-dir", str(run_dir)], capsys)
+    _assert_one_line_error(code, err, "not empty")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["something.txt"]
+
+
+def test_every_builtin_energy_builds_with_defaults():
+    for name, spec in BUILTIN_ENERGIES.items():
+        energy = make_energy(name, {})
+        y_shape = tuple(energy.event_shape)
+        assert len(y_shape) >= 1, name
+        assert spec.default_method
+
+
+def test_sample_writes_netcdf_summary_and_plots(tmp_path, capsys):
+    import arviz as az
+
+    out = tmp_path / "gauss"
+    argv = ["sample", "--energy", "gaussian", "--param", "dim=2", "--param", "sd=2.0"]
+    argv += ["--method", "mala", "--num-chains", "4", "--num-samples", "100", "--num-warmup", "100"]
+    argv += ["--seed", "3", "--output-dir", str(out), "--no-progress"]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    assert str(out) in stdout
+    for name in ("samples.nc", "summary.json", "config.json", "samples.png"):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoint.pt").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "mala" and summary["num_chains"] == 4
+    assert len(summary["summary"]) == 2
+    assert summary["max_r_hat"] < 1.2
+    # the sample mean is within 5 MCSE of the exact mean 0 (sd 2 at beta 1)
+    assert summary["exact"]["max_abs_z"] < 5
+    idata = az.from_netcdf(str(out / "samples.nc"))
+    assert idata.posterior["y"].shape == (4, 100, 2)
+    assert abs(float(idata.posterior["y"].std()) - 2.0) < 0.5
+
+
+def test_sample_options_from_toml_and_cli_override(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        textwrap.dedent(
+            """
+            energy = "ising"
+            beta = 0.3
+            method = "metropolis"
+            num_chains = 4
+            num_samples = 30
+            num_warmup = 10
+            seed = 5
+            [params]
+            L = 3
+            """
+        )
+    )
+    out = tmp_path / "ising"
+    code, _, err = run(
+        ["sample", "--config", str(cfg), "--num-samples", "20", "--output-dir", str(out)],
+        capsys,
+    )
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "metropolis"
+    assert summary["num_samples"] == 20  # the command line wins over the file
+    assert summary["beta"] == 0.3
+    assert len(summary["summary"]) == 9  # 3 x 3 spins
+
+
+def test_user_energy_from_file(tmp_path, capsys):
+    mod = tmp_path / "my_energy.py"
+    mod.write_text(
+        textwrap.dedent(
+            """
+            import torch
+
+            def quartic(y):
+                return (y ** 4).sum(-1) / 4
+
+            class Quad(torch.nn.Module):
+                def __init__(self, dim=2, scale=1.0):
+                    super().__init__()
+                    self.event_shape = torch.Size([dim])
+                    self.scale = scale
+
+                def forward(self, y):
+                    return 0.5 * (y ** 2).sum(-1) / self.scale ** 2
+            """
+        )
+    )
+    code, _, err = run(
+        ["sample", "--energy", f"{mod}:quartic", "--output-dir", str(tmp_path / "a")], capsys
+    )
+    _assert_one_line_error(code, err, "--event-shape")
+    argv = ["sample", "--energy", f"{mod}:Quad", "--param", "dim=3", "--param", "scale=0.5"]
+    argv += ["--num-chains", "2", "--num-samples", "20", "--num-warmup", "20"]
+    code, _, err = run([*argv, "--output-dir", str(tmp_path / "b")], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert len(summary["summary"]) == 3
+
+
+def test_logz_against_exact(tmp_path, capsys):
+    out = tmp_path / "logz"
+    argv = ["logz", "--energy", "ising", "--param", "L=3", "--beta", "0.4", "--method", "ais"]
+    argv += ["--seed", "1", "--output-dir", str(out), "--no-progress"]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    rec = json.loads((out / "logz.json").read_text())["estimate"]
+    exact = float(make_energy("ising", {"L": 3}).exact_log_partition(0.4))
+    assert rec["exact_log_z"] == pytest.approx(exact, rel=1e-12)
+    assert rec["stderr"] > 0
+    assert abs(rec["log_z"] - exact) < 5 * rec["stderr"]
+    lo, hi = rec["ci"]
+    assert lo < rec["log_z"] < hi
+    assert "exact" in stdout
+
+
+INTERRUPTING_ENERGY = """
+import os
+import torch
+from gibbsebm.energies import Gaussian
+
+CALLS = [0]
+
+
+class Interrupting(Gaussian):
+    '''A Gaussian whose evaluation raises KeyboardInterrupt after a set number of calls.'''
+
+    def __init__(self):
+        super().__init__(torch.zeros(2))
+
+    def forward(self, y):
+        CALLS[0] += 1
+        stop = int(os.environ.get("GIBBSEBM_TEST_STOP_AFTER", "0"))
+        if stop and CALLS[0] > stop:
+            raise KeyboardInterrupt
+        return super().forward(y)
+"""
+
+
+def test_resume_gives_the_draws_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
+    import arviz as az
+
+    mod = tmp_path / "interrupting.py"
+    mod.write_text(INTERRUPTING_ENERGY)
+    argv = ["sample", "--energy", f"{mod}:Interrupting", "--method", "mala"]
+    argv += ["--option", "step_size=0.5", "--num-chains", "3", "--num-samples", "60"]
+    argv += ["--num-warmup", "0", "--checkpoint-every", "10", "--seed", "11", "--no-plots"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    code, _, err = run([*argv, "--output-dir", str(ref)], capsys)
+    assert code == 0, err
+    monkeypatch.setenv("GIBBSEBM_TEST_STOP_AFTER", "35")
+    code, _, err = run([*argv, "--output-dir", str(cut)], capsys)
+    assert code == 130
+    assert "--resume" in err
+    assert (cut / "checkpoint.pt").is_file() and not (cut / "summary.json").exists()
+    monkeypatch.delenv("GIBBSEBM_TEST_STOP_AFTER")
+    code, _, err = run(["sample", "--resume", "--output-dir", str(cut)], capsys)
+    assert code == 0, err
+    a = az.from_netcdf(str(ref / "samples.nc")).posterior["y"].values
+    b = az.from_netcdf(str(cut / "samples.nc")).posterior["y"].values
+    assert a.shape == (3, 60, 2)
+    assert (a == b).all()
+    assert json.loads((cut / "summary.json").read_text())["resumed"] is True
+    # a finished run cannot be resumed again
+    code, _, err = run(["sample", "--resume", "--output-dir", str(cut)], capsys)
+    _assert_one_line_error(code, err, "already complete")
+
+
+def test_demo_quick(tmp_path, capsys):
+    from gibbsebm import calibration
+
+    if not hasattr(calibration, "report"):
+        pytest.skip("gibbsebm.calibration.report is not in this checkout yet")
+    out = tmp_path / "demo"
+    code, stdout, err = run(["demo", "--quick", "--output-dir", str(out)], capsys)
+    assert code == 0, err
+    assert stdout.strip().splitlines()[-1] == str(out)
+    result = json.loads((out / "demo.json").read_text())
+    s, z = result["sampling"], result["logz"]
+    assert (out / "sampling" / "samples.nc").is_file()
+    assert s["max_r_hat"] < 1.1
+    assert s["max_abs_z"] < 5  # means and variances within 5 MCSE of the exact ones
+    assert math.isfinite(z["log_z"]) and z["stderr"] > 0
+    assert abs(z["error"]) < 5 * z["stderr"]
+    assert (out / "calibration" / "report.html").is_file()
+    assert (out / "README.md").is_file()
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gibbsebm", "sample", "--energy", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("gibbsebm: error: unknown energy 'nope'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_make_energy_builds_on_requested_dtype():
+    e = make_energy("gaussian", {"dim": 3}, dtype=torch.float64)
+    assert e.mean.dtype == torch.float64
+    assert e(torch.zeros(1, 3, dtype=torch.float64)).shape == (1,)
