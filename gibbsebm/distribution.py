@@ -96,6 +96,24 @@ class Gibbs(TorchDistribution):
     check. ``sample()`` is exact (enumeration or the energy's closed form) where possible;
     otherwise it raises and names the sampler to use with :func:`gibbsebm.sample`.
 
+    A temperature ladder is a batch shape: ``beta`` of shape ``(T,)`` gives batch ``(T,)``.
+    With a condition ``x`` of batch ``B``, ``B`` is the *last* batch dimension, so a ladder
+    over conditional inputs takes ``beta`` of shape ``(T, 1)`` (batch ``(T, B)``).
+
+    **In Pyro models.** As a latent site sampled by ``NUTS``/``HMC``: Pyro's default
+    initialisation (``init_to_uniform``) calls ``sample()``, which works only where an exact
+    sampler exists (finite supports, energies with ``exact_sample`` such as
+    :class:`~gibbsebm.energies.Gaussian`). Otherwise give the kernel a start,
+    ``NUTS(model, init_strategy=init_to_value(values={"y": y0}), max_plate_nesting=...)``
+    (``max_plate_nesting`` spares Pyro a trial run of the model, which would also call
+    ``sample()``). Its ``log_prob`` is then unnormalized and warns; that is harmless for
+    MCMC over ``y`` as long as ``beta`` and ``x`` do not depend on other latent sites
+    (log Z is then a constant): filter :class:`UnnormalizedLogProbWarning` or attach a
+    log Z. As a likelihood with ``obs=``: finite supports (class labels) are normalized by
+    enumeration, differentiably, so the energy's parameters can be Pyro latents; inside
+    ``pyro.plate`` the data dimension must be the condition's batch ``B``. For a loss
+    rather than a distribution (Gibbs posteriors), use :func:`energy_factor`.
+
     Examples
     --------
     >>> import torch
@@ -126,9 +144,14 @@ class Gibbs(TorchDistribution):
         if not callable(energy):
             raise ValueError(f"energy must be callable (a function or nn.Module), got {energy!r}")
         self.energy = energy
+        # device and dtype follow the energy's parameters, else the data (condition, then a
+        # beta tensor), else torch's defaults
         ref_device, ref_dtype = module_device_dtype(energy)
-        if ref_device is None and condition is not None and isinstance(condition, torch.Tensor):
-            ref_device = condition.device
+        for t in (condition, beta):
+            if isinstance(t, torch.Tensor):
+                ref_device = t.device if ref_device is None else ref_device
+                if ref_dtype is None and t.dtype.is_floating_point:
+                    ref_dtype = t.dtype
         if ref_dtype is None:
             ref_dtype = torch.get_default_dtype()
         self.beta = as_beta_tensor(beta, dtype=ref_dtype, device=ref_device)
@@ -234,14 +257,30 @@ class Gibbs(TorchDistribution):
             ) from None
 
     def expand(self, batch_shape, _instance=None) -> Gibbs:
+        """Broadcast to a larger batch shape (what Pyro's plates do).
+
+        The condition's batch ``B`` stays the last batch dimension, so a conditional Gibbs
+        expands only to shapes ending in ``B`` (or anything, when ``B == 1``).
+        """
         batch_shape = torch.Size(batch_shape)
-        beta = self.beta.expand(batch_shape) if self.x is None else self.beta
-        if self.x is not None and batch_shape != self.batch_shape:
+        try:
+            if torch.broadcast_shapes(batch_shape, self.batch_shape) != batch_shape:
+                raise RuntimeError
+        except RuntimeError:
             raise ValueError(
-                f"cannot expand a conditional Gibbs with batch {tuple(self.batch_shape)} to "
-                f"{tuple(batch_shape)}"
-            )
-        new = Gibbs(self.energy, beta.contiguous(), **self._kwargs())
+                f"cannot expand a Gibbs distribution with batch shape {tuple(self.batch_shape)} "
+                f"to {tuple(batch_shape)}"
+                + (
+                    f" (the condition's batch {self.x.shape[0]} is the last batch dimension)"
+                    if self.x is not None
+                    else ""
+                )
+            ) from None
+        kw = self._kwargs()
+        if self.x is not None and self.x.shape[0] == 1 and len(batch_shape) > 0:
+            kw["condition"] = self.x.expand((batch_shape[-1],) + tuple(self.x.shape[1:]))
+        # beta carries the full batch shape; the condition broadcasts against its last dim
+        new = Gibbs(self.energy, self.beta.expand(batch_shape), **kw)
         if self._log_partition is not None:
             new._log_partition = self._log_partition.expand(batch_shape)
         return new
