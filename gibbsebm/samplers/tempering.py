@@ -1,0 +1,504 @@
+"""Parallel tempering (replica exchange) around any batched kernel.
+
+Every chain carries ``R`` replicas, one per inverse temperature of a ladder
+:math:`\\beta_0 > \\beta_1 > \\dots > \\beta_{R-1}` that contains the target's
+:math:`\\beta`. One step
+
+1. moves every replica with the inner kernel (``kernel=``, any registered method with an
+   ``init``/``step``) at its own temperature: the ``C x R`` replicas run as ``C * R`` chains of
+   the inner kernel on the ladder distribution ``dist.at(betas)``, laid out as ``(C, R)``
+   flattened row by row;
+2. proposes to exchange the states of neighbouring replicas :math:`(r, r+1)` for the pairs with
+   :math:`r` even on even steps and :math:`r` odd on odd steps (deterministic even/odd
+   alternation, Okabe et al. 2001; Syed et al. 2022 show it is non-reversible and scales better
+   than random pair choice), accepted per chain and pair with probability
+
+   .. math::
+
+       \\min\\Bigl(1, \\frac{p_{\\beta_r}(y_{r+1})\\, p_{\\beta_{r+1}}(y_r)}
+                          {p_{\\beta_r}(y_r)\\, p_{\\beta_{r+1}}(y_{r+1})}\\Bigr)
+       = \\min\\bigl(1, e^{(\\beta_r - \\beta_{r+1})(E(y_r) - E(y_{r+1}))}\\bigr)
+
+   (the closed form holds when :math:`\\log p_\\beta = -\\beta E + \\text{const}`; the kernel
+   evaluates the left-hand side, so it is also exact for base measures and for energies whose
+   marginal depends on :math:`\\beta`, such as an RBM's tempered free energy).
+
+The state of the swapped replicas is re-initialised by the inner kernel's ``init`` at their new
+temperature (the log-density and gradient of a replica depend on its :math:`\\beta`); this
+evaluation is the one that gives the swap ratio, so a step costs one inner step plus one
+log-density (and gradient, for gradient kernels) evaluation of all replicas.
+
+``position`` and ``logdensity`` of the state are those of the target replica, so
+:func:`gibbsebm.sample` records draws of the target. ``extra_draws`` keeps every replica:
+``Samples.extra["replicas"]`` ``(C, D, R, *event)``, ``Samples.extra["replica_energy"]``
+``(C, D, R)`` (:math:`E = -(\\log\\tilde p_\\beta - \\log b)/\\beta`, the free energy at that
+:math:`\\beta` for latent-variable energies) and ``Samples.extra["replica_beta"]``
+``(C, D, R)``, which thermodynamic integration and bridge sampling reuse
+(:func:`replica_draws` collects them).
+
+Default ladder
+--------------
+Geometric from :math:`\\beta` down to :math:`\\beta_{\\min} = \\beta /` :data:`HOTTEST_RATIO`
+(:math:`\\beta / 20`: an energy barrier of 20 nats at the target, which a local kernel crosses
+about once in :math:`e^{20} \\approx 5 \\cdot 10^8` attempts, is 1 nat in the hottest replica).
+Neighbouring temperatures differ by at most the factor
+:math:`1 + 2\\sqrt{\\ln 4}/\\sqrt d` (``d`` = number of coordinates of y), the spacing at which
+adjacent replicas of a d-dimensional Gaussian exchange with probability about 0.25
+(Vousden, Farr & Mandel 2016; the default ladder of emcee's ``PTSampler``), so the number of
+temperatures grows like :math:`\\sqrt d \\log(\\beta/\\beta_{\\min})`.
+
+Adaptation
+----------
+With ``num_warmup`` warmup steps, the first half runs the inner kernel's own warmup
+(``spec.adapt``: e.g. MALA's step size and mass matrix, pooled over all replicas, so the
+metric is a compromise across temperatures); the second half runs full PT steps (swaps
+included, so the replicas equilibrate across the ladder) and re-tunes the step size **per
+temperature** by dual averaging (Hoffman & Gelman 2014), with the acceptance statistic of each
+temperature pooled over its ``C`` chains, towards the inner kernel's optimal acceptance (0.574
+for ``mala`` and ``dmala``, 0.651 for ``hmc``). Hot replicas get larger steps. Afterwards the
+inner kernel's ``step_size`` is a tensor ``(C * R,)`` (one value per replica, constant over
+chains) and the per-temperature values are in ``Samples.adaptation["step_size_per_beta"]``.
+Kernels without a step size (``metropolis``, ``block_gibbs``, ``gwg``) or without an
+accept/reject step (``ula``) are not tuned per temperature (``per_beta_step_size=False`` turns
+it off everywhere).
+
+References
+----------
+Swendsen & Wang (1986). Replica Monte Carlo simulation of spin glasses. PRL 57, 2607.
+Geyer (1991). Markov chain Monte Carlo maximum likelihood. Interface Proceedings.
+Okabe, Kawata, Okamoto & Mikami (2001). Replica-exchange Monte Carlo method for the isobaric-
+isothermal ensemble. Chem. Phys. Lett. 335, 435-439.
+Vousden, Farr & Mandel (2016). Dynamic temperature selection for parallel tempering in Markov
+chain Monte Carlo simulations. MNRAS 455, 1919-1937.
+Syed, Bouchard-Cote, Deligiannidis & Doucet (2022). Non-reversible parallel tempering: a
+scalable highly parallel MCMC scheme. JRSS B 84, 321-350.
+
+Example
+-------
+>>> import torch, gibbsebm
+>>> from gibbsebm.energies import Ising2D
+>>> d = gibbsebm.Gibbs(Ising2D(3), beta=1.0)
+>>> s = gibbsebm.sample(d, "pt", kernel="metropolis", num_chains=4, num_samples=10,
+...                     num_warmup=10, seed=0, progress=False)
+>>> s.extra["replicas"].shape[:3], s.extra["replica_beta"][0, 0, 0].item()
+(torch.Size([4, 10, 7]), 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+from .adaptation.dual_averaging import dual_averaging
+from .base import LogDensityFn, SamplerSpec, mh_accept, sanitize_logdensity, where_chain
+
+__all__ = [
+    "PTState",
+    "PTInfo",
+    "beta_ladder",
+    "make_spec",
+    "replica_draws",
+    "HOTTEST_RATIO",
+]
+
+#: Default ratio between the target beta and the hottest replica's beta (see the module notes).
+HOTTEST_RATIO = 20.0
+
+#: Optimal acceptance rates used for per-temperature step-size tuning (cited in those modules:
+#: Roberts & Rosenthal 1998 for MALA, Beskos et al. 2013 for HMC, Sun et al. 2023 for DMALA).
+_TARGET_ACCEPT = {"mala": 0.574, "dmala": 0.574, "hmc": 0.651}
+
+
+class PTState(NamedTuple):
+    """State of parallel tempering.
+
+    Attributes
+    ----------
+    position : Tensor
+        ``(C, *event)``: the target replica.
+    logdensity : Tensor
+        ``(C,)``: its log-density.
+    inner : NamedTuple
+        The inner kernel's state over the ``C * R`` replicas (layout ``(C, R)`` flattened).
+    swap_parity : Tensor
+        ``()`` long: 0 when the next swaps are the pairs ``(0, 1), (2, 3), ...``, 1 for
+        ``(1, 2), (3, 4), ...``.
+    """
+
+    position: torch.Tensor
+    logdensity: torch.Tensor
+    inner: Any
+    swap_parity: torch.Tensor
+
+
+class PTInfo(NamedTuple):
+    """Per-step diagnostics.
+
+    Attributes
+    ----------
+    acceptance_prob, is_accepted, is_divergent, is_nonfinite : Tensor
+        ``(C,)``: the inner kernel's values for the target replica.
+    replica_acceptance_prob : Tensor
+        ``(C, R)``: the inner kernel's acceptance probability of every replica.
+    swap_acceptance_prob : Tensor
+        ``(C, R - 1)``: acceptance probability of exchanging replicas ``r`` and ``r + 1``;
+        NaN for the pairs not proposed at this step (average with ``nanmean``).
+    is_swap_proposed : Tensor
+        ``(C, R - 1)`` bool: the pairs proposed at this step.
+    is_swapped : Tensor
+        ``(C, R - 1)`` bool: the exchanges that were accepted.
+    """
+
+    acceptance_prob: torch.Tensor
+    is_accepted: torch.Tensor
+    is_divergent: torch.Tensor
+    is_nonfinite: torch.Tensor
+    replica_acceptance_prob: torch.Tensor
+    swap_acceptance_prob: torch.Tensor
+    is_swap_proposed: torch.Tensor
+    is_swapped: torch.Tensor
+
+
+def beta_ladder(
+    beta: float | torch.Tensor,
+    num_dims: int,
+    *,
+    num_betas: int | None = None,
+    beta_min: float | None = None,
+) -> torch.Tensor:
+    """The default geometric ladder, decreasing from ``beta`` (see the module notes).
+
+    Parameters
+    ----------
+    beta : float or Tensor
+        Target inverse temperature (0-dim); the ladder's first entry.
+    num_dims : int
+        Number of coordinates ``d`` of y.
+    num_betas : int, optional
+        Number of temperatures; default: enough that neighbours differ by at most
+        :math:`1 + 2\\sqrt{\\ln 4 / d}`.
+    beta_min : float, optional
+        Smallest beta; default ``beta / HOTTEST_RATIO``.
+
+    Returns
+    -------
+    Tensor
+        ``(R,)``, in the dtype and device of ``beta`` (float64 for a Python float).
+
+    Raises
+    ------
+    ValueError
+        If ``beta_min`` is not in ``(0, beta)`` or ``num_betas < 2``.
+
+    Example
+    -------
+    >>> beta_ladder(1.0, 2)
+    tensor([1.0000, 0.4729, 0.2236, 0.1057, 0.0500], dtype=torch.float64)
+    """
+    b = torch.as_tensor(beta, dtype=torch.float64 if not torch.is_tensor(beta) else None)
+    b0 = float(b)
+    if beta_min is None:
+        beta_min = b0 / HOTTEST_RATIO
+    if not (0.0 < beta_min < b0):
+        raise ValueError(f"beta_min must be in (0, beta) = (0, {b0}), got {beta_min!r}")
+    if num_betas is None:
+        tstep = 1.0 + 2.0 * math.sqrt(math.log(4.0)) / math.sqrt(max(num_dims, 1))
+        num_betas = 1 + math.ceil(math.log(b0 / beta_min) / math.log(tstep) - 1e-9)
+    if isinstance(num_betas, bool) or not isinstance(num_betas, int) or num_betas < 2:
+        raise ValueError(f"num_betas must be an integer >= 2, got {num_betas!r}")
+    frac = torch.linspace(0.0, 1.0, num_betas, dtype=torch.float64)
+    ladder = b0 * (beta_min / b0) ** frac
+    return ladder.to(dtype=b.dtype, device=b.device)
+
+
+def replica_draws(samples: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every replica's draws from a ``method="pt"`` run of :func:`gibbsebm.sample`.
+
+    Parameters
+    ----------
+    samples : Samples
+        Result of ``gibbsebm.sample(dist, "pt", ...)``.
+
+    Returns
+    -------
+    betas : Tensor
+        ``(R,)`` ladder, decreasing.
+    draws : Tensor
+        ``(C, D, R, *event)``: draws at each temperature (replica ``r`` at ``betas[r]``).
+    energies : Tensor
+        ``(C, D, R)``: their energies :math:`E` (the tempered free energy for latent models).
+
+    Raises
+    ------
+    ValueError
+        If the samples do not come from parallel tempering.
+    """
+    extra = getattr(samples, "extra", {}) or {}
+    if not {"replicas", "replica_energy", "replica_beta"} <= set(extra):
+        raise ValueError("these samples have no replicas: run gibbsebm.sample(dist, 'pt', ...)")
+    return extra["replica_beta"][0, 0], extra["replicas"], extra["replica_energy"]
+
+
+def _ladder_logdensity(ladder: Any, num_betas: int) -> LogDensityFn:
+    event = tuple(ladder.event_shape)
+
+    def fn(y: torch.Tensor) -> torch.Tensor:
+        n = y.shape[0] // num_betas
+        return ladder.logdensity(y.reshape((n, num_betas) + event)).reshape(n * num_betas)
+
+    return fn
+
+
+def _merge_states(mask: torch.Tensor, proposed: Any, current: Any) -> Any:
+    """Per-chain select between two states of the inner kernel (non-chain fields: current)."""
+    n = mask.shape[0]
+    fields = []
+    for p, c in zip(proposed, current):
+        if isinstance(c, torch.Tensor) and c.dim() > 0 and c.shape[0] == n:
+            fields.append(where_chain(mask, p, c))
+        else:
+            fields.append(c)
+    return type(current)(*fields)
+
+
+def make_spec(
+    dist: Any,
+    *,
+    kernel: str | None = None,
+    betas: Any = None,
+    num_betas: int | None = None,
+    beta_min: float | None = None,
+    per_beta_step_size: bool = True,
+    **kernel_options: Any,
+) -> SamplerSpec:
+    """:class:`SamplerSpec` of ``method="pt"``: parallel tempering around ``kernel``.
+
+    Parameters
+    ----------
+    dist : Gibbs
+        Target distribution (scalar beta, no batch shape).
+    kernel : str, optional
+        Inner method: any registered method with ``init``/``step`` (not ``pt`` or ``nuts``);
+        default ``"mala"`` for continuous and ``"gwg"`` for discrete y.
+    betas : sequence or Tensor, optional
+        The ladder (any order; sorted decreasing). It must contain ``dist.beta``; colder
+        replicas are allowed. Default: :func:`beta_ladder`.
+    num_betas, beta_min : optional
+        Shape of the default ladder (ignored with ``betas``).
+    per_beta_step_size : bool
+        Tune the inner step size per temperature during warmup (see the module notes).
+    **kernel_options
+        Options of the inner kernel (e.g. ``step_size``, ``target_accept``).
+
+    Returns
+    -------
+    SamplerSpec
+        With ``extra_draws`` keeping every replica (see :func:`replica_draws`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown or unsupported kernel, a batched distribution, or a ladder that is not
+        positive, has duplicates or lacks ``dist.beta``.
+
+    Example
+    -------
+    >>> import torch, gibbsebm
+    >>> from gibbsebm.energies import Gaussian
+    >>> d = gibbsebm.Gibbs(Gaussian(torch.zeros(2)), beta=1.0)
+    >>> spec = make_spec(d, kernel="mala", betas=[1.0, 0.5, 0.25])
+    >>> spec.name
+    'pt'
+    """
+    from .registry import METHODS, get_spec
+
+    if tuple(dist.batch_shape) != ():
+        raise ValueError(
+            "parallel tempering needs a distribution with a scalar beta and no batch shape, got "
+            f"batch shape {tuple(dist.batch_shape)}"
+        )
+    if kernel is None:
+        kernel = "gwg" if dist.is_discrete else "mala"
+    if kernel not in METHODS or kernel in ("pt", "nuts"):
+        allowed = sorted(set(METHODS) - {"pt", "nuts"})
+        raise ValueError(f"kernel must be one of {allowed} for parallel tempering, got {kernel!r}")
+    target = dist.beta.detach()
+    if betas is None:
+        ladder_b = beta_ladder(
+            target, dist.event_shape.numel(), num_betas=num_betas, beta_min=beta_min
+        )
+    else:
+        ladder_b = torch.as_tensor(betas, dtype=target.dtype, device=target.device).reshape(-1)
+        if ladder_b.numel() < 2:
+            raise ValueError(f"betas must have at least 2 entries, got {ladder_b.numel()}")
+        if not bool(torch.isfinite(ladder_b).all()) or bool((ladder_b <= 0).any()):
+            raise ValueError("betas must be finite and > 0")
+        ladder_b = ladder_b.sort(descending=True).values
+        if bool((ladder_b[1:] == ladder_b[:-1]).any()):
+            raise ValueError("betas has duplicate entries")
+    hit = torch.isclose(ladder_b, target.to(ladder_b.dtype), rtol=1e-6, atol=0.0)
+    if not bool(hit.any()):
+        raise ValueError(
+            f"betas must contain the target beta {float(target)}, got {ladder_b.tolist()}"
+        )
+    t_idx = int(hit.nonzero()[0])
+    ladder_b = torch.where(hit, target.to(ladder_b.dtype), ladder_b)
+    num_r = ladder_b.numel()
+    ladder = dist.at(ladder_b)
+    inner = get_spec(kernel, ladder, **kernel_options)
+    if inner.run is not None:
+        raise ValueError(f"kernel {kernel!r} runs its own loop and cannot be used inside pt")
+    ld_flat = _ladder_logdensity(ladder, num_r)
+    target_accept = kernel_options.get("target_accept", _TARGET_ACCEPT.get(kernel))
+    event = tuple(dist.event_shape)
+
+    def wrap(inner_state: Any, parity: torch.Tensor) -> PTState:
+        c = inner_state.position.shape[0] // num_r
+        pos = inner_state.position.reshape((c, num_r) + event)[:, t_idx]
+        ld = inner_state.logdensity.reshape(c, num_r)[:, t_idx]
+        return PTState(pos, ld, inner_state, parity)
+
+    def init(position: torch.Tensor, logdensity_fn: LogDensityFn | None = None) -> PTState:
+        """Replicas all start at ``position`` ``(C, *event)`` (or one each, ``(C, R, *event)``).
+
+        ``logdensity_fn`` (the target's) is not used: the replicas' log-densities come from
+        the ladder distribution.
+        """
+        position = position.detach()
+        if tuple(position.shape[1:]) == (num_r,) + event and position.dim() == len(event) + 2:
+            reps = position
+        elif tuple(position.shape[1:]) == event:
+            reps = position.unsqueeze(1).expand((position.shape[0], num_r) + event)
+        else:
+            raise ValueError(
+                f"position must have shape (C, *{event}) or (C, {num_r}, *{event}), got "
+                f"{tuple(position.shape)}"
+            )
+        flat = reps.reshape((-1,) + event).clone()
+        parity = torch.zeros((), dtype=torch.long, device=position.device)
+        return wrap(inner.init(flat, ld_flat), parity)
+
+    def step(
+        generator: torch.Generator | None,
+        state: PTState,
+        logdensity_fn: LogDensityFn | None = None,
+        **params: Any,
+    ) -> tuple[PTState, PTInfo]:
+        """One inner step of every replica, then even/odd neighbour exchanges.
+
+        ``logdensity_fn`` (the target's) is not used (see :func:`init`); ``params`` go to the
+        inner kernel's ``step``.
+        """
+        inner_state, inner_info = inner.step(generator, state.inner, ld_flat, **params)
+        n = inner_state.position.shape[0]
+        c = n // num_r
+        dev = inner_state.position.device
+        r = torch.arange(num_r, device=dev)
+        parity = state.swap_parity
+        lower = ((r % 2) == parity) & (r < num_r - 1)  # r is the lower member of a pair
+        upper = torch.zeros_like(lower)
+        upper[1:] = lower[:-1]
+        partner = torch.where(lower, r + 1, torch.where(upper, r - 1, r))
+        pos = inner_state.position.reshape((c, num_r) + event)
+        proposed_pos = pos.index_select(1, partner).reshape((n,) + event)
+        proposed = inner.init(proposed_pos, ld_flat)
+        ld_now = inner_state.logdensity.reshape(c, num_r)
+        ld_prop = sanitize_logdensity(proposed.logdensity).reshape(c, num_r)
+        log_ratio = ld_prop[:, :-1] + ld_prop[:, 1:] - ld_now[:, :-1] - ld_now[:, 1:]
+        swap_ok, swap_prob = mh_accept(generator, log_ratio)
+        pair_active = lower[:-1].expand(c, num_r - 1)
+        swapped = swap_ok & pair_active
+        moved = torch.zeros((c, num_r), dtype=torch.bool, device=dev)
+        moved[:, :-1] |= swapped
+        moved[:, 1:] |= swapped
+        new_inner = _merge_states(moved.reshape(n), proposed, inner_state)
+        new_state = wrap(new_inner, 1 - parity)
+
+        def at_target(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(c, num_r)[:, t_idx]
+
+        info = PTInfo(
+            acceptance_prob=at_target(inner_info.acceptance_prob),
+            is_accepted=at_target(inner_info.is_accepted),
+            is_divergent=at_target(inner_info.is_divergent),
+            is_nonfinite=at_target(inner_info.is_nonfinite),
+            replica_acceptance_prob=inner_info.acceptance_prob.reshape(c, num_r),
+            swap_acceptance_prob=torch.where(
+                pair_active, swap_prob, torch.full_like(swap_prob, float("nan"))
+            ),
+            is_swap_proposed=pair_active.clone(),
+            is_swapped=swapped,
+        )
+        return new_state, info
+
+    def adapt(
+        generator: torch.Generator | None,
+        state: PTState,
+        logdensity_fn: LogDensityFn | None,
+        num_warmup: int,
+        params: dict,
+        callback: Callable | None = None,
+    ) -> tuple[PTState, dict, dict]:
+        """Inner warmup (first half), then PT steps with per-temperature step sizes."""
+        params = dict(params)
+        adapt_info: dict = {"betas": ladder_b}
+        n1 = num_warmup // 2 if inner.adapt is not None else 0
+        if n1 > 0:
+
+            def cb(i: int, st: Any, inf: Any) -> None:
+                if callback is not None:
+                    callback(i, wrap(st, state.swap_parity), inf)
+
+            inner_state, params, inner_adapt_info = inner.adapt(
+                generator, state.inner, ld_flat, n1, params, cb
+            )
+            adapt_info["inner"] = inner_adapt_info
+            state = wrap(inner_state, state.swap_parity)
+        c = state.position.shape[0]
+        tune = (
+            per_beta_step_size and target_accept is not None and params.get("step_size") is not None
+        )
+        if tune:
+            da_init, da_update, da_final = dual_averaging()
+            ref = state.logdensity
+            s0 = torch.as_tensor(params["step_size"], dtype=ref.dtype, device=ref.device)
+            s0 = s0.reshape(-1, num_r).mean(0) if s0.numel() == c * num_r else s0.expand(num_r)
+            da = da_init(s0.clone())
+        for i in range(n1, num_warmup):
+            if tune:
+                params["step_size"] = da.log_step_size.exp().repeat(c)
+            state, info = step(generator, state, None, **params)
+            if tune:
+                da = da_update(da, info.replica_acceptance_prob.mean(0), target_accept)
+            if callback is not None:
+                callback(i, state, info)
+        if tune and num_warmup > n1:
+            per_beta = da_final(da)
+            params["step_size"] = per_beta.repeat(c)
+            adapt_info["step_size_per_beta"] = per_beta
+        return state, params, adapt_info
+
+    def extra_draws(state: PTState) -> dict[str, torch.Tensor]:
+        """Every replica's position, energy and beta (``(C, R, ...)``)."""
+        inner_state = state.inner
+        n = inner_state.position.shape[0]
+        c = n // num_r
+        reps = inner_state.position.reshape((c, num_r) + event)
+        ld = inner_state.logdensity.reshape(c, num_r)
+        if ladder.base is not None:
+            ld = ld - ladder.base.log_prob(reps).to(ld.dtype)
+        b = ladder_b.to(device=ld.device, dtype=ld.dtype).expand(c, num_r)
+        return {"replicas": reps, "replica_energy": -ld / b, "replica_beta": b}
+
+    return SamplerSpec(
+        name="pt",
+        init=init,
+        step=step,
+        adapt=adapt,
+        default_params=dict(inner.default_params),
+        discrete=inner.discrete,
+        extra_draws=extra_draws,
+    )

@@ -1,0 +1,187 @@
+"""Parallel tempering (method="pt"): swaps by hand, ladders, replicas, and mode weights.
+
+Mode weights are compared with the truth within 5 Monte Carlo standard errors computed from
+the per-chain fractions of independent chains (no autocorrelation model needed). Every chain
+starts in the same mode; plain MALA / Metropolis from that start must fail the same check
+(the negative controls).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import gibbsebm
+from gibbsebm import Gibbs
+from gibbsebm.energies import Gaussian, Ising2D
+from gibbsebm.samplers import tempering
+from gibbsebm.samplers.registry import get_spec
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread per process: on shared CPUs two threads oversubscribe the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def fraction_with_se(indicator: torch.Tensor) -> tuple[float, float]:
+    """Mean of a ``(C, D)`` indicator and its standard error from the per-chain means."""
+    per_chain = indicator.double().mean(1)
+    return float(per_chain.mean()), float(per_chain.std() / math.sqrt(per_chain.numel()))
+
+
+# ----------------------------------------------------------------------------- bimodal 1-D
+
+#: Mixture 0.3 N(-4, 0.5^2) + 0.7 N(4, 0.5^2): the density at 0 is e^-32 below the modes.
+W_RIGHT, MU, SD = 0.7, 4.0, 0.5
+
+
+def bimodal_energy(y: torch.Tensor) -> torch.Tensor:
+    x = y[:, 0]
+    logs = torch.stack(
+        [
+            math.log(1 - W_RIGHT) - 0.5 * ((x + MU) / SD) ** 2,
+            math.log(W_RIGHT) - 0.5 * ((x - MU) / SD) ** 2,
+        ],
+        -1,
+    )
+    return -torch.logsumexp(logs, -1)
+
+
+def _bimodal_run(method: str, device, **options):
+    dist = Gibbs(bimodal_energy, beta=1.0, event_shape=(1,))
+    init = torch.full((200, 1), -MU, device=device)
+    return gibbsebm.sample(
+        dist,
+        method,
+        num_chains=200,
+        num_samples=400,
+        num_warmup=300,
+        seed=11,
+        init=init,
+        progress=False,
+        **options,
+    )
+
+
+def test_pt_recovers_mode_weights_where_mala_fails(device):
+    s = _bimodal_run("pt", device, kernel="mala")
+    frac, se = fraction_with_se(s.draws[..., 0] > 0)
+    assert se < 0.02, se  # enough draws that a wrong weight would show
+    assert abs(frac - W_RIGHT) < 5 * se, (frac, se)
+    # swaps happened between every neighbouring pair
+    swap = s.stats["swap_acceptance_prob"]
+    mean_swap = torch.nanmean(swap.reshape(-1, swap.shape[-1]), 0)
+    assert bool((mean_swap > 0.05).all()), mean_swap
+    # per-temperature step sizes grow as beta falls (hot replicas are wider)
+    per_beta = s.adaptation["step_size_per_beta"]
+    assert bool((per_beta[1:] > per_beta[:-1]).all()), per_beta
+
+    # negative control: plain MALA from the same start never leaves the left mode
+    m = _bimodal_run("mala", device)
+    frac_m, se_m = fraction_with_se(m.draws[..., 0] > 0)
+    assert abs(frac_m - W_RIGHT) > 5 * se_m + 0.1, (frac_m, se_m)
+
+
+# ----------------------------------------------------------------------------- Ising 3x3
+
+
+def test_pt_ising_low_temperature(device):
+    """beta = 0.7 on the 3x3 torus: the +/- magnetised halves are separated by a barrier of
+    about 0.7 * 12 = 8.4 nats; single-site Metropolis from all spins up stays up."""
+    dist = Gibbs(Ising2D(3, device=device), beta=0.7)
+    init = torch.ones(200, 3, 3, device=device)
+    kw = dict(num_chains=200, num_samples=150, num_warmup=50, seed=3, init=init, progress=False)
+    s = gibbsebm.sample(dist, "pt", kernel="metropolis", **kw)
+    frac, se = fraction_with_se(s.draws.flatten(2).sum(-1) > 0)
+    assert se < 0.03, se
+    assert abs(frac - 0.5) < 5 * se, (frac, se)
+
+    # every temperature's replicas have the exact mean energy within 5 MCSE
+    betas, reps, energies = tempering.replica_draws(s)
+    assert reps.shape == (200, 150, betas.numel(), 3, 3)
+    states = dist.enumerate_support()
+    e_states = dist.energy(states).double()
+    for r, b in enumerate(betas.tolist()):
+        p = torch.softmax(-b * e_states, 0)
+        exact = float((p * e_states).sum())
+        per_chain = energies[:, :, r].double().mean(1)
+        mcse = float(per_chain.std() / math.sqrt(per_chain.numel()))
+        assert abs(float(per_chain.mean()) - exact) < 5 * mcse, (b, float(per_chain.mean()), exact)
+    # recorded energies are the replicas' energies
+    flat = reps[:2, :3].reshape(-1, 3, 3)
+    assert torch.allclose(energies[:2, :3].reshape(-1), dist.energy(flat))
+
+    # negative control: plain Metropolis from all spins up
+    m = gibbsebm.sample(dist, "metropolis", **kw)
+    frac_m, se_m = fraction_with_se(m.draws.flatten(2).sum(-1) > 0)
+    assert abs(frac_m - 0.5) > 5 * se_m + 0.1, (frac_m, se_m)
+
+
+# ----------------------------------------------------------------------------- by hand
+
+
+def test_swap_probability_by_hand(device, generator):
+    """With a zero-length inner move (MALA, step 0) the swap acceptance is
+    min(1, exp((b_r - b_{r+1}) (E_r - E_{r+1}))) for the proposed pairs, NaN for the others,
+    and the pairs alternate even/odd."""
+    dist = Gibbs(Gaussian(torch.zeros(2, device=device)), beta=1.0)
+    betas = torch.tensor([1.0, 0.6, 0.3, 0.1], device=device)
+    spec = get_spec("pt", dist, kernel="mala", betas=betas)
+    y = torch.randn(64, 4, 2, generator=generator, device=device)
+    state = spec.init(y)
+    energy = 0.5 * (y**2).sum(-1)  # (C, R)
+    new, info = spec.step(generator, state, None, step_size=0.0)
+    expect = torch.clamp(((betas[:-1] - betas[1:]) * (energy[:, :-1] - energy[:, 1:])).exp(), max=1)
+    assert info.is_swap_proposed[0].tolist() == [True, False, True]
+    assert torch.allclose(info.swap_acceptance_prob[:, 0::2], expect[:, 0::2], atol=1e-5)
+    assert bool(info.swap_acceptance_prob[:, 1].isnan().all())
+    # accepted pairs exchanged their states; the others kept theirs
+    reps = new.inner.position.reshape(64, 4, 2)
+    for pair in (0, 2):
+        sw = info.is_swapped[:, pair]
+        assert torch.equal(reps[sw, pair], y[sw, pair + 1])
+        assert torch.equal(reps[~sw, pair], y[~sw, pair])
+    assert bool(info.is_swapped.any()) and not bool(info.is_swapped.all())
+    # the target replica is reported as the position
+    assert torch.equal(new.position, reps[:, 0])
+    _, info2 = spec.step(generator, new, None, step_size=0.0)
+    assert info2.is_swap_proposed[0].tolist() == [False, True, False]
+
+
+def test_default_ladder():
+    ladder = tempering.beta_ladder(2.0, 9)
+    assert float(ladder[0]) == 2.0
+    assert math.isclose(float(ladder[-1]), 2.0 / tempering.HOTTEST_RATIO, rel_tol=1e-12)
+    ratios = ladder[:-1] / ladder[1:]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios))  # geometric
+    assert float(ratios[0]) <= 1 + 2 * math.sqrt(math.log(4) / 9) + 1e-12
+    # more dimensions: a denser ladder
+    assert tempering.beta_ladder(1.0, 100).numel() > tempering.beta_ladder(1.0, 4).numel()
+
+
+def test_bad_input_raises(device):
+    dist = Gibbs(Gaussian(torch.zeros(2, device=device)), beta=1.0)
+    with pytest.raises(ValueError, match="target beta"):
+        get_spec("pt", dist, betas=[0.5, 0.25])
+    with pytest.raises(ValueError, match="kernel"):
+        get_spec("pt", dist, kernel="nuts")
+    with pytest.raises(ValueError, match="kernel"):
+        get_spec("pt", dist, kernel="pt")
+    with pytest.raises(ValueError, match="batch shape"):
+        get_spec("pt", dist.at(torch.tensor([1.0, 0.5])))
+    with pytest.raises(ValueError, match="duplicate"):
+        get_spec("pt", dist, betas=[1.0, 0.5, 0.5])
+    with pytest.raises(ValueError, match="beta_min"):
+        tempering.beta_ladder(1.0, 2, beta_min=2.0)
+    with pytest.raises(ValueError, match="no replicas"):
+        tempering.replica_draws(
+            gibbsebm.sample(
+                dist, "mala", num_chains=2, num_samples=2, num_warmup=0, seed=0, progress=False
+            )
+        )
