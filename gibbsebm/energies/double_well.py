@@ -111,8 +111,11 @@ class DoubleWell(EnergyModel):
         return self.a * (t * t - 1) ** 2 + self.c * t
 
     # ------------------------------------------------------------------ quadrature
-    def _integrate(self, beta: float, fn) -> tuple[float, float]:
-        """int fn(t) exp(-beta (E1(t) - E_min)) dt over the region where it is > 0 in float64."""
+    def _integrate(self, beta: float, fn, epsabs: float = 0.0) -> tuple[float, float]:
+        """int fn(t) exp(-beta (E1(t) - E_min)) dt over the region where it is > 0 in float64.
+
+        ``epsabs`` must be positive for integrands that may integrate to zero (odd moments).
+        """
         lo, hi = float(self._stationary[0]), float(self._stationary[-1])
         step = 1.0
         while beta * (self._energy_1d_np(lo) - self._e_min) < _CUTOFF:
@@ -131,7 +134,7 @@ class DoubleWell(EnergyModel):
             lo,
             hi,
             points=[float(t) for t in self._stationary],
-            epsabs=0.0,
+            epsabs=epsabs,
             epsrel=_QUAD_EPSREL,
             limit=500,
         )
@@ -190,15 +193,18 @@ class DoubleWell(EnergyModel):
         --------
         >>> mean, var = DoubleWell(a=1.0, c=0.0).exact_moments(1.0)
         >>> round(float(mean), 12), round(float(var), 4)
-        (0.0, 0.7645)
+        (0.0, 0.8327)
         """
         b = as_beta_tensor(beta, dtype=torch.float64, device=self._a.device)
         means, variances = [], []
         for beta_i in b.reshape(-1).tolist():
             z, _ = self._integrate(beta_i, lambda t: 1.0)
-            m1, _ = self._integrate(beta_i, lambda t: t)
+            # absolute tolerance relative to Z: the first moment may be exactly zero (c = 0)
+            m1, _ = self._integrate(beta_i, lambda t: t, epsabs=_QUAD_EPSREL * z)
             mean = m1 / z
-            m2, _ = self._integrate(beta_i, lambda t, mean=mean: (t - mean) ** 2)
+            m2, _ = self._integrate(
+                beta_i, lambda t, mean=mean: (t - mean) ** 2, epsabs=_QUAD_EPSREL * z
+            )
             means.append(mean)
             variances.append(m2 / z)
         shape = b.shape

@@ -230,14 +230,29 @@ class GaussianMixture(EnergyModel):
         for i, beta_i in enumerate(b.reshape(-1).tolist()):
             if beta_i == 1.0:
                 continue
-            value, err = self.quadrature_log_partition(beta_i)
+            flat[i] = self._cached_quadrature(beta_i)
+        return out
+
+    def _cached_quadrature(self, beta: float) -> float:
+        """Checked quadrature value, memoised per beta and parameter version.
+
+        ``Gibbs.log_prob`` asks for log Z at every call; the cache key includes the buffers'
+        in-place version counters, so modifying ``means``/``scales``/``weights`` invalidates it.
+        """
+        key = (beta,) + tuple((id(t), t._version) for t in (self.means, self.scales, self.weights))
+        cache = self.__dict__.setdefault("_log_z_cache", {})
+        if key not in cache:
+            value, err = self.quadrature_log_partition(beta)
             if err > _QUAD_RTOL:
                 raise RuntimeError(
-                    f"quadrature of log Z at beta={beta_i} has error estimate {err:.2e} > "
+                    f"quadrature of log Z at beta={beta} has error estimate {err:.2e} > "
                     f"{_QUAD_RTOL:.0e}"
                 )
-            flat[i] = value
-        return out
+            if len(cache) >= 256:
+                cache.clear()
+            # the entry holds the buffers themselves, so their ids cannot be reused meanwhile
+            cache[key] = (value, (self.means, self.scales, self.weights))
+        return cache[key][0]
 
     def quadrature_log_partition(self, beta: float) -> tuple[float, float]:
         """:math:`\\log Z(\\beta)` by deterministic quadrature (d <= 2) and its error estimate.

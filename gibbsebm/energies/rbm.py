@@ -245,7 +245,21 @@ class RBM(EnergyModel):
         True
         """
         layer = "hidden" if self.num_hidden <= self.num_visible else "visible"
-        return self._enumerated_log_partition(beta, layer)
+        b64 = as_beta_tensor(beta, dtype=torch.float64, device=self.W.device)
+        if b64.numel() > 64:
+            return self._enumerated_log_partition(b64, layer)
+        # memoised: Gibbs.log_prob asks for log Z at every call. The key holds the buffers'
+        # in-place version counters, so modifying W, b or c invalidates it.
+        key = (tuple(b64.reshape(-1).tolist()), tuple(b64.shape)) + tuple(
+            (id(t), t._version) for t in (self.W, self.b, self.c)
+        )
+        cache = self.__dict__.setdefault("_log_z_cache", {})
+        if key not in cache:
+            if len(cache) >= 64:
+                cache.clear()
+            # the entry holds the buffers themselves, so their ids cannot be reused meanwhile
+            cache[key] = (self._enumerated_log_partition(b64, layer), (self.W, self.b, self.c))
+        return cache[key][0].clone()
 
     def _enumerated_log_partition(self, beta: Any, layer: str) -> torch.Tensor:
         """log Z by enumerating ``layer`` ('visible' or 'hidden')."""

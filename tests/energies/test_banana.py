@@ -42,8 +42,8 @@ def test_log_partition_by_quadrature(beta):
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
-def test_exact_moments_against_exact_samples(beta, generator):
-    banana = Banana(dim=3, b=0.1, sigma1=10.0, dtype=torch.float64)
+def test_exact_moments_against_exact_samples(beta, generator, device):
+    banana = Banana(dim=3, b=0.1, sigma1=10.0, dtype=torch.float64, device=device)
     n = 100000
     y = Gibbs(banana, beta).sample((n,), generator=generator)
     assert y.shape == (n, 3)
@@ -62,9 +62,9 @@ def test_exact_moments_against_exact_samples(beta, generator):
     assert abs(float(z_wrong)) > 4
 
 
-def test_temperature_ladder_samples_and_shapes(generator):
-    banana = Banana(dim=2)
-    beta = torch.tensor([0.5, 2.0])
+def test_temperature_ladder_samples_and_shapes(generator, device):
+    banana = Banana(dim=2, device=device)
+    beta = torch.tensor([0.5, 2.0], device=device)
     d = Gibbs(banana, beta)
     y = d.sample((500,), generator=generator)
     assert y.shape == (500, 2, 2) and y.dtype == torch.get_default_dtype()

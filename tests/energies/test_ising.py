@@ -150,8 +150,8 @@ def test_validation():
         Ising2D(3)(torch.ones(2, 4, 4))
 
 
-def test_gibbs_normalized_and_exact_samples(generator):
-    ising = Ising2D(3)
+def test_gibbs_normalized_and_exact_samples(generator, device):
+    ising = Ising2D(3, device=device)
     dist = Gibbs(ising, 0.4)
     states = dist.enumerate_support()
     assert states.shape == (512, 3, 3)

@@ -51,6 +51,14 @@ def test_1d_quadrature_matches_scipy(mix1d, beta):
     assert float(mix1d.exact_log_partition(beta)) == value
 
 
+def test_log_partition_cache_follows_in_place_updates(mix1d):
+    before = float(mix1d.exact_log_partition(0.5))
+    mix1d.scales.mul_(2.0)
+    after = float(mix1d.exact_log_partition(0.5))
+    assert after == pytest.approx(mix1d.quadrature_log_partition(0.5)[0], abs=1e-12)
+    assert after != before
+
+
 def test_2d_quadrature_of_a_product_mixture(mix1d):
     # components share the second coordinate's law: Z_2d(beta) = Z_1d(beta) * int N(0, s^2)^beta
     s2 = 0.8
@@ -83,8 +91,10 @@ def test_separated_modes_have_additive_partition():
         assert float(gm.exact_log_partition(beta)) == pytest.approx(ref, abs=1e-10)
 
 
-def test_exact_samples_through_gibbs(generator):
-    gm = GaussianMixture.ring(num_modes=8, radius=4.0, scale=0.5, dtype=torch.float64)
+def test_exact_samples_through_gibbs(generator, device):
+    gm = GaussianMixture.ring(
+        num_modes=8, radius=4.0, scale=0.5, dtype=torch.float64, device=device
+    )
     n = 40000
     y = Gibbs(gm).sample((n,), generator=generator)
     assert y.shape == (n, 2) and y.dtype == torch.float64
@@ -94,7 +104,7 @@ def test_exact_samples_through_gibbs(generator):
     threshold = stats.chi2.ppf(1 - 1e-4, df=7)
     assert float(((counts - expected) ** 2 / expected).sum()) < threshold
     # negative control: the same counts against unequal weights must be rejected
-    skewed = torch.linspace(0.5, 1.5, 8, dtype=torch.float64)
+    skewed = torch.linspace(0.5, 1.5, 8, dtype=torch.float64, device=device)
     skewed = n * skewed / skewed.sum()
     assert float(((counts - skewed) ** 2 / skewed).sum()) > threshold
     # second moment E|y|^2 = r^2 + 2 s^2 within 4 standard errors

@@ -8,9 +8,9 @@ from gibbsebm import Gibbs
 from gibbsebm.energies import RBM, train_rbm_cd
 
 
-def all_binary(n: int) -> torch.Tensor:
-    idx = torch.arange(2**n)
-    return ((idx[:, None] >> torch.arange(n)) & 1).to(torch.float64)
+def all_binary(n: int, device: torch.device | None = None) -> torch.Tensor:
+    idx = torch.arange(2**n, device=device)
+    return ((idx[:, None] >> torch.arange(n, device=device)) & 1).to(torch.float64)
 
 
 def brute_log_partition(rbm: RBM, beta: float) -> float:
@@ -63,6 +63,16 @@ def test_chunked_enumeration_matches_single_chunk(monkeypatch):
     torch.testing.assert_close(rbm.exact_log_partition(0.7), one, rtol=1e-13, atol=0)
 
 
+def test_log_partition_cache_follows_in_place_updates(rbm):
+    before = rbm.exact_log_partition(0.7)
+    assert float(rbm.exact_log_partition(0.7)) == float(before)  # memoised value
+    rbm.W.mul_(1.5)
+    assert float(rbm.exact_log_partition(0.7)) == pytest.approx(
+        brute_log_partition(rbm, 0.7), rel=1e-12
+    )
+    assert float(rbm.exact_log_partition(0.7)) != float(before)
+
+
 def test_tempered_energy_is_marginal_of_joint(rbm):
     v = all_binary(5)
     beta = torch.linspace(0.2, 3.0, v.shape[0], dtype=torch.float64)
@@ -106,13 +116,16 @@ def _chi2_of_sweep(rbm, beta_target, beta_sweep, generator, n=20000):
     v = d.sample((n,), generator=generator)
     h = rbm.sample_hidden(v, beta_sweep, generator)
     v = rbm.sample_visible(h, beta_sweep, generator)
-    codes = (v.long() * (2 ** torch.arange(rbm.num_visible))).sum(-1)
+    codes = (v.long() * (2 ** torch.arange(rbm.num_visible, device=v.device))).sum(-1)
     counts = torch.bincount(codes, minlength=2**rbm.num_visible).double()
-    expected = n * d.log_prob(all_binary(rbm.num_visible)).exp()
+    expected = n * d.log_prob(all_binary(rbm.num_visible, v.device)).exp()
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-def test_block_gibbs_preserves_distribution(rbm, generator):
+def test_block_gibbs_preserves_distribution(generator, device):
+    rbm = RBM.random(
+        5, 3, scale=1.0, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    ).to(device)
     # chi^2 with 31 degrees of freedom; threshold at tail probability 1e-4
     threshold = stats.chi2.ppf(1 - 1e-4, df=2**5 - 1)
     assert _chi2_of_sweep(rbm, 0.8, 0.8, generator) < threshold
