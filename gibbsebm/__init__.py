@@ -19,6 +19,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "free_energy": "gibbsebm.free_energy",
     "FreeEnergy": "gibbsebm.free_energy",
+    "DiscreteLatent": "gibbsebm.free_energy",
+    "BoxLatent": "gibbsebm.free_energy",
+    "GaussHermiteLatent": "gibbsebm.free_energy",
+    "ImportanceLatent": "gibbsebm.free_energy",
     "sample": "gibbsebm.run",
     "Samples": "gibbsebm.run",
     "log_partition": "gibbsebm.partition",

@@ -31,7 +31,10 @@ Quadrature needs :math:`n^D` energy evaluations per row, which is why it stops a
 
 from __future__ import annotations
 
+import inspect
 import math
+import sys
+import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -208,8 +211,6 @@ class ImportanceLatent(NamedTuple):
 
 def _num_params(energy: Callable) -> int | None:
     """Number of positional parameters of ``energy`` (``None`` if unknown)."""
-    import inspect
-
     fn = energy.forward if isinstance(energy, torch.nn.Module) else energy
     try:
         sig = inspect.signature(fn)
@@ -321,6 +322,10 @@ def _gauss_rule(
     return nodes.to(device=device, dtype=dtype), logw_all.to(device=device, dtype=dtype)
 
 
+class _NoGrad(Exception):
+    """The energy is not differentiable in z (no gradient to refine a minimum with)."""
+
+
 def _descend(
     energy: Callable,
     y: torch.Tensor,
@@ -371,10 +376,6 @@ def _descend(
     # order); that is what remains uncertain about the minimum.
     remaining = (step * (g * g).sum(-1)).clamp_min(0.0)
     return flat.reshape(z0.shape), e, remaining, True
-
-
-class _NoGrad(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------- methods
@@ -716,3 +717,20 @@ def free_energy(
         "latent must be a DiscreteLatent (or a tensor of latent values), BoxLatent, "
         f"GaussHermiteLatent or ImportanceLatent, got {type(latent).__name__}"
     )
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`free_energy`.
+
+    ``gibbsebm.free_energy`` names both this module and its function; once the module is
+    imported, Python binds the package attribute to the module. Making the module callable
+    keeps ``gibbsebm.free_energy(energy, y, beta, latent=...)`` working in every import
+    order, while ``from gibbsebm.free_energy import BoxLatent`` works as usual.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> FreeEnergy:
+        return free_energy(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+sys.modules[__name__].__signature__ = inspect.signature(free_energy)

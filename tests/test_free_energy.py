@@ -342,3 +342,14 @@ def test_gibbs_discrete_y_discrete_latent_enumeration(device):
     ref = torch.logsumexp(joint, 1)
     ref = ref - torch.logsumexp(ref, 0)
     torch.testing.assert_close(d.log_prob(ys), ref)
+
+
+def test_top_level_name_is_the_function():
+    """``gibbsebm.free_energy`` is callable however the module was imported."""
+    import gibbsebm
+    import gibbsebm.free_energy as module
+
+    z = torch.tensor([[0.0], [1.0]])
+    f = gibbsebm.free_energy(lambda y, z: (y * z).sum(-1), torch.ones(1, 1), 1.0, latent=z)
+    torch.testing.assert_close(f.value, -torch.log1p(torch.exp(torch.tensor([-1.0]))))
+    assert module.BoxLatent is BoxLatent and gibbsebm.DiscreteLatent is DiscreteLatent
