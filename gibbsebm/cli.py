@@ -116,22 +116,22 @@ def _ring(k: int, radius: float, sd: float, device: Any, dtype: Any) -> Any:
     return GaussianMixture.ring(k, radius, sd, dtype=dtype, device=device)
 
 
-def _double_well(dim: int, a: float, b: float, device: Any, dtype: Any) -> Any:
+def _double_well(dim: int, a: float, c: float, device: Any, dtype: Any) -> Any:
     from .energies import DoubleWell
 
-    return _construct(DoubleWell, dict(dim=dim, a=a, b=b), device, dtype)
+    return DoubleWell(dim=dim, a=a, c=c, dtype=dtype, device=device)
 
 
-def _banana(b: float, dim: int, device: Any, dtype: Any) -> Any:
+def _banana(dim: int, b: float, sigma1: float, device: Any, dtype: Any) -> Any:
     from .energies import Banana
 
-    return _construct(Banana, dict(b=b, dim=dim), device, dtype)
+    return Banana(dim=dim, b=b, sigma1=sigma1, dtype=dtype, device=device)
 
 
 def _ising(L: int, J: float, device: Any, dtype: Any) -> Any:  # noqa: N803 (physics name)
     from .energies import Ising2D
 
-    return _construct(Ising2D, dict(L=L, J=J), device, dtype)
+    return Ising2D(L, J, dtype=dtype, device=device)
 
 
 def _rbm(num_visible: int, num_hidden: int, scale: float, seed: int, device: Any, dtype: Any):
@@ -139,32 +139,8 @@ def _rbm(num_visible: int, num_hidden: int, scale: float, seed: int, device: Any
 
     from .energies import RBM
 
-    if num_visible < 1 or num_hidden < 1:
-        raise ValueError("rbm: num_visible and num_hidden must be >= 1")
     g = torch.Generator().manual_seed(seed)
-    W = scale * torch.randn(num_visible, num_hidden, generator=g, dtype=torch.float64)
-    b = scale * torch.randn(num_visible, generator=g, dtype=torch.float64)
-    c = scale * torch.randn(num_hidden, generator=g, dtype=torch.float64)
-    return RBM(W.to(device, dtype), b.to(device, dtype), c.to(device, dtype))
-
-
-def _construct(cls: Any, kwargs: dict[str, Any], device: Any, dtype: Any) -> Any:
-    """Call an energy class with the keyword arguments it accepts, then move it."""
-    import inspect
-
-    sig = inspect.signature(cls)
-    accepts = set(sig.parameters)
-    if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in accepts}
-    extra = {}
-    if "device" in accepts:
-        extra["device"] = device
-    if "dtype" in accepts:
-        extra["dtype"] = dtype
-    energy = cls(**kwargs, **extra)
-    if not extra and hasattr(energy, "to"):
-        energy = energy.to(device=device)
-    return energy
+    return RBM.random(num_visible, num_hidden, scale, g, dtype=dtype, device=device)
 
 
 BUILTIN_ENERGIES: dict[str, BuiltinEnergy] = {
@@ -175,7 +151,7 @@ BUILTIN_ENERGIES: dict[str, BuiltinEnergy] = {
             "sd": Param(float, 1.0, "standard deviation of every coordinate at beta = 1"),
             "rho": Param(float, 0.0, "correlation between every pair of coordinates"),
         },
-        "Gaussian E(y) = (y - 0)' S^-1 (y - 0) / 2 (exact log Z)",
+        "Gaussian E(y) = y' S^-1 y / 2, S = sd^2 ((1 - rho) I + rho 11') (exact log Z)",
         "hmc",
     ),
     "mixture": BuiltinEnergy(
@@ -192,17 +168,18 @@ BUILTIN_ENERGIES: dict[str, BuiltinEnergy] = {
         _double_well,
         {
             "dim": Param(int, 1, "dimension (product of independent wells)"),
-            "a": Param(float, 1.0, "height parameter of the barrier"),
-            "b": Param(float, 1.0, "position parameter of the wells"),
+            "a": Param(float, 1.0, "barrier height"),
+            "c": Param(float, 0.0, "linear tilt (c > 0 favours the left well)"),
         },
-        "double well (exact log Z by quadrature)",
+        "double well sum_i a (y_i^2 - 1)^2 + c y_i (exact log Z by quadrature)",
         "hmc",
     ),
     "banana": BuiltinEnergy(
         _banana,
         {
+            "dim": Param(int, 2, "dimension (>= 2)"),
             "b": Param(float, 0.1, "twist (Haario et al. 1999)"),
-            "dim": Param(int, 2, "dimension"),
+            "sigma1": Param(float, 10.0, "standard deviation of the first coordinate"),
         },
         "Haario et al. twisted Gaussian (exact log Z)",
         "hmc",
