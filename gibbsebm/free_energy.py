@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._validation import check_beta, check_finite
+from ._validation import check_beta, check_finite, check_same_device
 
 __all__ = [
     "FreeEnergy",
@@ -693,6 +693,8 @@ def free_energy(
                 f"energy takes {nparams} arguments but a latent energy needs {want}: "
                 + ("energy(y, z)" if x is None else "energy(x, y, z)")
             )
+    if validate and y.dtype.is_floating_point:
+        check_same_device(energy, y, "y")
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     dtype = y.dtype if y.dtype.is_floating_point else torch.get_default_dtype()

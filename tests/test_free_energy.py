@@ -291,6 +291,9 @@ def test_bad_inputs_raise():
         free_energy(_gauss_latent_energy, y, 1.0, latent="z")
     with pytest.raises(ValueError, match="callable"):
         free_energy(3.0, y, 1.0, latent=z)
+    bilinear = torch.nn.Bilinear(1, 1, 1)  # float32 parameters
+    with pytest.raises(ValueError, match="y has dtype torch.float64"):
+        free_energy(bilinear, y.double(), 1.0, latent=z.double())
 
 
 def test_gibbs_with_discrete_latent_is_the_exact_mixture(device):
@@ -353,3 +356,28 @@ def test_top_level_name_is_the_function():
     f = gibbsebm.free_energy(lambda y, z: (y * z).sum(-1), torch.ones(1, 1), 1.0, latent=z)
     torch.testing.assert_close(f.value, -torch.log1p(torch.exp(torch.tensor([-1.0]))))
     assert module.BoxLatent is BoxLatent and gibbsebm.DiscreteLatent is DiscreteLatent
+
+
+def test_gibbs_with_continuous_latent_on_a_ladder(device):
+    """Gibbs over y with a Gaussian latent integrated by quadrature, at several betas.
+
+    p_beta(y) ∝ exp(-beta |y|^2 / 4) is N(0, 2/beta I): with the closed-form log Z attached,
+    log_prob must equal that density at every rung (per-row betas reach the quadrature).
+    """
+    betas = torch.tensor([0.5, 1.0, 3.0], dtype=DT, device=device)
+    gh = GaussHermiteLatent(center=lambda y: y / 2, scale=2**-0.5, order=5)
+    d = Gibbs(_gauss_latent_energy, betas, event_shape=(2,), latent=gh)
+    # exp(-beta F_beta(y)) = (pi/beta)^(D/2) exp(-beta |y|^2 / 4), D = 2, so
+    # log Z_beta = log(pi/beta) + log(4 pi/beta)
+    log_z = torch.log(math.pi / betas) + torch.log(4 * math.pi / betas)
+    d = d.attach_log_partition(log_z)
+    y = torch.randn(
+        6, 1, 2, dtype=DT, device=device, generator=torch.Generator(device=device).manual_seed(2)
+    )
+    ref = torch.distributions.Independent(
+        torch.distributions.Normal(
+            torch.zeros(3, 2, dtype=DT, device=device), (2 / betas)[:, None].sqrt().expand(3, 2)
+        ),
+        1,
+    ).log_prob(y)
+    torch.testing.assert_close(d.log_prob(y), ref)
