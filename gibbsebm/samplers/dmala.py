@@ -62,6 +62,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from .adaptation.dual_averaging import dual_averaging
 from .base import (
@@ -146,6 +147,23 @@ def proposal_log_probs(
     return torch.log_softmax(logits, dim=-1)
 
 
+def _flip_logit(
+    position: torch.Tensor,
+    other: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float | torch.Tensor,
+) -> torch.Tensor:
+    """Log-odds ``(C, S)`` of flipping each site of a two-valued y under the DMALA proposal:
+    :math:`\tfrac12 g_i (y'_i - y_i) - (y'_i - y_i)^2 / (2\alpha)` (staying has logit 0)."""
+    c = position.shape[0]
+    diff = (other - position).reshape(c, -1)
+    g = torch.nan_to_num(grad.reshape(c, -1), nan=0.0, posinf=0.0, neginf=0.0)
+    alpha = torch.as_tensor(step_size, dtype=diff.dtype, device=diff.device)
+    if alpha.dim() > 0:
+        alpha = alpha.reshape(-1, 1)
+    return 0.5 * g * diff - diff**2 / (2.0 * alpha)
+
+
 def step(
     generator: torch.Generator | None,
     state: DMALAState,
@@ -175,21 +193,37 @@ def step(
     """
     y = state.position
     c = y.shape[0]
-    logq = proposal_log_probs(space, y, state.grad, step_size)  # (C, S, K)
-    u = torch.rand(logq.shape, generator=generator, dtype=logq.dtype, device=y.device)
-    gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))
-    new_idx = torch.argmax(logq + gumbel, dim=-1)  # (C, S)
-    old_idx = space.current_index(y)
-    logq_fwd = logq.gather(2, new_idx[..., None]).squeeze(2).sum(1)
-    y_prop = space.decode(torch.nn.functional.one_hot(new_idx, space.num_values).to(y.dtype))
+    two_valued = space.kind == "values" and space.num_values == 2
+    if two_valued:
+        # binary/spin: one Bernoulli flip per site, logit(flip) from the same formula
+        v_sum = space.values.sum()
+        logit = _flip_logit(y, v_sum - y, state.grad, step_size)  # (C, S)
+        u = torch.rand(logit.shape, generator=generator, dtype=logit.dtype, device=y.device)
+        flip = u < torch.sigmoid(logit)
+        logq_fwd = torch.where(flip, F.logsigmoid(logit), F.logsigmoid(-logit)).sum(1)
+        y_prop = torch.where(flip.reshape(y.shape), v_sum - y, y)
+        num_changed = flip.sum(1)
+    else:
+        logq = proposal_log_probs(space, y, state.grad, step_size)  # (C, S, K)
+        u = torch.rand(logq.shape, generator=generator, dtype=logq.dtype, device=y.device)
+        gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))
+        new_idx = torch.argmax(logq + gumbel, dim=-1)  # (C, S)
+        old_idx = space.current_index(y)
+        logq_fwd = logq.gather(2, new_idx[..., None]).squeeze(2).sum(1)
+        y_prop = space.decode(torch.nn.functional.one_hot(new_idx, space.num_values).to(y.dtype))
+        num_changed = (new_idx != old_idx).sum(1)
 
     ld_prop_raw, grad_prop = logdensity_and_grad(logdensity_fn, y_prop)
     nonfinite = ~torch.isfinite(ld_prop_raw) | ~torch.isfinite(grad_prop.reshape(c, -1)).all(1)
     ld_prop = torch.where(
         nonfinite, torch.full_like(ld_prop_raw, -float("inf")), sanitize_logdensity(ld_prop_raw)
     )
-    logq_rev_all = proposal_log_probs(space, y_prop, grad_prop, step_size)
-    logq_rev = logq_rev_all.gather(2, old_idx[..., None]).squeeze(2).sum(1)
+    if two_valued:
+        logit_rev = _flip_logit(y_prop, v_sum - y_prop, grad_prop, step_size)
+        logq_rev = torch.where(flip, F.logsigmoid(logit_rev), F.logsigmoid(-logit_rev)).sum(1)
+    else:
+        logq_rev_all = proposal_log_probs(space, y_prop, grad_prop, step_size)
+        logq_rev = logq_rev_all.gather(2, old_idx[..., None]).squeeze(2).sum(1)
 
     log_ratio = ld_prop - state.logdensity + logq_rev - logq_fwd
     log_ratio = torch.where(nonfinite, torch.full_like(log_ratio, -float("inf")), log_ratio)
@@ -206,7 +240,7 @@ def step(
         is_accepted=accepted,
         is_divergent=torch.zeros(c, dtype=torch.bool, device=y.device),
         is_nonfinite=nonfinite,
-        num_changed=(new_idx != old_idx).sum(1),
+        num_changed=num_changed,
         step_size=alpha,
     )
     return new_state, info

@@ -125,6 +125,17 @@ def proposal_logits(
     return torch.log_softmax(logits.reshape(position.shape[0], -1), dim=-1)
 
 
+def _flip_logits(
+    position: torch.Tensor, other: torch.Tensor, grad: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Log-probabilities ``(C, S)`` of flipping each site of a two-valued y (same values as
+    :func:`proposal_logits` restricted to the non-current moves)."""
+    c = position.shape[0]
+    delta = (grad * (other - position)).reshape(c, -1)
+    delta = torch.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0)
+    return torch.log_softmax(delta / temperature, dim=-1)
+
+
 def step(
     generator: torch.Generator | None,
     state: GWGState,
@@ -155,22 +166,37 @@ def step(
     y = state.position
     c = y.shape[0]
     k = space.num_values
-    logq = proposal_logits(space, y, state.grad, temperature)  # (C, S*K)
+    two_valued = space.kind == "values" and k == 2
+    if two_valued:
+        # binary/spin: only one other value per site, so the proposal is over sites (C, S)
+        other = space.values.sum() - y
+        logq = _flip_logits(y, other, state.grad, temperature)
+    else:
+        logq = proposal_logits(space, y, state.grad, temperature)  # (C, S*K)
     u = torch.rand(logq.shape, generator=generator, dtype=logq.dtype, device=y.device)
     gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))
     move = torch.argmax(logq + gumbel, dim=-1)  # (C,)
-    site, value = move // k, move % k
-    old_value = space.site_index(y, site)
     logq_fwd = logq.gather(1, move[:, None]).squeeze(1)
+    if two_valued:
+        site = move[:, None]
+        flat = y.reshape(c, -1)
+        y_prop = flat.scatter(1, site, other.reshape(c, -1).gather(1, site)).reshape(y.shape)
+        reverse = move
+    else:
+        site, value = move // k, move % k
+        reverse = site * k + space.site_index(y, site)
+        y_prop = space.set_sites(y, site, value)
 
-    y_prop = space.set_sites(y, site, value)
     ld_prop_raw, grad_prop = logdensity_and_grad(logdensity_fn, y_prop)
     nonfinite = ~torch.isfinite(ld_prop_raw) | ~torch.isfinite(grad_prop.reshape(c, -1)).all(1)
     ld_prop = torch.where(
         nonfinite, torch.full_like(ld_prop_raw, -float("inf")), sanitize_logdensity(ld_prop_raw)
     )
-    logq_rev_all = proposal_logits(space, y_prop, grad_prop, temperature)
-    logq_rev = logq_rev_all.gather(1, (site * k + old_value)[:, None]).squeeze(1)
+    if two_valued:
+        logq_rev_all = _flip_logits(y_prop, space.values.sum() - y_prop, grad_prop, temperature)
+    else:
+        logq_rev_all = proposal_logits(space, y_prop, grad_prop, temperature)
+    logq_rev = logq_rev_all.gather(1, reverse[:, None]).squeeze(1)
 
     log_ratio = ld_prop - state.logdensity + logq_rev - logq_fwd
     log_ratio = torch.where(nonfinite, torch.full_like(log_ratio, -float("inf")), log_ratio)

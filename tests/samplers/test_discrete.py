@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch.distributions import constraints
 
+import gibbsebm
 from gibbsebm import Gibbs
 from gibbsebm.constraints import spin
 from gibbsebm.energies import RBM, Ising2D
@@ -66,7 +67,9 @@ def tv_distance(dist: Gibbs, draws: torch.Tensor, p: torch.Tensor) -> float:
     return 0.5 * float((counts / counts.sum() - p).abs().sum())
 
 
-def tv_test(dist: Gibbs, draws: torch.Tensor, k: float = 5.0) -> tuple[float, float, float]:
+def tv_test(
+    dist: Gibbs, draws: torch.Tensor, k: float = 5.0, p: torch.Tensor | None = None
+) -> tuple[float, float, float]:
     """TV distance of the draws ``(C, D, *event)`` to the exact distribution, its tolerance, and
     the median effective sample size of the state frequencies.
 
@@ -77,9 +80,10 @@ def tv_test(dist: Gibbs, draws: torch.Tensor, k: float = 5.0) -> tuple[float, fl
     :math:`e_s \\sim N(0, se_s^2)`, :math:`TV = \tfrac12 \\sum_s |e_s|` has mean
     :math:`\tfrac12 \\sqrt{2/\\pi} \\sum_s se_s` and variance
     :math:`\tfrac14 (1 - 2/\\pi) \\sum_s se_s^2`; the tolerance is the mean plus ``k`` standard
-    deviations.
+    deviations. ``p``: exact probabilities in :func:`state_index` order (default: by
+    ``dist.enumerate_support``).
     """
-    p = exact_probs(dist)
+    p = exact_probs(dist) if p is None else p
     c, d = draws.shape[:2]
     n_states = p.numel()
     idx = state_index(dist, draws).reshape(c, d)
@@ -96,8 +100,9 @@ def tv_test(dist: Gibbs, draws: torch.Tensor, k: float = 5.0) -> tuple[float, fl
     return tv, mean + k * sd, float(n_eff.median())
 
 
-def run_chain(spec, dist, y0, generator, num_warmup, num_samples, thin=1):
-    """Warmup (the spec's adapt, if any) and sampling; draws ``(C, D, *event)``."""
+def run_chain(spec, dist, y0, generator, num_warmup, num_samples):
+    """The kernel layer by hand: warmup (the spec's adapt, if any) and sampling; draws
+    ``(C, D, *event)``."""
     ld = dist.logdensity
     state = spec.init(y0, ld)
     params = dict(spec.default_params)
@@ -106,14 +111,26 @@ def run_chain(spec, dist, y0, generator, num_warmup, num_samples, thin=1):
     else:
         for _ in range(num_warmup):
             state, _ = spec.step(generator, state, ld, **params)
-    draws, lds = [], []
-    for i in range(num_samples * thin):
+    draws = []
+    for _ in range(num_samples):
         state, info = spec.step(generator, state, ld, **params)
-        assert not torch.isnan(state.logdensity).any()
-        if (i + 1) % thin == 0:
-            draws.append(state.position)
-            lds.append(state.logdensity)
-    return torch.stack(draws, 1), torch.stack(lds, 1)
+        draws.append(state.position)
+    return torch.stack(draws, 1)
+
+
+def sample(dist, method, num_chains, num_warmup, num_samples, seed=0, **options):
+    """Draws ``(C, D, *event)`` from the driver :func:`gibbsebm.sample`."""
+    s = gibbsebm.sample(
+        dist,
+        method,
+        num_chains=num_chains,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
+        seed=seed,
+        progress=False,
+        **options,
+    )
+    return s.draws
 
 
 def magnetization(draws: torch.Tensor) -> torch.Tensor:
@@ -149,9 +166,7 @@ def test_ising_3x3_total_variation(
     method, options, num_chains, num_warmup, num_samples, device, generator
 ):
     dist = ising_dist(0.3, device)
-    spec = get_spec(method, dist, **options)
-    y0 = metropolis.uniform_init(dist, num_chains, generator)
-    draws, _ = run_chain(spec, dist, y0, generator, num_warmup, num_samples)
+    draws = sample(dist, method, num_chains, num_warmup, num_samples, **options)
     tv, tol, n_eff = tv_test(dist, draws)
     print(method, options, f"TV {tv:.4f} tol {tol:.4f} n_eff {n_eff:.0f}")
     assert tol < TV_POWER, (tol, n_eff)  # enough effective draws to see a TV of TV_POWER
@@ -168,9 +183,9 @@ def small_rbm(device: torch.device) -> Gibbs:
 # (method, options, num_chains, num_warmup, num_samples)
 RBM_CASES = [
     ("block_gibbs", {}, 1000, 20, 40),
-    ("gwg", {}, 2000, 100, 100),
-    ("dmala", {}, 2000, 100, 60),
-    ("metropolis", {}, 1000, 20, 40),
+    ("gwg", {}, 1000, 60, 60),
+    ("dmala", {}, 1000, 60, 40),
+    ("metropolis", {}, 600, 10, 30),
 ]
 
 
@@ -179,9 +194,7 @@ def test_rbm_total_variation(
     method, options, num_chains, num_warmup, num_samples, device, generator
 ):
     dist = small_rbm(device)
-    spec = get_spec(method, dist, **options)
-    y0 = metropolis.uniform_init(dist, num_chains, generator)
-    draws, _ = run_chain(spec, dist, y0, generator, num_warmup, num_samples)
+    draws = sample(dist, method, num_chains, num_warmup, num_samples, **options)
     tv, tol, n_eff = tv_test(dist, draws)
     print("rbm", method, options, f"TV {tv:.4f} tol {tol:.4f} n_eff {n_eff:.0f}")
     assert tol < TV_POWER, (tol, n_eff)
@@ -219,19 +232,67 @@ def test_block_gibbs_needs_an_rbm():
         get_spec("block_gibbs", d)
 
 
+def chain_energy(y: torch.Tensor) -> torch.Tensor:
+    """3 sites with values 0..3: E = 0.5 sum (y_i - 1.2)^2 - 0.4 sum_i y_i y_{i+1} / 3."""
+    return 0.5 * ((y - 1.2) ** 2).sum(-1) - 0.4 * (y[:, :-1] * y[:, 1:]).sum(-1) / 3
+
+
+@pytest.mark.parametrize(
+    "method,options",
+    [("gwg", {}), ("dmala", {}), ("metropolis", {}), ("metropolis", {"rule": "gibbs"})],
+)
+def test_integer_interval_total_variation(method, options, device):
+    """Sites with K = 4 ordered values (64 states): proposals among several other values."""
+    dist = Gibbs(
+        chain_energy, beta=1.0, event_shape=(3,), support=constraints.integer_interval(0, 3)
+    ).at(torch.tensor(1.0, device=device))
+    draws = sample(dist, method, 800, 30, 40, seed=5, **options)
+    tv, tol, n_eff = tv_test(dist, draws)
+    print("integer", method, options, f"TV {tv:.4f} tol {tol:.4f} n_eff {n_eff:.0f}")
+    assert tol < TV_POWER
+    assert tv < tol
+
+
+def potts_energy(y: torch.Tensor) -> torch.Tensor:
+    """3 one-hot sites with 3 categories on a ring: E = -sum_i <y_i, y_{i+1}> - sum_i h_i . y_i."""
+    h = torch.tensor([[0.5, 0.0, -0.5], [0.0, 0.3, 0.0], [-0.2, 0.0, 0.4]], device=y.device)
+    agree = (y * y.roll(-1, 1)).sum((1, 2))
+    return -agree - (h * y).sum((1, 2))
+
+
+@pytest.mark.parametrize("method", ["gwg", "dmala", "metropolis"])
+def test_one_hot_categorical_total_variation(method, device, generator):
+    dist = Gibbs(potts_energy, beta=1.0, event_shape=(3, 3), support=constraints.one_hot).at(
+        torch.tensor(1.0, device=device)
+    )
+    space = metropolis.DiscreteSpace.of(dist)
+    assert (space.kind, space.num_sites, space.num_values) == ("onehot", 3, 3)
+    idx = torch.arange(27, device=device)
+    digits = torch.stack([idx // 9, (idx // 3) % 3, idx % 3], -1)
+    states = torch.nn.functional.one_hot(digits, 3).float()
+    p = torch.softmax(-potts_energy(states).double(), 0)
+    init = space.uniform(800, generator)
+    draws = sample(dist, method, 800, 30, 40, seed=6, init=init)
+    assert bool((draws.sum(-1) == 1).all())  # still one-hot
+    tv, tol, n_eff = tv_test(dist, draws, p=p)
+    print("one-hot", method, f"TV {tv:.4f} tol {tol:.4f} n_eff {n_eff:.0f}")
+    assert tol < TV_POWER
+    assert tv < tol
+
+
 def test_negative_control_gwg_without_mh_fails(device, generator):
     """GWG's proposal without the MH correction samples the wrong distribution: the same TV
     test must reject it (proves the test has power)."""
     dist = ising_dist(0.3, device)
     space = metropolis.DiscreteSpace.of(dist)
-    y = metropolis.uniform_init(dist, 2000, generator)
+    y = metropolis.uniform_init(dist, 1500, generator)
     draws = []
-    for i in range(200):
+    for i in range(140):
         state = gwg.init(y, dist.logdensity)
         logq = gwg.proposal_logits(space, y, state.grad)
         move = torch.multinomial(logq.exp(), 1, generator=generator).squeeze(1)
         y = space.set_sites(y, move // space.num_values, move % space.num_values)
-        if i >= 100:
+        if i >= 60:
             draws.append(y)
     tv, tol, n_eff = tv_test(dist, torch.stack(draws, 1))
     print("gwg without MH", f"TV {tv:.4f} tol {tol:.4f} n_eff {n_eff:.0f}")
@@ -342,6 +403,5 @@ def test_same_seed_same_draws(device):
         g = torch.Generator(device=device).manual_seed(7)
         spec = get_spec("gwg", dist)
         y0 = metropolis.uniform_init(dist, 16, g)
-        draws, _ = run_chain(spec, dist, y0, g, num_warmup=5, num_samples=5)
-        out.append(draws)
+        out.append(run_chain(spec, dist, y0, g, num_warmup=5, num_samples=5))
     assert torch.equal(out[0], out[1])

@@ -53,15 +53,15 @@ def bimodal_energy(y: torch.Tensor) -> torch.Tensor:
     return -torch.logsumexp(logs, -1)
 
 
-def _bimodal_run(method: str, device, **options):
+def _bimodal_run(method: str, device, num_chains, num_warmup, num_samples, **options):
     dist = Gibbs(bimodal_energy, beta=1.0, event_shape=(1,))
-    init = torch.full((200, 1), -MU, device=device)
+    init = torch.full((num_chains, 1), -MU, device=device)
     return gibbsebm.sample(
         dist,
         method,
-        num_chains=200,
-        num_samples=400,
-        num_warmup=300,
+        num_chains=num_chains,
+        num_samples=num_samples,
+        num_warmup=num_warmup,
         seed=11,
         init=init,
         progress=False,
@@ -70,7 +70,7 @@ def _bimodal_run(method: str, device, **options):
 
 
 def test_pt_recovers_mode_weights_where_mala_fails(device):
-    s = _bimodal_run("pt", device, kernel="mala")
+    s = _bimodal_run("pt", device, 128, 200, 200, kernel="mala")
     frac, se = fraction_with_se(s.draws[..., 0] > 0)
     assert se < 0.02, se  # enough draws that a wrong weight would show
     assert abs(frac - W_RIGHT) < 5 * se, (frac, se)
@@ -83,7 +83,7 @@ def test_pt_recovers_mode_weights_where_mala_fails(device):
     assert bool((per_beta[1:] > per_beta[:-1]).all()), per_beta
 
     # negative control: plain MALA from the same start never leaves the left mode
-    m = _bimodal_run("mala", device)
+    m = _bimodal_run("mala", device, 64, 100, 100)
     frac_m, se_m = fraction_with_se(m.draws[..., 0] > 0)
     assert abs(frac_m - W_RIGHT) > 5 * se_m + 0.1, (frac_m, se_m)
 
@@ -95,8 +95,8 @@ def test_pt_ising_low_temperature(device):
     """beta = 0.7 on the 3x3 torus: the +/- magnetised halves are separated by a barrier of
     about 0.7 * 12 = 8.4 nats; single-site Metropolis from all spins up stays up."""
     dist = Gibbs(Ising2D(3, device=device), beta=0.7)
-    init = torch.ones(200, 3, 3, device=device)
-    kw = dict(num_chains=200, num_samples=150, num_warmup=50, seed=3, init=init, progress=False)
+    init = torch.ones(128, 3, 3, device=device)
+    kw = dict(num_chains=128, num_samples=100, num_warmup=40, seed=3, init=init, progress=False)
     s = gibbsebm.sample(dist, "pt", kernel="metropolis", **kw)
     frac, se = fraction_with_se(s.draws.flatten(2).sum(-1) > 0)
     assert se < 0.03, se
@@ -104,7 +104,7 @@ def test_pt_ising_low_temperature(device):
 
     # every temperature's replicas have the exact mean energy within 5 MCSE
     betas, reps, energies = tempering.replica_draws(s)
-    assert reps.shape == (200, 150, betas.numel(), 3, 3)
+    assert reps.shape == (128, 100, betas.numel(), 3, 3)
     states = dist.enumerate_support()
     e_states = dist.energy(states).double()
     for r, b in enumerate(betas.tolist()):
@@ -118,6 +118,7 @@ def test_pt_ising_low_temperature(device):
     assert torch.allclose(energies[:2, :3].reshape(-1), dist.energy(flat))
 
     # negative control: plain Metropolis from all spins up
+    kw.update(num_chains=64, num_warmup=20, num_samples=50, init=init[:64])
     m = gibbsebm.sample(dist, "metropolis", **kw)
     frac_m, se_m = fraction_with_se(m.draws.flatten(2).sum(-1) > 0)
     assert abs(frac_m - 0.5) > 5 * se_m + 0.1, (frac_m, se_m)
