@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.distributions import constraints
 
 from .._validation import as_beta_tensor
 from .base import EnergyModel
@@ -63,6 +64,8 @@ class GaussianMixture(EnergyModel):
     >>> torch.bincount(gm.component_of(y), minlength=4).tolist()  # about 250 each
     [254, 246, 258, 242]
     """
+
+    support = constraints.real_vector
 
     def __init__(
         self,
