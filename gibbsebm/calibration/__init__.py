@@ -26,6 +26,7 @@ from .metrics import (
     expected_calibration_error,
     negative_log_likelihood,
 )
+from .report import CalibrationReport, SystemReport, report
 from .scores import (
     AUROC,
     OODComparison,
@@ -60,6 +61,9 @@ __all__ = [
     "RiskCoverage",
     "ScoreComparison",
     "WeightFit",
+    "CalibrationReport",
+    "SystemReport",
+    "report",
     "auroc",
     "combine",
     "compare_confidence_scores",
