@@ -186,3 +186,56 @@ def test_bad_input_raises(device):
                 dist, "mala", num_chains=2, num_samples=2, num_warmup=0, seed=0, progress=False
             )
         )
+
+
+# ----------------------------------------------------------------------------- RBM, discrete
+
+
+def test_pt_rbm_tempered_free_energy(device):
+    """An RBM's marginal energy F_beta depends on beta, so the swap ratio must use the
+    log-densities at the exchanged temperatures (not (b_r - b_s)(E_r - E_s) with fixed E).
+    Block Gibbs inside pt: the target replica and the hottest replica both match their exact
+    distributions in total variation."""
+    from test_discrete import TV_POWER, small_rbm, tv_test
+
+    dist = small_rbm(device)
+    s = gibbsebm.sample(
+        dist,
+        "pt",
+        kernel="block_gibbs",
+        betas=[1.0, 0.5, 0.2],
+        num_chains=500,
+        num_samples=60,
+        num_warmup=20,
+        seed=4,
+        progress=False,
+    )
+    betas, reps, energies = tempering.replica_draws(s)
+    for r in (0, 2):
+        tv, tol, _ = tv_test(dist.at(float(betas[r])), reps[:, :, r])
+        assert tol < TV_POWER
+        assert tv < tol, (float(betas[r]), tv, tol)
+    # the recorded energy of an RBM replica is its free energy at that replica's beta
+    v = reps[:3, :2, 2].reshape(-1, 8)
+    expect = dist.energy.tempered_energy(v, float(betas[2]))
+    assert torch.allclose(energies[:3, :2, 2].reshape(-1), expect, atol=1e-5)
+
+
+def test_pt_discrete_default_kernel_and_per_beta_step_size(device):
+    dist = Gibbs(Ising2D(3, device=device), beta=0.6)
+    spec = get_spec("pt", dist)
+    assert spec.discrete
+    s = gibbsebm.sample(
+        dist,
+        "pt",
+        kernel="dmala",
+        num_chains=32,
+        num_samples=5,
+        num_warmup=40,
+        seed=1,
+        progress=False,
+    )
+    per_beta = s.adaptation["step_size_per_beta"]
+    assert per_beta.shape == (tempering.beta_ladder(0.6, 9).numel(),)
+    assert bool(torch.isfinite(per_beta).all()) and bool((per_beta > 0).all())
+    assert s.extra["replicas"].shape[:3] == (32, 5, per_beta.numel())
