@@ -127,7 +127,7 @@ def transition(
 ) -> tuple[HMCState, HMCInfo, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One HMC transition with exactly ``num_steps`` leapfrog steps.
 
-    Returns the new state, its info, and ``(previous, proposal, proposal_velocity)`` (used by
+    Returns the new state, its info, and ``(previous, proposal, proposal_momentum)`` (used by
     the ChEES adaptation).
     """
     p0 = metric.sample_momentum(generator, state.position)

@@ -101,7 +101,7 @@ def transition(
     metric: Metric,
     divergence_threshold: float = DIVERGENCE_THRESHOLD,
 ) -> tuple[MALAState, MALAInfo, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """One MALA transition; also returns ``(previous, proposal, proposal_velocity)``."""
+    """One MALA transition; also returns ``(previous, proposal, proposal_momentum)``."""
     eps = _leapfrog_size(step_size)
     p0 = metric.sample_momentum(generator, state.position)
     k0 = metric.kinetic_energy(p0)

@@ -21,8 +21,8 @@ transitions get weight 0), and :math:`\\log T` moves by an Adam step with no mom
 (:math:`\\beta_1 = 0`, :math:`\\beta_2 = 0.95`, learning rate 0.025: TensorFlow Probability's
 ``GradientBasedTrajectoryLengthAdaptation`` defaults ``adaptation_rate=0.025``,
 ``averaged_sq_grad_adaptation_rate=0.05``), each update clipped to :math:`\\pm 0.35` in log
-space as in TFP and BlackJAX. :math:`T` is kept within ``[step_size, max_num_steps *
-step_size]`` (``max_num_steps=1000``, TFP's ``max_leapfrog_steps``). The value used after
+space as in TFP and BlackJAX. :math:`T` is kept below ``max_num_steps * step_size``
+(``max_num_steps=1000``, TFP's ``max_leapfrog_steps``). The value used after
 warmup is the iterate average of :math:`\\log T` with weights :math:`t^{-\\kappa}`,
 :math:`\\kappa = 0.75`, the averaging that dual averaging uses for the step size.
 
@@ -108,7 +108,9 @@ def chees(
         ``init(trajectory_length: Tensor) -> ChEESState``.
     update : callable
         ``update(state, previous, proposal, velocity, acceptance_prob, is_divergent, jitter,
-        step_size, max_num_steps) -> ChEESState``; positions ``(C, *event)``.
+        step_size, max_num_steps, actual_length=None) -> ChEESState``; positions
+        ``(C, *event)``, ``jitter`` is :math:`u`, ``actual_length`` the integration time the
+        leapfrog steps really covered (``ceil(u T / eps) * eps``; default :math:`uT`).
     final : callable
         ``final(state) -> Tensor``: the averaged trajectory length.
 
@@ -137,6 +139,7 @@ def chees(
         jitter: float,
         step_size: torch.Tensor | float,
         max_num_steps: int,
+        actual_length: float | None = None,
     ) -> ChEESState:
         c = previous.shape[0]
         x0 = previous.reshape(c, -1)
@@ -150,12 +153,17 @@ def chees(
         x0c = x0 - x0.mean(0)
         x1c = x1 - (w[:, None] * x1).sum(0) / (w_sum + 1e-20)
         diff_sq = (x1c * x1c).sum(1) - (x0c * x0c).sum(1)
-        length = state.log_length.exp()
-        # d ChEES_i / d log T, with t_i = jitter * T
-        g = jitter * length * diff_sq * (x1c * v1).sum(1)
-        if criterion == "chees_rate":
-            # d (ChEES_i / t_i) / d log T = (g - ChEES_i) / t_i
-            g = (g - 0.25 * diff_sq * diff_sq) / (jitter * length)
+        # d ChEES_i / dt at the end of the trajectory
+        dc_dt = diff_sq * (x1c * v1).sum(1)
+        # the nominal time u T moves with log T at rate u T; the integrator runs
+        # ceil(u T / eps) steps, i.e. an actual time t >= u T that the cost is proportional to
+        nominal = jitter * state.log_length.exp()
+        actual = nominal if actual_length is None else actual_length
+        if criterion == "chees":
+            g = nominal * dc_dt
+        else:
+            # d (ChEES_i / t) / d log T = (u T / t) (dChEES_i/dt - ChEES_i / t)
+            g = (nominal / actual) * (dc_dt - 0.25 * diff_sq * diff_sq / actual)
         grad = (w * g).sum() / (w_sum + 1e-20)
         t = state.t + 1
         sq = beta2 * state.sq_grad_avg + (1.0 - beta2) * grad * grad
@@ -164,7 +172,10 @@ def chees(
         step = step.clamp(-max_update, max_update)
         log_t = state.log_length + step
         log_eps = torch.log(torch.as_tensor(step_size, dtype=log_t.dtype, device=log_t.device))
-        log_t = torch.minimum(torch.maximum(log_t, log_eps), log_eps + math.log(max_num_steps))
+        # only an upper clip here: a floor at one step would let the large step sizes that
+        # dual averaging explores right after a restart drag T up; a trajectory always has
+        # at least one leapfrog step anyway
+        log_t = torch.minimum(log_t, log_eps + math.log(max_num_steps))
         # a non-finite update (every chain divergent) keeps the previous value
         ok = torch.isfinite(log_t)
         log_t = torch.where(ok, log_t, state.log_length)

@@ -128,7 +128,7 @@ def run_warmup(
     """Run ``num_warmup`` adapting transitions; return ``(state, params, adapt_info)``.
 
     ``transition(generator, state, step_size, metric, num_steps) -> (state, info, extras)``
-    with ``extras = (previous_position, proposal_position, proposal_velocity)``;
+    with ``extras = (previous_position, proposal_position, proposal_momentum)``;
     ``step_size`` is in the kernel's own units; ``to_leapfrog``/``from_leapfrog`` convert it
     to and from a leapfrog step size (identity for HMC; :math:`\\sqrt{2\\tau}` for MALA) for
     the step-size heuristic.
@@ -193,17 +193,18 @@ def run_warmup(
             stat = pooled_accept_stat(info.acceptance_prob, info.is_divergent, accept_statistic)
             da = da_update(da, stat, target_accept)
         if use_traj and adapt_trajectory_length:
-            x0, x1, v1 = extras
+            x0, x1, p1 = extras
             ch = c_update(
                 ch,
                 x0,
                 x1,
-                v1,
+                metric.velocity(p1),
                 info.acceptance_prob,
                 info.is_divergent,
                 u,
                 to_leapfrog(eps_t),
                 max_num_steps,
+                steps * to_leapfrog(eps_t),
             )
         if in_window[i]:
             wf = w_update(wf, state.position)

@@ -1,0 +1,34 @@
+"""Monte Carlo error helpers for the sampler tests (arviz's MCSE on (chain, draw) arrays)."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import torch
+
+
+def mean_mcse(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and Monte Carlo standard error of each coordinate of draws ``(C, D, *rest)``.
+
+    The MCSE is arviz's (bulk-ESS based, pooling all chains), so autocorrelation and
+    between-chain disagreement both widen it.
+    """
+    arr = x.detach().double().cpu().numpy()
+    c, d = arr.shape[:2]
+    flat = arr.reshape(c, d, -1)
+    means = flat.mean((0, 1))
+    errs = np.empty(flat.shape[2])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        for j in range(flat.shape[2]):
+            errs[j] = float(az.mcse(flat[:, :, j], method="mean"))
+    shape = arr.shape[2:]
+    return means.reshape(shape), errs.reshape(shape)
+
+
+def zscore(x: torch.Tensor, exact) -> np.ndarray:
+    """``(mean - exact) / mcse`` per coordinate."""
+    m, e = mean_mcse(x)
+    return (m - np.asarray(exact, dtype=np.float64)) / e

@@ -1,0 +1,150 @@
+"""Adaptation blocks: dual averaging, pooled Welford, Stan windows, ChEES; warmup outcomes."""
+
+import math
+
+import pytest
+import torch
+
+import gibbsebm
+from gibbsebm.energies import Gaussian
+from gibbsebm.samplers import hmc
+from gibbsebm.samplers.adaptation import build_schedule, chees, dual_averaging, halton, welford
+from gibbsebm.samplers.adaptation.warmup import pooled_accept_stat
+from gibbsebm.samplers.metrics import as_metric
+
+DT = torch.float64
+
+
+def test_dual_averaging_reaches_the_target_on_a_known_acceptance_curve():
+    # acceptance a(eps) = exp(-eps): the target 0.8 is reached at eps* = -log(0.8)
+    init, update, final = dual_averaging()
+    s = init(torch.tensor(1.0, dtype=DT))
+    for _ in range(3000):
+        s = update(s, torch.exp(-s.log_step_size.exp()), 0.8)
+    assert float(final(s)) == pytest.approx(-math.log(0.8), rel=0.02)
+    # first iterate: mu - sqrt(1)/gamma * (1/(1+t0)) * (delta - a) with Hoffman-Gelman constants
+    s0 = init(torch.tensor(1.0, dtype=DT))
+    s1 = update(s0, torch.tensor(0.3, dtype=DT), 0.8)
+    expected = math.log(10.0) - (1 / 0.05) * (0.5 / 11)
+    assert float(s1.log_step_size) == pytest.approx(expected)
+    assert float(s1.log_step_size_avg) == pytest.approx(expected)  # weight 1^-0.75 = 1
+
+
+def test_dual_averaging_per_chain_shapes():
+    init, update, final = dual_averaging()
+    s = init(torch.tensor([0.1, 1.0, 10.0]))
+    s = update(s, torch.tensor([0.9, 0.5, 0.1]), 0.8)
+    assert final(s).shape == (3,)
+    with pytest.raises(ValueError):
+        dual_averaging(kappa=0.2)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_welford_pooled_matches_direct_estimates(dense):
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, 4, generator=g, dtype=DT) * 3 + 1 for n in (1, 7, 32, 5)]
+    init, update, final = welford(dense)
+    s = init(4, batches[0])
+    for b in batches:
+        s = update(s, b)
+    x = torch.cat(batches)
+    direct = torch.cov(x.T) if dense else x.var(0)
+    torch.testing.assert_close(final(s, regularize=False), direct)
+    torch.testing.assert_close(s.mean, x.mean(0))
+    n = x.shape[0]
+    shrunk = n / (n + 5) * direct + 1e-3 * 5 / (n + 5) * (torch.eye(4, dtype=DT) if dense else 1)
+    torch.testing.assert_close(final(s), shrunk)
+    with pytest.raises(ValueError, match="at least 2"):
+        final(update(init(4, x), x[:1]))
+
+
+def test_stan_windows():
+    assert build_schedule(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
+    assert build_schedule(19) == []
+    # too short for the defaults: 15% / 75% / 10%
+    assert build_schedule(100) == [(15, 90)]
+    for n in (20, 150, 333, 2000, 5000):
+        w = build_schedule(n)
+        assert w[0][0] == (75 if n >= 150 else int(0.15 * n))
+        assert all(a[1] == b[0] for a, b in zip(w, w[1:]))  # contiguous
+        assert w[-1][1] == n - (50 if n >= 150 else int(0.1 * n))
+        sizes = [b - a for a, b in w]
+        assert all(b >= 2 * a for a, b in zip(sizes[:-2], sizes[1:-1]))  # doubling
+
+
+def test_halton_sequence():
+    assert [halton(i) for i in range(1, 8)] == [0.5, 0.25, 0.75, 0.125, 0.625, 0.375, 0.875]
+    with pytest.raises(ValueError):
+        halton(0)
+
+
+def test_chees_rate_finds_the_gaussian_optimum():
+    """On N(0, I) an exact trajectory gives ChEES(t) = d sin^2 t; the jittered ChEES rate
+    E_u[sin^2(uT) / (uT)] peaks at T* = 1.79 (numerical maximisation, recorded here). The
+    adaptation at a small fixed step size, from either side, must land within 25% of it; the
+    plain ChEES criterion peaks later (its first local maximum under jitter is near 2.25)."""
+    t_star = 1.79
+    fn = lambda y: -0.5 * (y**2).sum(-1)  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 10, generator=g, dtype=DT)
+    metric = as_metric(None, x, 1)
+    finals = {}
+    for crit in ("chees_rate", "chees"):
+        for t0 in (0.5, 4.0):
+            st = hmc.init(x, fn)
+            init, update, final = chees(criterion=crit)
+            cs = init(torch.tensor(t0, dtype=DT))
+            eps = 0.1
+            for i in range(200):
+                length = float(cs.log_length.exp())
+                steps = max(1, math.ceil(halton(i + 1) * length / eps))
+                st, info, (x0, x1, p1) = hmc.transition(g, st, fn, eps, steps, metric)
+                u = halton(i + 1)
+                acc, div = info.acceptance_prob, info.is_divergent
+                cs = update(cs, x0, x1, p1, acc, div, u, eps, 1000, steps * eps)
+            finals[(crit, t0)] = float(final(cs))
+    for t0 in (0.5, 4.0):
+        assert abs(finals[("chees_rate", t0)] / t_star - 1) < 0.25, finals
+        assert finals[("chees", t0)] > finals[("chees_rate", t0)], finals
+
+
+def test_harmonic_accept_statistic():
+    a = torch.tensor([0.5, 1.0, 0.25])
+    none = torch.zeros(3, dtype=torch.bool)
+    assert float(pooled_accept_stat(a, none, "mean")) == pytest.approx(1.75 / 3)
+    assert float(pooled_accept_stat(a, none, "harmonic")) == pytest.approx(3 / 7)
+    # a divergent or zero-acceptance chain pulls the harmonic mean to 0
+    assert float(pooled_accept_stat(a, torch.tensor([False, True, False]), "harmonic")) == 0.0
+
+
+def test_hmc_warmup_recovers_dense_covariance_and_target_acceptance():
+    cov = torch.tensor([[1.0, 0.9, 0.0], [0.9, 1.0, 0.3], [0.0, 0.3, 0.5]], dtype=DT) * 4
+    d = gibbsebm.Gibbs(Gaussian(torch.zeros(3, dtype=DT), covariance=cov))
+    s = gibbsebm.sample(
+        d,
+        "hmc",
+        num_chains=64,
+        num_samples=100,
+        num_warmup=400,
+        seed=0,
+        progress=False,
+        dense_mass=True,
+    )
+    est = s.adaptation["inverse_mass"]
+    assert est.shape == (3, 3)
+    assert float((est - cov).abs().max()) < 0.15 * float(cov.abs().max())
+    acc = s.stats["acceptance_prob"].double()
+    # harmonic mean over chains of the per-chain mean acceptance is near the 0.651 target
+    assert 0.5 < float(acc.mean()) < 0.95
+    assert s.adaptation["trajectory_length"] >= s.adaptation["step_size"]
+    assert not bool(s.stats["is_divergent"].any())
+
+
+def test_mala_step_size_adapts_to_its_target():
+    d = gibbsebm.Gibbs(Gaussian(torch.zeros(10, dtype=DT), covariance=torch.logspace(-1, 1, 10)))
+    s = gibbsebm.sample(
+        d, "mala", num_chains=64, num_samples=100, num_warmup=300, seed=1, progress=False
+    )
+    assert abs(float(s.stats["acceptance_prob"].double().mean()) - 0.574) < 0.06
+    ratio = s.adaptation["inverse_mass"].double() / torch.logspace(-1, 1, 10, dtype=DT)
+    assert float(ratio.min()) > 0.7 and float(ratio.max()) < 1.3
