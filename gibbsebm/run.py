@@ -796,6 +796,7 @@ def sample(
     progress: bool | str = True,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    executor: Any = None,
     **kernel_options: Any,
 ) -> Samples:
     """Draw MCMC samples from a Gibbs distribution with many chains in one tensor.
@@ -832,6 +833,10 @@ def sample(
         Checkpoint file; an existing file from the same call is resumed.
     checkpoint_every : int
         Recorded draws between checkpoints.
+    executor : None, "local", "ray" or Executor
+        ``None`` (default) runs here; otherwise the chains are split into shards run by
+        :class:`gibbsebm.executors.LocalExecutor` or :class:`gibbsebm.RayExecutor` and merged
+        (see :func:`gibbsebm.executors.run_sample`; ``checkpoint`` is then a directory).
     **kernel_options
         Options of the sampler (e.g. ``step_size``, ``num_steps``, ``dense_mass``,
         ``target_accept`` for ``hmc``).
@@ -857,6 +862,24 @@ def sample(
     >>> s.draws.shape
     torch.Size([8, 50, 2])
     """
+    if executor is not None:
+        from .executors import run_sample
+
+        return run_sample(
+            dist,
+            method,
+            executor=executor,
+            num_chains=num_chains,
+            num_samples=num_samples,
+            num_warmup=num_warmup,
+            thin=thin,
+            seed=seed,
+            init=init,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            **kernel_options,
+        )
     for name, v, lo in (
         ("num_chains", num_chains, 1),
         ("num_samples", num_samples, 0),
