@@ -30,6 +30,8 @@ _LAZY = {
     "compare_estimates": "gibbsebm.partition",
     "LogZEstimate": "gibbsebm.partition",
     "RayExecutor": "gibbsebm.executors",
+    "LocalExecutor": "gibbsebm.executors",
+    "executors": "gibbsebm.executors",
     "calibration": "gibbsebm.calibration",
     "energies": "gibbsebm.energies",
     "samplers": "gibbsebm.samplers",
