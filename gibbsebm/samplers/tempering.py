@@ -60,7 +60,10 @@ inner kernel's ``step_size`` is a tensor ``(C * R,)`` (one value per replica, co
 chains) and the per-temperature values are in ``Samples.adaptation["step_size_per_beta"]``.
 Kernels without a step size (``metropolis``, ``block_gibbs``, ``gwg``) or without an
 accept/reject step (``ula``) are not tuned per temperature (``per_beta_step_size=False`` turns
-it off everywhere).
+it off everywhere). With ``hmc``, whose step count follows from a trajectory length ``T``
+and one step size, the tuned ``T`` becomes a fixed number of leapfrog steps
+:math:`n = \\lceil T / \\epsilon \\rceil` shared by all temperatures, so a hot replica's
+trajectory :math:`n \\epsilon_r` grows with its step size.
 
 References
 ----------
@@ -461,6 +464,14 @@ def make_spec(
         tune = (
             per_beta_step_size and target_accept is not None and params.get("step_size") is not None
         )
+        if tune and params.get("trajectory_length") is not None:
+            # hmc: a trajectory length T needs one step size; with one step size per
+            # temperature the number of leapfrog steps n = ceil(T / eps) is fixed instead
+            eps = torch.as_tensor(params["step_size"]).reshape(-1)[0]
+            n_steps = math.ceil(float(params["trajectory_length"]) / float(eps))
+            params["num_steps"] = max(1, min(n_steps, int(params.get("max_num_steps", n_steps))))
+            params["trajectory_length"] = None
+            adapt_info["num_steps"] = params["num_steps"]
         if tune:
             da_init, da_update, da_final = dual_averaging()
             ref = state.logdensity

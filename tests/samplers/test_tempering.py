@@ -239,3 +239,27 @@ def test_pt_discrete_default_kernel_and_per_beta_step_size(device):
     assert per_beta.shape == (tempering.beta_ladder(0.6, 9).numel(),)
     assert bool(torch.isfinite(per_beta).all()) and bool((per_beta > 0).all())
     assert s.extra["replicas"].shape[:3] == (32, 5, per_beta.numel())
+
+
+def test_pt_hmc_replicas_have_tempered_variances(device):
+    """Every replica of a standard Gaussian target at beta_r has variance 1 / beta_r (within 5
+    MCSE over independent chains); hmc's trajectory length becomes a shared step count."""
+    dist = Gibbs(Gaussian(torch.zeros(2, device=device)), beta=1.0)
+    s = gibbsebm.sample(
+        dist,
+        "pt",
+        kernel="hmc",
+        num_chains=32,
+        num_samples=100,
+        num_warmup=150,
+        seed=2,
+        progress=False,
+    )
+    betas, reps, _ = tempering.replica_draws(s)
+    per_chain = (reps.double() ** 2).mean((1, 3))  # (C, R): E[y^2] per chain and replica
+    est = per_chain.mean(0)
+    mcse = per_chain.std(0) / math.sqrt(per_chain.shape[0])
+    z = (est - 1 / betas.double()) / mcse
+    assert bool((z.abs() < 5).all()), (est, 1 / betas, z)
+    assert isinstance(s.adaptation["num_steps"], int)
+    assert bool((s.adaptation["step_size_per_beta"].diff() > 0).all())
