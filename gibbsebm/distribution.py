@@ -413,7 +413,11 @@ class Gibbs(TorchDistribution):
             and self.latent is None
             and getattr(self.energy, "has_exact_log_partition", False)
         ):
-            return self.energy.exact_log_partition(self.beta).expand(self.batch_shape)
+            try:
+                return self.energy.exact_log_partition(self.beta).expand(self.batch_shape)
+            except NotImplementedError:
+                # e.g. a mixture whose log Z is exact only at beta = 1 or in low dimension
+                return None
         return None
 
     def _enumerate_event_values(self) -> torch.Tensor:

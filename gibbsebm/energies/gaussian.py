@@ -37,8 +37,8 @@ class Gaussian(EnergyModel):
     --------
     >>> import torch
     >>> g = Gaussian(torch.zeros(2), covariance=torch.tensor([1.0, 4.0]))
-    >>> float(g.exact_log_partition(1.0))  # log(2 pi * sqrt(4))
-    2.531024246969291
+    >>> round(float(g.exact_log_partition(1.0)), 10)  # log(2 pi * sqrt(4))
+    2.531024247
     """
 
     def __init__(
