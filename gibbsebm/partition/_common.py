@@ -1,0 +1,396 @@
+"""Shared pieces of the log Z estimators: input checks, generators, evaluation counting,
+progress bars and the base distributions (uniform on a finite support; Gaussian or mixture
+of Gaussians from a Laplace approximation).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.distributions import constraints
+
+from ..constraints import support_values
+from ..distribution import Gibbs
+
+__all__ = [
+    "check_dist",
+    "make_generator",
+    "EvalCounter",
+    "progress_bar",
+    "is_real_support",
+    "UniformBase",
+    "GaussianMixtureBase",
+    "laplace_base",
+    "make_base",
+]
+
+
+def check_dist(dist: Any, method: str) -> Gibbs:
+    """Require a scalar-batch :class:`~gibbsebm.Gibbs` distribution."""
+    if not isinstance(dist, Gibbs):
+        raise ValueError(
+            f"log_partition needs a gibbsebm.Gibbs distribution, got {type(dist).__name__}"
+        )
+    if dist.batch_shape != torch.Size():
+        raise ValueError(
+            f"method={method!r} estimates one log Z; the distribution has batch shape "
+            f"{tuple(dist.batch_shape)}. Use gibbsebm.log_partition_curve(dist, betas) for a "
+            "ladder of betas, or dist.condition(x[i:i+1]) for one input"
+        )
+    return dist
+
+
+def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A fresh generator on ``device``: seeded with ``seed``, or from OS entropy if ``None``."""
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+        g.manual_seed(seed)
+    return g
+
+
+class EvalCounter:
+    """Counts single-state energy evaluations of the wrapped log-density functions."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def wrap(self, fn: Callable[[torch.Tensor], torch.Tensor], event_dim: int) -> Callable:
+        def counted(y: torch.Tensor) -> torch.Tensor:
+            lead = y.shape[: y.dim() - event_dim]
+            self.n += math.prod(lead)
+            return fn(y)
+
+        return counted
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr when ``enabled`` and stderr is a terminal, else a no-op bar."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        disable=not (enabled and sys.stderr.isatty()),
+        leave=False,
+        file=sys.stderr,
+    )
+
+
+def is_real_support(support: constraints.Constraint) -> bool:
+    """Whether ``support`` is (a product of) the real line."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real or isinstance(support, type(constraints.real))
+
+
+# ---------------------------------------------------------------------- base distributions
+class UniformBase:
+    """Uniform distribution on a finite product support (values ``vals`` per coordinate)."""
+
+    kind = "uniform"
+
+    def __init__(self, vals: torch.Tensor, event_shape: torch.Size) -> None:
+        self.vals = vals
+        self.event_shape = torch.Size(event_shape)
+        n = math.prod(self.event_shape)
+        self.log_norm = n * math.log(vals.numel())  # log |support|
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(
+            0,
+            self.vals.numel(),
+            (n,) + self.event_shape,
+            generator=generator,
+            device=self.vals.device,
+        )
+        return self.vals[idx]
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        lead = y.shape[: y.dim() - len(self.event_shape)]
+        return torch.full(lead, -self.log_norm, dtype=y.dtype, device=y.device)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "uniform", "num_values": int(self.vals.numel()), "log_size": self.log_norm}
+
+
+class GaussianMixtureBase:
+    """Mixture of Gaussians on flattened ``y``: weights, means ``(M, d)``, Cholesky ``(M, d, d)``.
+
+    One component is a plain Gaussian. ``whiten`` gives the affine map ``y = mu + L z`` from the
+    mixture's overall mean and covariance, used to precondition the samplers.
+    """
+
+    kind = "gaussian"
+
+    def __init__(
+        self,
+        means: torch.Tensor,
+        scale_trils: torch.Tensor,
+        log_weights: torch.Tensor,
+        event_shape: torch.Size,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.means = means
+        self.scale_trils = scale_trils
+        self.log_weights = log_weights - torch.logsumexp(log_weights, 0)
+        self.event_shape = torch.Size(event_shape)
+        self.d = means.shape[-1]
+        diag = torch.diagonal(scale_trils, dim1=-2, dim2=-1)
+        self._half_logdet = torch.log(diag).sum(-1)  # (M,)
+        self.info = info or {}
+
+    @property
+    def num_components(self) -> int:
+        return self.means.shape[0]
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        m = self.means
+        comp = torch.multinomial(
+            self.log_weights.exp(), n, replacement=True, generator=generator
+        )  # (n,)
+        eps = torch.randn((n, self.d), generator=generator, dtype=m.dtype, device=m.device)
+        y = m[comp] + torch.einsum("nij,nj->ni", self.scale_trils[comp], eps)
+        return y.reshape((n,) + self.event_shape)
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        lead = y.shape[: y.dim() - len(self.event_shape)]
+        yf = y.reshape((-1, self.d))
+        diff = (yf[None, :, :] - self.means[:, None, :]).transpose(-1, -2)  # (M, d, n)
+        sol = torch.linalg.solve_triangular(self.scale_trils, diff, upper=False)  # (M, d, n)
+        comp_lp = (
+            -0.5 * (sol**2).sum(-2)
+            - self._half_logdet[:, None]
+            - 0.5 * self.d * math.log(2 * math.pi)
+            + self.log_weights[:, None]
+        )  # (M, n)
+        return torch.logsumexp(comp_lp, dim=0).reshape(lead)
+
+    def whiten(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``(d,)`` and Cholesky factor ``(d, d)`` of the mixture's overall covariance."""
+        w = self.log_weights.exp()
+        mu = (w[:, None] * self.means).sum(0)
+        covs = self.scale_trils @ self.scale_trils.transpose(-1, -2)
+        diff = self.means - mu
+        cov = (w[:, None, None] * (covs + diff[:, :, None] * diff[:, None, :])).sum(0)
+        cov = 0.5 * (cov + cov.T)
+        return mu, torch.linalg.cholesky(cov)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": "laplace" if self.info.get("laplace") else "gaussian",
+            "num_components": self.num_components,
+            "component_weights": self.log_weights.exp().tolist(),
+        }
+        out.update({k: v for k, v in self.info.items() if k != "laplace"})
+        return out
+
+
+def _flat_logdensity(dist: Gibbs) -> Callable[[torch.Tensor], torch.Tensor]:
+    ev = dist.event_shape
+
+    def f(yf: torch.Tensor) -> torch.Tensor:
+        return dist.logdensity(yf.reshape(yf.shape[:-1] + ev))
+
+    return f
+
+
+def _hessian(fn: Callable, y: torch.Tensor) -> torch.Tensor:
+    def scalar(v: torch.Tensor) -> torch.Tensor:
+        return fn(v[None])[0]
+
+    try:
+        h = torch.autograd.functional.hessian(scalar, y, vectorize=True)
+    except RuntimeError:
+        h = torch.autograd.functional.hessian(scalar, y)
+    return h
+
+
+def laplace_base(
+    dist: Gibbs,
+    generator: torch.Generator,
+    *,
+    num_starts: int = 16,
+    init_scale: float = 1.0,
+    scale: float = 1.0,
+    max_iter: int = 500,
+) -> GaussianMixtureBase:
+    """Laplace approximation of a continuous Gibbs distribution, one component per mode.
+
+    The modes of :math:`\\ell(y) = \\log b(y) - \\beta E(y)` are found by L-BFGS from
+    ``num_starts`` starts drawn from :math:`N(0, \\text{init\\_scale}^2 I)`; distinct modes
+    (Mahalanobis distance > 1 under the curvature of the kept ones) each get a Gaussian
+    :math:`N(\\hat y, (s^2 H)^{-1})` with :math:`H = -\\nabla^2 \\ell(\\hat y)` and weight
+    equal to its Laplace evidence :math:`e^{\\ell(\\hat y)} (2\\pi)^{d/2} |H|^{-1/2}`.
+
+    Parameters
+    ----------
+    dist : Gibbs
+        A continuous, unconstrained Gibbs distribution.
+    generator : torch.Generator
+        Randomness for the starting points.
+    num_starts : int
+        Number of optimisation starts.
+    init_scale : float
+        Standard deviation of the starting points.
+    scale : float
+        Factor on the standard deviations (``> 1`` widens the base, giving it heavier tails
+        relative to the target).
+    max_iter : int
+        L-BFGS iterations.
+
+    Returns
+    -------
+    GaussianMixtureBase
+    """
+    if not is_real_support(dist.support):
+        raise ValueError(
+            f"the Laplace base needs an unconstrained real support, got {dist.support}; "
+            "pass base=(mean, covariance) or a torch MultivariateNormal"
+        )
+    if scale <= 0:
+        raise ValueError(f"base_scale must be > 0, got {scale}")
+    ev = dist.event_shape
+    d = math.prod(ev)
+    dtype, device = dist.beta.dtype, dist.beta.device
+    f = _flat_logdensity(dist)
+    y0 = init_scale * torch.randn((num_starts, d), generator=generator, dtype=dtype, device=device)
+    y0[0] = 0.0
+    y = y0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS(
+        [y], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = -f(y)
+        loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, 1e30)).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    modes = y.detach()
+    with torch.no_grad():
+        vals = f(modes)
+    order = torch.argsort(vals, descending=True)
+    kept_modes, kept_L, kept_H, kept_logw = [], [], [], []
+    nonpd = 0
+    for i in order.tolist():
+        if not bool(torch.isfinite(vals[i])):
+            continue
+        m = modes[i]
+        if any(float((m - km) @ kh @ (m - km)) < 1.0 for km, kh in zip(kept_modes, kept_H)):
+            continue
+        H = -_hessian(f, m.to(torch.float64) if dtype == torch.float64 else m)
+        H = 0.5 * (H + H.T).to(torch.float64)
+        evals, evecs = torch.linalg.eigh(H)
+        if bool((evals <= 0).any()):
+            nonpd += 1
+            if float(evals.max()) <= 0:
+                continue
+            evals = evals.clamp(min=1e-6 * float(evals.max()))
+            H = (evecs * evals) @ evecs.T
+        cov = (evecs / evals) @ evecs.T * scale**2
+        L = torch.linalg.cholesky(0.5 * (cov + cov.T))
+        logw = (
+            float(vals[i]) + 0.5 * d * math.log(2 * math.pi) - 0.5 * float(torch.log(evals).sum())
+        )
+        kept_modes.append(m)
+        kept_H.append(H.to(dtype))
+        kept_L.append(L.to(dtype))
+        kept_logw.append(logw)
+    if not kept_modes:
+        raise ValueError(
+            "the Laplace approximation failed: no finite mode with positive curvature was found "
+            "(is the energy bounded below and finite?); pass base=(mean, covariance)"
+        )
+    info = {
+        "laplace": True,
+        "num_starts": num_starts,
+        "num_modes_found": len(kept_modes),
+        "scale": scale,
+        "modes": torch.stack(kept_modes).tolist() if d <= 10 else f"{len(kept_modes)} modes",
+        "laplace_log_z": float(torch.logsumexp(torch.tensor(kept_logw), 0)),
+        "num_nonpositive_curvature_modes": nonpd,
+    }
+    return GaussianMixtureBase(
+        torch.stack(kept_modes),
+        torch.stack(kept_L),
+        torch.tensor(kept_logw, dtype=dtype, device=device),
+        ev,
+        info,
+    )
+
+
+def make_base(
+    dist: Gibbs,
+    base: Any,
+    generator: torch.Generator,
+    *,
+    base_scale: float = 1.0,
+    num_starts: int = 16,
+) -> UniformBase | GaussianMixtureBase:
+    """Build the base distribution named by ``base`` (see :func:`gibbsebm.log_partition`)."""
+    dtype, device = dist.beta.dtype, dist.beta.device
+    ev = dist.event_shape
+    d = math.prod(ev)
+    if base is None:
+        base = "uniform" if dist.is_discrete else "laplace"
+    if isinstance(base, str):
+        if base == "uniform":
+            vals = support_values(dist.support, dtype=dtype, device=device)
+            if vals is None:
+                raise ValueError(
+                    f"base='uniform' needs a finite discrete support, got {dist.support}"
+                )
+            return UniformBase(vals, ev)
+        if dist.is_discrete:
+            raise ValueError(f"base={base!r} is for continuous y; use base='uniform'")
+        if base == "laplace":
+            return laplace_base(dist, generator, scale=base_scale, num_starts=num_starts)
+        if base == "standard":
+            return GaussianMixtureBase(
+                torch.zeros((1, d), dtype=dtype, device=device),
+                base_scale * torch.eye(d, dtype=dtype, device=device)[None],
+                torch.zeros(1, dtype=dtype, device=device),
+                ev,
+                {"kind": "standard normal", "scale": base_scale},
+            )
+        raise ValueError(
+            f"unknown base {base!r}; use 'laplace', 'standard', 'uniform', a (mean, covariance) "
+            "pair or a torch Normal/MultivariateNormal"
+        )
+    if dist.is_discrete:
+        raise ValueError("discrete y supports only base='uniform'")
+    if isinstance(base, torch.distributions.Independent):
+        base = base.base_dist
+    if isinstance(base, torch.distributions.MultivariateNormal):
+        mean, L = base.loc, base.scale_tril
+    elif isinstance(base, torch.distributions.Normal):
+        mean = base.loc.expand(ev).reshape(d)
+        L = torch.diag(base.scale.expand(ev).reshape(d))
+    elif isinstance(base, tuple) and len(base) == 2:
+        mean = torch.as_tensor(base[0]).reshape(d)
+        cov = torch.as_tensor(base[1])
+        cov = torch.diag(cov.reshape(d)) if cov.numel() == d else cov.reshape(d, d)
+        try:
+            L = torch.linalg.cholesky(cov.to(torch.float64))
+        except RuntimeError:
+            raise ValueError("base covariance must be symmetric positive definite") from None
+    else:
+        raise ValueError(
+            f"unsupported base {type(base).__name__}: use 'laplace', 'standard', 'uniform', a "
+            "(mean, covariance) pair or a torch Normal/MultivariateNormal"
+        )
+    mean = mean.to(dtype=dtype, device=device).reshape(1, d)
+    L = (L.to(dtype=dtype, device=device) * base_scale).reshape(1, d, d)
+    return GaussianMixtureBase(
+        mean, L, torch.zeros(1, dtype=dtype, device=device), ev, {"kind": "user gaussian"}
+    )
