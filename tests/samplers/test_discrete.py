@@ -176,7 +176,7 @@ def test_ising_3x3_total_variation(
 
 def small_rbm(device: torch.device) -> Gibbs:
     """8 visible x 4 hidden units (256 visible states), N(0, 1) weights and biases."""
-    rbm = RBM.random(8, 4, scale=1.0, generator=torch.Generator().manual_seed(3), device=device)
+    rbm = RBM.random(8, 4, scale=1.0, generator=torch.Generator().manual_seed(3)).to(device)
     return Gibbs(rbm, beta=1.0)
 
 
@@ -307,7 +307,7 @@ def test_gwg_mh_ratio_by_hand(device, generator):
     a, b, w = 0.3, -0.7, 1.2
     dist = Gibbs(
         lambda y: -(a * y[:, 0] + b * y[:, 1] + w * y[:, 0] * y[:, 1]),
-        beta=1.0,
+        beta=torch.tensor(1.0, device=device),
         event_shape=(2,),
         support=constraints.boolean,
     )
@@ -325,14 +325,15 @@ def test_gwg_mh_ratio_by_hand(device, generator):
     space = metropolis.DiscreteSpace.of(dist)
     logq = gwg.proposal_logits(space, y0[:1], torch.tensor([[a, b]], device=device))
     # moves are (site, value) pairs; value 0 of both sites is the current one (probability 0)
-    assert torch.allclose(logq.exp()[0], torch.tensor([0.0, q_fwd[0], 0.0, q_fwd[1]]), atol=1e-6)
+    expect = torch.tensor([0.0, q_fwd[0], 0.0, q_fwd[1]], device=device)
+    assert torch.allclose(logq.exp()[0], expect, atol=1e-6)
     state = spec.init(y0, dist.logdensity)
     new, info = spec.step(generator, state, dist.logdensity, **spec.default_params)
     moved1 = info.is_accepted & (new.position[:, 0] == 1)
     moved2 = info.is_accepted & (new.position[:, 1] == 1)
     assert moved1.any() and moved2.any()
-    assert torch.allclose(info.acceptance_prob[moved1], torch.tensor(acc[0]), atol=1e-5)
-    assert torch.allclose(info.acceptance_prob[moved2], torch.tensor(acc[1]), atol=1e-5)
+    assert torch.allclose(info.acceptance_prob[moved1].cpu(), torch.tensor(acc[0]), atol=1e-5)
+    assert torch.allclose(info.acceptance_prob[moved2].cpu(), torch.tensor(acc[1]), atol=1e-5)
     near = torch.minimum(
         (info.acceptance_prob - acc[0]).abs(), (info.acceptance_prob - acc[1]).abs()
     )
@@ -345,7 +346,8 @@ def test_gwg_mh_ratio_by_hand(device, generator):
 
 def test_dmala_proposal_by_hand(device):
     """Binary site: q(flip) = sigmoid(d/2 - 1/(2 alpha)) with d = (1 - 2y) * grad."""
-    dist = Gibbs(lambda y: -y.sum(-1), event_shape=(3,), support=constraints.boolean)
+    beta = torch.tensor(1.0, device=device)
+    dist = Gibbs(lambda y: -y.sum(-1), beta=beta, event_shape=(3,), support=constraints.boolean)
     space = metropolis.DiscreteSpace.of(dist)
     y = torch.tensor([[0.0, 1.0, 0.0]], device=device)
     grad = torch.tensor([[0.4, -1.0, 2.0]], device=device)
@@ -368,7 +370,8 @@ def test_nan_energy_is_a_rejected_move(method, device, generator):
         e = ising_energy(s)
         return torch.where(s.flatten(1).sum(-1) >= 7, torch.full_like(e, float("nan")), e)
 
-    dist = Gibbs(energy, beta=0.3, event_shape=(3, 3), support=spin)
+    beta = torch.tensor(0.3, device=device)
+    dist = Gibbs(energy, beta=beta, event_shape=(3, 3), support=spin)
     spec = get_spec(method, dist)
     y0 = -torch.ones(200, 3, 3, device=device)
     y0[:, 0, :] = 1.0  # 3 up, 6 down

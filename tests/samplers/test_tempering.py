@@ -54,7 +54,7 @@ def bimodal_energy(y: torch.Tensor) -> torch.Tensor:
 
 
 def _bimodal_run(method: str, device, num_chains, num_warmup, num_samples, **options):
-    dist = Gibbs(bimodal_energy, beta=1.0, event_shape=(1,))
+    dist = Gibbs(bimodal_energy, beta=torch.tensor(1.0, device=device), event_shape=(1,))
     init = torch.full((num_chains, 1), -MU, device=device)
     return gibbsebm.sample(
         dist,
