@@ -71,8 +71,8 @@ def test_gibbs_latent_site_nuts_moments():
     # Pyro's default init (init_to_uniform) calls sample(), which a Gibbs without an exact
     # sampler cannot do: give NUTS an initial value (see the Gibbs docstring)
     y0 = torch.zeros(3, dtype=DT)
-    mcmc = _run_nuts(model, 120, 300, seed=1, init_strategy=init_to_value(values={"y": y0}))
-    y = mcmc.get_samples(group_by_chain=True)["y"].numpy()  # (1, 300, 3)
+    mcmc = _run_nuts(model, 100, 250, seed=1, init_strategy=init_to_value(values={"y": y0}))
+    y = mcmc.get_samples(group_by_chain=True)["y"].numpy()  # (1, 250, 3)
     cols, iu = _moment_draws(y, mu.numpy())
     expected = np.concatenate([mu.numpy(), (cov / beta).numpy()[iu]])
     z, ess = _within_mcse(cols, expected)
@@ -159,7 +159,7 @@ def test_gibbs_as_likelihood_with_obs():
 
 def test_energy_factor_gibbs_posterior_nuts():
     """pi(theta | D) ∝ N(theta; 0, s0^2) exp(-beta * 0.5 sum (d_i - theta)^2): Gaussian."""
-    data = torch.tensor([0.3, 1.1, -0.4, 0.9, 1.6, 0.2, 0.7, 1.2], dtype=DT)
+    data = torch.tensor([2.3, 3.1, 1.6, 2.9, 3.6, 2.2, 2.7, 3.2], dtype=DT)
     beta, s0 = 0.5, 0.5  # a prior as strong as the data: beta moves mean and variance
 
     def model():
@@ -169,8 +169,8 @@ def test_energy_factor_gibbs_posterior_nuts():
     post_prec = 1 / s0**2 + beta * data.numel()
     post_mean = float(beta * data.sum() / post_prec)
     post_var = 1 / post_prec
-    mcmc = _run_nuts(model, 150, 600, seed=2)
-    th = mcmc.get_samples(group_by_chain=True)["theta"].numpy()[..., None]  # (1, 600, 1)
+    mcmc = _run_nuts(model, 100, 400, seed=2)
+    th = mcmc.get_samples(group_by_chain=True)["theta"].numpy()[..., None]  # (1, 400, 1)
     cols, _ = _moment_draws(th, np.array([post_mean]))
     z, ess = _within_mcse(cols, [post_mean, post_var])
     assert ess.min() > 50, ess
