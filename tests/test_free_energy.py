@@ -248,6 +248,14 @@ def test_free_energy_is_differentiable(device):
         - free_energy(energy, y - dy, 2.0, latent=z_vals).value[0]
     ) / (2 * eps)
     torch.testing.assert_close(g[0, 1], fd.detach(), rtol=1e-6, atol=1e-8)
+    # dF/dbeta = H(p_beta(z | y)) / beta^2 >= 0 (the entropy of the latent posterior)
+    beta = torch.full((y.shape[0],), 2.0, dtype=DT, device=device, requires_grad=True)
+    f = free_energy(energy, y.detach(), beta, latent=z_vals)
+    (gb,) = torch.autograd.grad(f.value.sum(), beta)
+    _, e_all = _brute_force(energy, y.detach(), z_vals, 2.0)
+    p = torch.softmax(-2.0 * e_all, 1)
+    entropy = -(p * torch.log(p)).sum(1)
+    torch.testing.assert_close(gb, entropy / 4.0)
 
 
 @pytest.mark.parametrize(
