@@ -30,6 +30,7 @@ def log_partition(
     progress: bool = True,
     on_untrusted: str = "warn",
     trust_thresholds: dict[str, float] | None = None,
+    executor: Any = None,
     **options: Any,
 ) -> LogZEstimate:
     """Estimate :math:`\\log Z_\\beta` of a Gibbs distribution with an honest standard error.
@@ -56,6 +57,11 @@ def log_partition(
         ``.estimate``, or nothing (the findings are always in ``estimate.problems``).
     trust_thresholds : dict, optional
         Overrides of :data:`gibbsebm.partition.TRUST_THRESHOLDS`.
+    executor : None, "local", "ray" or Executor
+        ``None`` (default) runs here; otherwise the particles (``ais``, ``importance``) or
+        chains (``ti``) are split into shards run by :class:`gibbsebm.executors.LocalExecutor`
+        or :class:`gibbsebm.RayExecutor` and pooled exactly (see
+        :func:`gibbsebm.executors.run_log_partition`, which also takes ``checkpoint=``).
     **options
         Method options; see :func:`~gibbsebm.partition.importance.importance_log_partition`,
         :func:`~gibbsebm.partition.ais.ais_log_partition`,
@@ -79,6 +85,19 @@ def log_partition(
     >>> abs(est.log_z - float(d.log_partition())) < 5 * est.stderr
     True
     """
+    if executor is not None:
+        from ..executors import run_log_partition
+
+        return run_log_partition(
+            dist,
+            method,
+            executor=executor,
+            seed=seed,
+            progress=progress,
+            on_untrusted=on_untrusted,
+            trust_thresholds=trust_thresholds,
+            **options,
+        )
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
     dist = check_dist(dist, method)
