@@ -23,10 +23,12 @@ Every chain carries ``R`` replicas, one per inverse temperature of a ladder
    evaluates the left-hand side, so it is also exact for base measures and for energies whose
    marginal depends on :math:`\\beta`, such as an RBM's tempered free energy).
 
-The state of the swapped replicas is re-initialised by the inner kernel's ``init`` at their new
-temperature (the log-density and gradient of a replica depend on its :math:`\\beta`); this
-evaluation is the one that gives the swap ratio, so a step costs one inner step plus one
-log-density (and gradient, for gradient kernels) evaluation of all replicas.
+The log-density (and gradient) that the inner kernel caches for a replica depend on its
+:math:`\\beta`. When :math:`\\log p_\\beta = -\\beta E` exactly (no base measure, condition or
+latent variable) they are rescaled by :math:`\\beta_{\\text{new}}/\\beta_{\\text{old}}`, so
+exchanges cost no energy evaluation; otherwise the exchanged configurations are re-initialised
+by the inner kernel's ``init`` at their new temperatures, whose log-densities also give the
+swap ratio (one extra evaluation of all replicas per step).
 
 ``position`` and ``logdensity`` of the state are those of the target replica, so
 :func:`gibbsebm.sample` records draws of the target. ``extra_draws`` keeps every replica:
@@ -267,6 +269,45 @@ def _merge_states(mask: torch.Tensor, proposed: Any, current: Any) -> Any:
     return type(current)(*fields)
 
 
+#: Inner-state fields that :func:`_exchanged_by_rescaling` knows how to move between
+#: temperatures: positions are permuted, log-densities and their gradients rescaled.
+_RESCALED_FIELDS = {"logdensity", "grad", "logdensity_grad"}
+
+
+def _rescalable(state: Any, n: int) -> bool:
+    """Whether every per-chain field of the inner state is a position, a log-density or its
+    gradient (so that :func:`_exchanged_by_rescaling` gives the exact exchanged state)."""
+    for name, value in zip(state._fields, state):
+        per_chain = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n
+        if per_chain and name != "position" and name not in _RESCALED_FIELDS:
+            return False
+    return True
+
+
+def _exchanged_by_rescaling(
+    state: Any, partner: torch.Tensor, betas: torch.Tensor, c: int, num_r: int
+) -> Any:
+    """The inner state with replica ``r`` holding replica ``partner[r]``'s configuration.
+
+    For :math:`\\log p_\\beta = -\\beta E`, the log-density and its gradient at the new
+    temperature are the old ones times :math:`\\beta_r / \\beta_{\\text{partner}(r)}`.
+    """
+    n = c * num_r
+    b = betas.to(device=partner.device)
+    scale = (b / b[partner]).repeat(c)  # (N,): new beta over the beta it was evaluated at
+    fields = []
+    for name, value in zip(state._fields, state):
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+            rest = tuple(value.shape[1:])
+            moved = value.reshape((c, num_r) + rest).index_select(1, partner).reshape(value.shape)
+            if name in _RESCALED_FIELDS:
+                moved = moved * scale.to(moved.dtype).reshape((n,) + (1,) * len(rest))
+            fields.append(moved)
+        else:
+            fields.append(value)
+    return type(state)(*fields)
+
+
 def make_spec(
     dist: Any,
     *,
@@ -355,6 +396,13 @@ def make_spec(
     if inner.run is not None:
         raise ValueError(f"kernel {kernel!r} runs its own loop and cannot be used inside pt")
     ld_flat = _ladder_logdensity(ladder, num_r)
+    # log p_beta(y) = -beta E(y) exactly: exchanged states need no new evaluation
+    rescale = (
+        ladder.base is None
+        and ladder.x is None
+        and ladder.latent is None
+        and getattr(dist.energy, "tempered_energy", None) is None
+    )
     target_accept = kernel_options.get("target_accept", _TARGET_ACCEPT.get(kernel))
     event = tuple(dist.event_shape)
 
@@ -406,8 +454,11 @@ def make_spec(
         upper[1:] = lower[:-1]
         partner = torch.where(lower, r + 1, torch.where(upper, r - 1, r))
         pos = inner_state.position.reshape((c, num_r) + event)
-        proposed_pos = pos.index_select(1, partner).reshape((n,) + event)
-        proposed = inner.init(proposed_pos, ld_flat)
+        if rescale and _rescalable(inner_state, n):
+            proposed = _exchanged_by_rescaling(inner_state, partner, ladder_b, c, num_r)
+        else:
+            proposed_pos = pos.index_select(1, partner).reshape((n,) + event)
+            proposed = inner.init(proposed_pos, ld_flat)
         ld_now = inner_state.logdensity.reshape(c, num_r)
         ld_prop = sanitize_logdensity(proposed.logdensity).reshape(c, num_r)
         log_ratio = ld_prop[:, :-1] + ld_prop[:, 1:] - ld_now[:, :-1] - ld_now[:, 1:]
