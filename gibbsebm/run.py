@@ -32,6 +32,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -169,7 +170,10 @@ class Samples:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Samples:
         """Read a file written by :meth:`save` (safe: ``torch.load(weights_only=True)``)."""
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
+            raise ValueError(f"{path} is not a gibbsebm Samples file ({err})") from None
         if not isinstance(payload, dict) or payload.get("format") != "gibbsebm.Samples":
             raise ValueError(f"{path} is not a gibbsebm Samples file")
         m = payload["meta"]
@@ -230,7 +234,9 @@ class Samples:
 # ---------------------------------------------------------------------------------- helpers
 def _jsonable(obj: Any) -> Any:
     """A JSON-serialisable rendering of options (tensors become short descriptions)."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    if isinstance(obj, str):
+        return str(obj)  # plain str, also for subclasses such as torch's TorchVersion
+    if obj is None or isinstance(obj, (bool, int, float)):
         return obj
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -639,14 +645,14 @@ def _library_versions() -> dict[str, str]:
 
     out = {
         "gibbsebm": __version__,
-        "torch": torch.__version__,
-        "pyro": pyro.__version__,
-        "numpy": np.__version__,
+        "torch": str(torch.__version__),
+        "pyro": str(pyro.__version__),
+        "numpy": str(np.__version__),
     }
     try:
         import arviz
 
-        out["arviz"] = arviz.__version__
+        out["arviz"] = str(arviz.__version__)
     except ImportError:  # pragma: no cover - arviz is a dependency
         pass
     return out

@@ -9,7 +9,7 @@ Groups and names:
   ``logdensity`` -> ``lp``. The Gibbs energy :math:`E(y)` of the draws is stored as
   ``gibbs_energy``, not ``energy``: arviz reserves ``energy`` for the Hamiltonian used by
   :func:`arviz.bfmi`, and :math:`E(y)` is not that quantity;
-* attrs (on every group): ``method``, ``options`` (JSON), ``seed``, ``num_warmup``,
+* attrs (on the InferenceData and on every group): ``method``, ``options`` (JSON), ``seed``, ``num_warmup``,
   ``thin``, the adapted parameters that are scalars, and the versions of gibbsebm, torch,
   pyro, numpy and arviz.
 
@@ -103,9 +103,13 @@ def to_inference_data(samples: Any, var_name: str = "y"):
     with warnings.catch_warnings():
         # arviz warns when there are more chains than draws, the normal case for batched MCMC
         warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
-        return az.from_dict(
-            posterior=posterior, sample_stats=stats, dims=dims, attrs=_attrs(samples)
-        )
+        attrs = _attrs(samples)
+        idata = az.from_dict(posterior=posterior, sample_stats=stats, dims=dims, attrs=attrs)
+    # arviz puts ``attrs`` on the InferenceData; copy them onto each group too, so that they
+    # travel with ``idata.posterior`` alone (and into netCDF group attributes)
+    for group in ("posterior", "sample_stats"):
+        getattr(idata, group).attrs.update(attrs)
+    return idata
 
 
 def summary(samples: Any, var_name: str = "y", **kwargs: Any):

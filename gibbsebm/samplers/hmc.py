@@ -105,11 +105,10 @@ def _num_steps(
 ) -> int:
     u = halton(iteration + 1) if jitter else 1.0
     if trajectory_length is not None:
-        if not isinstance(step_size, (int, float)):
-            raise ValueError(
-                "trajectory_length needs a Python float step_size (the number of leapfrog steps "
-                "is a Python int shared by all chains)"
-            )
+        if isinstance(step_size, torch.Tensor):
+            # per-chain step sizes (e.g. per temperature in parallel tempering): the step
+            # count is shared, so take it from the smallest step (one host read per step)
+            step_size = float(step_size.min())
         n = math.ceil(u * trajectory_length / step_size)
     else:
         n = math.ceil(u * num_steps)
@@ -193,7 +192,9 @@ def step(
     metric : Metric, optional
         Mass matrix (:mod:`gibbsebm.samplers.metrics`); identity by default.
     trajectory_length : float, optional
-        Integration time :math:`T`; the number of steps is ``ceil(u T / step_size)``.
+        Integration time :math:`T`; the number of steps is ``ceil(u T / step_size)`` (with
+        per-chain step sizes, from the smallest one: chains with larger steps integrate
+        longer; this reads one scalar to the host per transition).
     jitter : bool
         Jitter the trajectory by :math:`u` = the next element of the base-2 Halton sequence
         (indexed by ``state.iteration``); otherwise :math:`u = 1`.
