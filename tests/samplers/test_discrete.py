@@ -149,7 +149,7 @@ ISING_CASES = [
     ("metropolis", {}, 1000, 30, 50),
     pytest.param(
         "metropolis",
-        {"rule": "gibbs", "scan": "systematic", "local": False},
+        {"rule": "gibbs", "scan": "systematic", "local": True},
         1000,
         30,
         50,
@@ -397,6 +397,15 @@ def test_bad_input_raises():
         get_spec("dmala", d, step_size=-1.0)
     with pytest.raises(ValueError, match="local=True"):
         get_spec("metropolis", d, local=True)
+
+
+def test_metropolis_local_field_path_gives_the_same_draws(device):
+    """local=True (Ising2D's exact flip energy changes) and the plain log-density path make
+    the same decisions from the same random numbers."""
+    dist = ising_dist(0.3, device)
+    a = sample(dist, "metropolis", 64, 5, 10, seed=9, local=True)
+    b = sample(dist, "metropolis", 64, 5, 10, seed=9)
+    assert torch.equal(a, b)
 
 
 def test_same_seed_same_draws(device):
