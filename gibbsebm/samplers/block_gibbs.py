@@ -46,7 +46,7 @@ import torch
 
 from ..energies.rbm import RBM
 from .base import LogDensityFn, SamplerSpec, sanitize_logdensity, where_chain
-from .metropolis import chain_beta
+from .metropolis import chain_beta, reject_unknown_options
 
 __all__ = ["BlockGibbsState", "BlockGibbsInfo", "init", "step", "make_spec"]
 
@@ -128,7 +128,7 @@ def step(
     return new_state, info
 
 
-def make_spec(dist: Any, *, num_sweeps: int = 1) -> SamplerSpec:
+def make_spec(dist: Any, *, num_sweeps: int = 1, **unknown: Any) -> SamplerSpec:
     """:class:`SamplerSpec` of ``method="block_gibbs"`` for the Gibbs distribution of an RBM.
 
     Parameters
@@ -142,7 +142,8 @@ def make_spec(dist: Any, *, num_sweeps: int = 1) -> SamplerSpec:
     ------
     ValueError
         If the energy is not a :class:`gibbsebm.energies.RBM`, the distribution has a base
-        measure, condition or latent specification, or ``num_sweeps`` is not a positive integer.
+        measure, condition or latent specification, ``num_sweeps`` is not a positive integer,
+        or an option is unknown.
 
     Example
     -------
@@ -152,6 +153,7 @@ def make_spec(dist: Any, *, num_sweeps: int = 1) -> SamplerSpec:
     >>> make_spec(d).name
     'block_gibbs'
     """
+    reject_unknown_options("block_gibbs", unknown, ["num_sweeps"])
     if not isinstance(dist.energy, RBM):
         raise ValueError(
             "block_gibbs samples the visible units of an RBM (gibbsebm.energies.RBM); got an "

@@ -73,7 +73,7 @@ from .base import (
     sanitize_logdensity,
     where_chain,
 )
-from .metropolis import DiscreteSpace
+from .metropolis import DiscreteSpace, reject_unknown_options
 
 __all__ = [
     "DMALAState",
@@ -288,6 +288,7 @@ def make_spec(
     step_size: float | None = None,
     adapt_step_size: bool = True,
     target_accept: float = TARGET_ACCEPT,
+    **unknown: Any,
 ) -> SamplerSpec:
     """:class:`SamplerSpec` of ``method="dmala"`` for a discrete :class:`gibbsebm.Gibbs`.
 
@@ -307,7 +308,7 @@ def make_spec(
     Raises
     ------
     ValueError
-        If the support is not finite discrete or an option is out of range.
+        If the support is not finite discrete or an option is out of range or unknown.
 
     Example
     -------
@@ -317,6 +318,7 @@ def make_spec(
     >>> round(make_spec(d).default_params["step_size"], 4)  # 1 / (2 log 5)
     0.3107
     """
+    reject_unknown_options("dmala", unknown, ["step_size", "adapt_step_size", "target_accept"])
     space = DiscreteSpace.of(dist)
     if step_size is None:
         step_size = default_step_size(space)

@@ -65,7 +65,7 @@ from .base import (
     sanitize_logdensity,
     where_chain,
 )
-from .metropolis import DiscreteSpace
+from .metropolis import DiscreteSpace, reject_unknown_options
 
 __all__ = ["GWGState", "GWGInfo", "init", "step", "proposal_logits", "make_spec"]
 
@@ -216,7 +216,7 @@ def step(
     return new_state, info
 
 
-def make_spec(dist: Any, *, temperature: float = 2.0) -> SamplerSpec:
+def make_spec(dist: Any, *, temperature: float = 2.0, **unknown: Any) -> SamplerSpec:
     """:class:`SamplerSpec` of ``method="gwg"`` for a discrete :class:`gibbsebm.Gibbs`.
 
     Parameters
@@ -230,7 +230,8 @@ def make_spec(dist: Any, *, temperature: float = 2.0) -> SamplerSpec:
     Raises
     ------
     ValueError
-        If the support is not finite discrete or ``temperature`` is not positive.
+        If the support is not finite discrete, ``temperature`` is not positive or an option
+        is unknown.
 
     Example
     -------
@@ -240,6 +241,7 @@ def make_spec(dist: Any, *, temperature: float = 2.0) -> SamplerSpec:
     >>> make_spec(d).name
     'gwg'
     """
+    reject_unknown_options("gwg", unknown, ["temperature"])
     space = DiscreteSpace.of(dist)
     if not float(temperature) > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")

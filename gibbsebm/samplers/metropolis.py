@@ -60,6 +60,7 @@ __all__ = [
     "make_spec",
     "uniform_init",
     "chain_beta",
+    "reject_unknown_options",
 ]
 
 
@@ -255,6 +256,14 @@ def _flip_delta_fn(dist: Any) -> Any:
     return flip_delta
 
 
+def reject_unknown_options(method: str, unknown: dict, valid: list[str]) -> None:
+    """Raise ``ValueError`` naming options that ``method`` does not take."""
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for method {method!r}; valid: {sorted(valid)}"
+        )
+
+
 class MetropolisState(NamedTuple):
     """State: ``position`` ``(C, *event)``, ``logdensity`` ``(C,)``, ``sweep_start`` ``()``
     (long; the next site of a systematic sweep)."""
@@ -416,6 +425,7 @@ def make_spec(
     scan: str = "random",
     rule: str = "metropolis",
     local: bool = False,
+    **unknown: Any,
 ) -> SamplerSpec:
     """:class:`SamplerSpec` of ``method="metropolis"`` for a discrete :class:`gibbsebm.Gibbs`.
 
@@ -442,7 +452,7 @@ def make_spec(
     Raises
     ------
     ValueError
-        If the support is not finite discrete or an option is invalid.
+        If the support is not finite discrete or an option is invalid or unknown.
 
     Example
     -------
@@ -452,6 +462,7 @@ def make_spec(
     >>> make_spec(d, scan="systematic").default_params["scan"]
     'systematic'
     """
+    reject_unknown_options("metropolis", unknown, ["num_updates", "scan", "rule", "local"])
     space = DiscreteSpace.of(dist)
     if scan not in ("random", "systematic"):
         raise ValueError(f"scan must be 'random' or 'systematic', got {scan!r}")

@@ -397,6 +397,11 @@ def test_bad_input_raises():
         get_spec("dmala", d, step_size=-1.0)
     with pytest.raises(ValueError, match="local=True"):
         get_spec("metropolis", d, local=True)
+    for m in ("gwg", "dmala", "metropolis"):
+        with pytest.raises(ValueError, match="unknown option"):
+            get_spec(m, d, step_sise=0.1)
+    with pytest.raises(ValueError, match="unknown option"):
+        get_spec("block_gibbs", small_rbm(torch.device("cpu")), sweeps=2)
 
 
 def test_metropolis_local_field_path_gives_the_same_draws(device):
