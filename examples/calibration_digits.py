@@ -112,7 +112,7 @@ def train_linear(x, y, steps: int, seed: int) -> LinearEnergy:
         loss = torch.nn.functional.cross_entropy(-model(x), y)
         loss.backward()
         grad = torch.cat([q.grad.reshape(-1) for q in model.parameters()])
-        return float(loss), grad.numpy().copy()
+        return float(loss.detach()), grad.numpy().copy()
 
     res = minimize(
         loss_and_grad,
