@@ -120,7 +120,7 @@ class _WeightedRisk(torch.nn.Module):
         weights: torch.Tensor,
         dim: int,
         prior: torch.distributions.Distribution | None,
-        log_beta_scale: torch.Tensor | None = None,
+        block_beta: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.loss_fn = loss_fn
@@ -129,7 +129,7 @@ class _WeightedRisk(torch.nn.Module):
         self.prior = prior
         self.event_shape = torch.Size([weights.shape[0], dim])
         # per-block learning rates relative to the distribution's beta (None: all equal)
-        self.block_beta = log_beta_scale
+        self.block_beta = block_beta
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         n_batch, k, d = theta.shape
@@ -141,6 +141,22 @@ class _WeightedRisk(torch.nn.Module):
         if self.prior is not None:
             risk = risk - _prior_log_prob(self.prior, flat).reshape(n_batch, k)
         return risk.sum(-1)
+
+
+class _Risk(torch.nn.Module):
+    """Empirical risk of one parameter vector: ``theta (N, d) -> (N,)``.
+
+    A module (not a closure) so that its buffers carry the data's dtype and device, which
+    :class:`gibbsebm.Gibbs` and the samplers follow.
+    """
+
+    def __init__(self, risk: _WeightedRisk) -> None:
+        super().__init__()
+        self.risk = risk
+        self.event_shape = torch.Size([risk.event_shape[1]])
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.risk(theta.unsqueeze(1))
 
 
 def gibbs_posterior(
@@ -188,11 +204,7 @@ def gibbs_posterior(
     d = dim if dim is not None else _prior_dim(prior)
     ref = _ref_tensor(data)
     weights = torch.ones(1, n, dtype=ref.dtype, device=ref.device)
-    risk = _WeightedRisk(loss_fn, data, weights, d, prior=None)
-
-    def energy(theta: torch.Tensor) -> torch.Tensor:
-        return risk(theta.unsqueeze(1))
-
+    energy = _Risk(_WeightedRisk(loss_fn, data, weights, d, prior=None))
     base = (
         prior
         if len(prior.event_shape) == 1
@@ -316,7 +328,7 @@ def weighted_gibbs_posterior(
         b = b.expand(weights.shape[0])
     if b.shape != (weights.shape[0],):
         raise ValueError(f"beta must be a scalar or shaped (K,) = ({weights.shape[0]},)")
-    risk = _WeightedRisk(loss_fn, data, weights, d, prior=prior, log_beta_scale=b[:, None])
+    risk = _WeightedRisk(loss_fn, data, weights, d, prior=prior, block_beta=b)
     return Gibbs(risk, 1.0, event_shape=(weights.shape[0], d))
 
 
