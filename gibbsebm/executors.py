@@ -1,9 +1,9 @@
-"""Executors: run chains, AIS particles or importance draws in shards, in-process or on Ray.
+"""Executors: run chains, AIS particles or TI/bridge chains in shards, in-process or on Ray.
 
-Sampling chains and annealed-importance particles are embarrassingly parallel. An *executor*
-splits them into shards, runs every shard as an ordinary in-process computation (the same
-:func:`gibbsebm.sample` / estimator code), and merges the shards into one result of the same
-type as an unsharded run.
+Sampling chains, annealed-importance particles and the chains that climb a thermodynamic
+ladder are embarrassingly parallel. An *executor* splits them into shards, runs every shard
+as an ordinary in-process computation (the same :func:`gibbsebm.sample` / estimator code), and
+merges the shards into one result of the same type as an unsharded run.
 
 * :class:`LocalExecutor` runs the shards one after another in this process (the default when
   ``executor="local"``; ``executor=None`` skips this module altogether).
@@ -21,10 +21,10 @@ draw-for-draw the in-process run. With ``K > 1`` shard ``k`` uses
 streams do not overlap). The draws therefore depend only on ``seed`` and the layout, never on
 where or in which order shards run: the same seed and layout give the same draws with
 :class:`LocalExecutor` and :class:`RayExecutor` (on the same device type and torch build).
-For ``log_partition`` the base distribution, pilot run and annealing schedule are computed
+For ``log_partition`` the base distribution, pilot run and schedule or ladder are computed
 once on the driver from a generator seeded with ``seed`` (as in the in-process estimator);
 with one shard the particles continue that generator's stream (so the estimate equals the
-in-process one), with ``K > 1`` shard ``k`` draws its particles from ``shard_seeds(seed, K)[k]``.
+in-process one), with ``K > 1`` shard ``k`` draws from ``shard_seeds(seed, K)[k]``.
 
 Merging is exact. Samples: draws and per-draw stats are concatenated along the chain
 dimension (:meth:`gibbsebm.run.Samples.concatenate`), so arviz export, ESS and R-hat see all
@@ -32,7 +32,9 @@ chains; each shard adapts its kernel on its own chains (``Samples.adaptation["sh
 AIS / importance sampling: the log-weights of all shards are pooled *before* the log-mean-exp,
 ESS, Pareto k-hat and batch checks, which is exactly the estimator of one run with all
 particles (not an average of per-shard estimates); per-step increment means and variances and
-acceptance rates are pooled exactly from the per-shard moments.
+acceptance rates are pooled exactly from the per-shard moments. TI / bridge: the shards' rungs
+are stitched along the chain dimension, so every rung's mean and MCSE, the quadrature error
+and the jackknife use all chains.
 
 Faults. A failing shard is retried (Ray task retries, ``max_retries``; worker deaths and, with
 ``retry_exceptions=True``, exceptions). A run either returns with all shards or raises
@@ -42,13 +44,13 @@ rerun with the same arguments computes only the missing shards.
 
 Serialization. Before anything is submitted, :class:`RayExecutor` round-trips everything a
 shard needs (the distribution with its energy, the options, ``init``; for ``log_partition``
-the prepared annealing path and kernel) through the serializer Ray uses and raises
-:class:`UnpicklableError` naming the part that cannot travel (see :func:`check_picklable`).
+the prepared path, base and kernel) through the serializer that carries it to the workers
+(:func:`dumps`) and raises :class:`UnpicklableError` naming the part that cannot travel (see
+:func:`check_picklable` for exactly what is checked).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import inspect
@@ -82,6 +84,7 @@ __all__ = [
     "shard_sizes",
     "shard_stream_seeds",
     "check_picklable",
+    "dumps",
     "run_sample",
     "run_log_partition",
     "SHARDED_LOG_PARTITION_METHODS",
@@ -90,7 +93,7 @@ __all__ = [
 #: How to install the optional Ray dependency.
 RAY_INSTALL_HINT = "pip install gibbsebm[ray]"
 #: ``log_partition`` methods whose particles can be sharded.
-SHARDED_LOG_PARTITION_METHODS = ("ais", "importance")
+SHARDED_LOG_PARTITION_METHODS = ("ais", "importance", "ti", "bridge")
 _MANIFEST = "manifest.json"
 _CHECKPOINT_FORMAT = "gibbsebm.shards"
 
@@ -1081,21 +1084,27 @@ def _isolated(common: dict[str, Any]) -> dict[str, Any]:
     """A copy of the annealing setup whose mutable kernel state is the shard's own.
 
     The transition kernels adapt (step sizes) and cache; every shard must start from the
-    setup's state, as a Ray worker does with its deserialized copy. The distribution and the
-    evaluation counter are shared, not copied (shards report the counter's increase).
+    setup's state, as a Ray worker does with its deserialized copy. The copy is a
+    serialization round trip (:func:`dumps`, as for Ray) in which the distribution, its
+    energy and the evaluation counter stay shared (pickled as persistent references), so a
+    large energy is not duplicated and shards report the counter's increase.
     """
     dist = common["dist"]
-    memo: dict[int, Any] = {id(dist): dist}
-    energy = getattr(dist, "energy", None)
-    if energy is not None:
-        memo[id(energy)] = energy
-    for _, _, constraint in _module_constraints().values():
-        memo[id(constraint)] = constraint  # identity checks on supports must keep working
-    counter = getattr(common.get("path"), "counter", None)
-    if counter is not None:
-        # the path's counting closure keeps the original counter (deepcopy shares functions)
-        memo[id(counter)] = counter
-    return copy.deepcopy(common, memo)
+    shared = [dist, getattr(dist, "energy", None), getattr(common.get("path"), "counter", None)]
+    keep = {id(o): o for o in shared if o is not None}
+
+    class _Keep(_pickler_class("cloudpickle")):  # type: ignore[misc, valid-type]
+        def persistent_id(self, obj: Any) -> Any:
+            return id(obj) if id(obj) in keep and keep[id(obj)] is obj else None
+
+    class _Restore(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            return keep[pid]
+
+    buf = io.BytesIO()
+    _Keep(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(common)
+    buf.seek(0)
+    return _Restore(buf).load()
 
 
 def _shard_generator(common: dict[str, Any], arg: dict[str, Any], device: torch.device):
@@ -1154,6 +1163,66 @@ def _importance_shard(common: dict[str, Any], arg: dict[str, Any]) -> dict[str, 
     }
 
 
+def _ladder_shard(common: dict[str, Any], arg: dict[str, Any]) -> dict[str, Any]:
+    """One shard of sharded TI / bridge sampling: ``n_k`` chains climb the driver's ladder."""
+    from .partition._rungs import sequential_rungs
+
+    c = _isolated(common)
+    if c["device"] is not None:
+        c = _to_device(c, c["device"])
+    path, trans = c["path"], c["trans"]
+    g = _shard_generator(c, arg, torch.device(path.beta.device))
+    before = path.counter.n
+    rungs = sequential_rungs(
+        path, trans, c["schedule"], arg["num_chains"], g, burn=c["burn"], draws=c["draws"]
+    )
+    cpu = torch.device("cpu")
+
+    def host(d: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        return {int(k): v.detach().to(cpu, torch.float64) for k, v in d.items()}
+
+    return {
+        "first": [float(rungs.first_log_z), float(rungs.first_stderr), float(rungs.first_ess)],
+        "fwd": host(rungs.fwd),
+        "bwd": host(rungs.bwd),
+        "deriv": host(rungs.deriv),
+        "info": _jsonable(rungs.info),
+        "num_energy_evals": int(path.counter.n - before),
+        "kernel": _jsonable(trans.describe()),
+    }
+
+
+def _pool_log_mean_exp(
+    log_means: list[float], stderrs: list[float], sizes: list[int]
+) -> tuple[float, float, float]:
+    """Exact pooled ``(log mean w, delta-method stderr, Kish ESS)`` from per-shard summaries.
+
+    Shard ``k`` reports :math:`\\ell_k = \\log \\bar w_k` and
+    :math:`s_k = \\mathrm{sd}(w)_k / (\\sqrt{n_k} \\bar w_k)`, which give its sums
+    :math:`\\sum w = n_k \\bar w_k` and :math:`\\sum w^2 = (n_k - 1)\\,\\mathrm{sd}_k^2 +
+    n_k \\bar w_k^2`; the pooled log-mean-exp, its delta-method error and the ESS
+    :math:`(\\sum w)^2 / \\sum w^2` follow exactly (weights rescaled by the largest
+    :math:`\\bar w_k`).
+    """
+    lm = torch.tensor(log_means, dtype=torch.float64)
+    se = torch.tensor(stderrs, dtype=torch.float64)
+    n = torch.tensor(sizes, dtype=torch.float64)
+    if not bool(torch.isfinite(lm).all()):
+        return float("nan"), float("inf"), 0.0
+    top = lm.max()
+    mean_k = torch.exp(lm - top)
+    sd_k = torch.where(n > 1, se * n.sqrt() * mean_k, torch.zeros_like(mean_k))
+    total = n.sum()
+    s1 = (n * mean_k).sum()
+    s2 = ((n - 1) * sd_k**2 + n * mean_k**2).sum()
+    mean = s1 / total
+    var = (s2 - total * mean**2) / (total - 1)
+    log_mean = float(top + torch.log(mean))
+    stderr = float(var.clamp(min=0).sqrt() / (total.sqrt() * mean))
+    ess = float(s1**2 / s2) if math.isfinite(float(s2)) else float("nan")
+    return log_mean, stderr, ess
+
+
 def _pooled_moments(
     results: list[dict[str, Any]], sizes: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -1188,6 +1257,129 @@ def _log_partition_options(fn: Callable, options: dict[str, Any], method: str) -
         )
 
 
+def _ladder_setup(
+    dist: Any, gen: torch.Generator, options: dict[str, Any], method: str
+) -> dict[str, Any]:
+    """Base, kernel and conditional-ESS ladder of ``ti``/``bridge``, built on the driver.
+
+    The same steps, in the same order on the same generator, as the sequential branch of
+    :func:`gibbsebm.partition._rungs.ladder_rungs`, so that one shard reproduces the
+    in-process estimate.
+    """
+    from .partition._common import EvalCounter, make_base
+    from .partition._path import AnnealingPath
+    from .partition._rungs import DEFAULT_BURN, DEFAULT_DRAWS, DEFAULT_LADDER_CHAINS, ladder_rungs
+    from .partition._transitions import make_transition
+    from .partition.ais import PILOT_CESS, PILOT_NUM_CHAINS, _resample_schedule, pilot_schedule
+
+    allowed = {
+        p.name
+        for p in inspect.signature(ladder_rungs).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("progress", "samples")
+    }
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for method={method!r}; known: {sorted(allowed)}"
+        )
+    o = dict(options)
+    defaults: dict[str, Any] = {}
+    num_chains = o.get("num_chains")
+    if num_chains is None:
+        num_chains = DEFAULT_LADDER_CHAINS
+        defaults["num_chains"] = num_chains
+    if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
+        raise ValueError(f"num_chains must be an int >= 2, got {num_chains!r}")
+    burn, draws = o.get("burn", DEFAULT_BURN), o.get("draws", DEFAULT_DRAWS)
+    if burn < 0 or draws < 2:
+        raise ValueError(f"need burn >= 0 and draws >= 2, got burn={burn}, draws={draws}")
+    base, kernel = o.get("base"), o.get("kernel")
+    if base is None:
+        defaults["base"] = "uniform" if dist.is_discrete else "laplace"
+    counter = EvalCounter()
+    q = make_base(dist, base, gen, base_scale=o.get("base_scale", 1.0))
+    path = AnnealingPath(dist, q, counter)
+    trans = make_transition(
+        path,
+        kernel,
+        gen,
+        num_substeps=o.get("steps_per_stage", 1),
+        kernel_options=o.get("kernel_options"),
+    )
+    if kernel is None:
+        defaults["kernel"] = trans.name
+    cess = o.get("cess")
+    if cess is None:
+        cess = PILOT_CESS
+        defaults["ladder"] = f"conditional-ESS pilot, CESS fraction {cess} per rung"
+    pilot, _, pdiag = pilot_schedule(
+        path, trans, gen, num_chains=min(PILOT_NUM_CHAINS, num_chains), cess=cess
+    )
+    num_rungs = o.get("num_rungs")
+    if num_rungs is None:
+        sched = pilot
+        defaults["num_rungs"] = sched.numel() - 1
+    else:
+        if isinstance(num_rungs, bool) or not isinstance(num_rungs, int) or num_rungs < 2:
+            raise ValueError(f"num_rungs must be an int >= 2, got {num_rungs!r}")
+        sched = _resample_schedule(pilot, num_rungs)
+    if sched.numel() < 3:
+        sched = _resample_schedule(sched, 2)
+    return {
+        "path": path,
+        "trans": trans,
+        "schedule": sched,
+        "num_chains": num_chains,
+        "burn": burn,
+        "draws": draws,
+        "defaults": defaults,
+        "pilot": pdiag,
+    }
+
+
+def _finish_ladder(
+    method: str, res: list[dict[str, Any]], sizes: list[int], ladder: dict[str, Any]
+) -> tuple[float, float, dict[str, Any]]:
+    """Stitch the shards' rungs along the chain dimension and run the TI / bridge reduction."""
+    from .partition._rungs import RungData
+
+    if len(res) == 1:
+        first = tuple(res[0]["first"])
+    else:
+        first = _pool_log_mean_exp(
+            [r["first"][0] for r in res], [r["first"][1] for r in res], sizes
+        )
+
+    def cat(name: str) -> dict[int, torch.Tensor]:
+        return {k: torch.cat([r[name][k] for r in res], 0) for k in res[0][name]}
+
+    info = dict(res[0]["info"])
+    info["num_chains"] = sum(sizes)
+    rungs = RungData(
+        ladder["schedule"].to("cpu", torch.float64),
+        first[0],
+        first[1],
+        first[2],
+        cat("fwd"),
+        cat("bwd"),
+        cat("deriv"),
+        info,
+    )
+    rungs.info.update(ladder["pilot"])
+    rungs.info["first_interval"] = "importance sampling from the base to the first rung"
+    if method == "ti":
+        from .partition.ti import ti_from_rungs
+
+        log_z, se, diag = ti_from_rungs(rungs)
+    else:
+        from .partition.bridge import bridge_from_rungs
+
+        log_z, se, diag = bridge_from_rungs(rungs)
+    diag.update({**ladder["path"].describe(), "kernel": res[0]["kernel"]})
+    diag["defaults"] = ladder["defaults"]
+    return log_z, se, diag
+
+
 def run_log_partition(
     dist: Any,
     method: str = "ais",
@@ -1211,12 +1403,21 @@ def run_log_partition(
     and Pareto k-hat are those of one run with all particles; per-step increment statistics
     are pooled exactly.
 
+    ``method="ti"`` / ``"bridge"``: the base, kernel and conditional-ESS ladder are built on
+    the driver; the ``num_chains`` chains are split into shards, each climbing the whole
+    ladder (rung ``k`` starts from rung ``k - 1``, as in-process). The rungs of all shards are
+    stitched along the chain dimension before the reduction, so per-rung means and MCSEs, the
+    per-chain integrals (TI), the jackknife over chain groups (bridge) and the quadrature
+    error use every chain; the first interval's importance-sampling estimate is pooled
+    exactly from the shards' sums of weights (:func:`_pool_log_mean_exp`). Reusing a finished
+    parallel-tempering run (``samples=``) has nothing to shard and is refused.
+
     Parameters
     ----------
     dist : Gibbs
         Scalar-batch Gibbs distribution.
-    method : {"ais", "importance"}
-        Estimators whose particles can be sharded.
+    method : {"ais", "importance", "ti", "bridge"}
+        Estimators whose particles or chains can be sharded.
     executor : None, "local", "ray" or Executor
         Who runs the shards.
     seed : int, optional
@@ -1228,8 +1429,10 @@ def run_log_partition(
     checkpoint : path, optional
         Directory for finished shards; a rerun computes only the missing ones.
     **options
-        Options of :func:`~gibbsebm.partition.ais.ais_log_partition` or
-        :func:`~gibbsebm.partition.importance.importance_log_partition`.
+        Options of :func:`~gibbsebm.partition.ais.ais_log_partition`,
+        :func:`~gibbsebm.partition.importance.importance_log_partition`,
+        :func:`~gibbsebm.partition.ti.ti_log_partition` or
+        :func:`~gibbsebm.partition.bridge.bridge_log_partition`.
 
     Returns
     -------
@@ -1276,6 +1479,7 @@ def run_log_partition(
     run_device = ex.device(home)
     gen = make_generator(seed, home)
     options = dict(options)
+    num_batches_given = "num_batches" in options
     num_batches = options.pop("num_batches", ais_mod.DEFAULT_NUM_BATCHES)
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
         raise ValueError(f"num_batches must be an int >= 0, got {num_batches!r}")
@@ -1297,6 +1501,30 @@ def run_log_partition(
         steps = setup.s.numel() - 1
         setup_evals = setup.counter.n
         defaults = setup.defaults
+    elif method in ("ti", "bridge"):
+        if options.get("samples") is not None:
+            raise ValueError(
+                "samples= reuses a finished parallel-tempering run, so there is nothing to "
+                "shard; drop executor= (or drop samples= to shard the ladder's chains)"
+            )
+        options.pop("samples", None)
+        if num_batches_given:
+            raise ValueError(f"num_batches is not an option of method={method!r}")
+        ladder = _ladder_setup(dist, gen, options, method)
+        n_items, defaults = ladder["num_chains"], ladder["defaults"]
+        common.update(
+            path=ladder["path"],
+            trans=ladder["trans"],
+            schedule=ladder["schedule"],
+            burn=ladder["burn"],
+            draws=ladder["draws"],
+        )
+        shard_fn = _ladder_shard
+        schedule_digest = _tensor_digest(ladder["schedule"])
+        parts = {"the ladder path (distribution and base)": ladder["path"]}
+        parts["the ladder kernel"] = ladder["trans"]
+        steps = ladder["schedule"].numel() - 1
+        setup_evals = ladder["path"].counter.n
     else:
         _log_partition_options(
             imp_mod.importance_log_partition, {**options, "num_batches": 0}, method
@@ -1361,22 +1589,34 @@ def run_log_partition(
     finally:
         bar.close()
     shown_seeds = seeds if num_shards > 1 else [seed]
-    _raise_failures(failures, results, ranges, shown_seeds, "particles", ex, checkpoint)
+    unit = "chains" if method in ("ti", "bridge") else "particles"
+    _raise_failures(failures, results, ranges, shown_seeds, unit, ex, checkpoint)
     results.update(finished)
     res = [results[k] for k in range(num_shards)]
-    log_w = torch.cat([r["log_w"] for r in res])
-    summ = summarize_log_weights(log_w)
-    batches = batch_homogeneity(log_w, num_batches)
-    se = summ["stderr"]
     shard_info = {
         "executor": ex.describe(),
         "shard_sizes": sizes,
         "shard_seeds": shown_seeds,
         "shards_from_checkpoint": sorted(finished),
-        "shard_log_z": [summarize_log_weights(r["log_w"])["log_mean"] for r in res],
         "shard_num_energy_evals": [r["num_energy_evals"] for r in res],
     }
     num_evals = setup_evals + sum(r["num_energy_evals"] for r in res)
+    if method in ("ti", "bridge"):
+        log_z, se, diag = _finish_ladder(method, res, sizes, ladder)
+        shard_info["shard_kernels"] = [r["kernel"] for r in res]
+        diag["shards"] = shard_info
+        diag["seed"] = seed
+        diag["wall_time_s"] = time.perf_counter() - t0
+        diag["beta"] = float(dist.beta)
+        est = LogZEstimate(
+            log_z=log_z, stderr=se, method=method, num_energy_evals=num_evals, diagnostics=diag
+        )
+        return check_trust(est, on_untrusted, trust_thresholds)
+    log_w = torch.cat([r["log_w"] for r in res])
+    summ = summarize_log_weights(log_w)
+    batches = batch_homogeneity(log_w, num_batches)
+    se = summ["stderr"]
+    shard_info["shard_log_z"] = [summarize_log_weights(r["log_w"])["log_mean"] for r in res]
     diag: dict[str, Any] = {
         "ess": summ["ess"],
         "ess_fraction": summ["ess_fraction"],
