@@ -46,7 +46,8 @@ def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
     for i, r in enumerate(rows):
         if len(r) != width:
             raise ValueError(
-                f"{path}: row {i + 1 + (header is not None)} has {len(r)} columns, expected {width}"
+                f"{path}: line {i + 1 + (header is not None)} has {len(r)} columns, expected "
+                f"{width} (blank lines are skipped in the count)"
             )
     try:
         arr = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)

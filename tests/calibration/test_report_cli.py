@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from gibbsebm.calibration import report
-from gibbsebm.calibration.cli import add_calibrate_parser, run_calibrate
+from gibbsebm.calibration.cli import (
+    add_calibrate_parser,
+    load_energies,
+    load_labels,
+    run_calibrate,
+)
 from gibbsebm.calibration.report import METRIC_NAMES, _fmt, _fmt_beta
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -147,14 +152,9 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
-def test_cli_npz_csv_and_errors(tmp_path, capsys):
+def test_cli_npz_and_errors(tmp_path, capsys):
     systems, y = _systems(90, 2)
-    np.savez(
-        tmp_path / "val.npz",
-        energies_over=systems["over"].numpy(),
-        energies_under=systems["under"].numpy(),
-        labels=y.numpy(),
-    )
+    np.savez(tmp_path / "val.npz", energies_over=systems["over"].numpy(), labels=y.numpy())
     out = tmp_path / "rep"
     args = _parse(
         [
@@ -164,7 +164,7 @@ def test_cli_npz_csv_and_errors(tmp_path, capsys):
             "--output-dir",
             str(out),
             "--bootstrap",
-            "10",
+            "0",
             "--folds",
             "3",
         ]
@@ -173,57 +173,79 @@ def test_cli_npz_csv_and_errors(tmp_path, capsys):
     assert run_calibrate(args) == 0
     assert capsys.readouterr().out.strip() == str(out)
     data = json.loads((out / "report.json").read_text())
-    assert data["data"]["systems"] == ["over", "under"]
+    assert data["data"]["systems"] == ["over"] and data["data"]["cross_fitted"]
     assert data["data"]["sources"]["energies"] == str(tmp_path / "val.npz")
-    # CSV with a label column, fit data from .npy files
-    csv_path = tmp_path / "sys.csv"
-    rows = ["c0,c1,c2,c3,label"] + [
-        ",".join(f"{v:.17g}" for v in e) + f",{int(t)}" for e, t in zip(systems["over"].numpy(), y)
-    ]
-    csv_path.write_text("\n".join(rows) + "\n")
-    np.save(tmp_path / "fit.npy", systems["over"].numpy())
-    np.save(tmp_path / "fit_y.npy", y.numpy())
-    args = _parse(
-        [
-            "calibrate",
-            "--energies",
-            str(csv_path),
-            "--fit-energies",
-            str(tmp_path / "fit.npy"),
-            "--fit-labels",
-            str(tmp_path / "fit_y.npy"),
-            "--output-dir",
-            str(tmp_path / "rep2"),
-            "--bootstrap",
-            "0",
-        ]
-    )
-    run_calibrate(args)
-    d2 = json.loads((tmp_path / "rep2" / "report.json").read_text())
-    assert d2["data"]["n_fit"] == 90 and not d2["data"]["cross_fitted"]
     # user errors: one ValueError each, naming the problem
     np.save(tmp_path / "e.npy", systems["over"].numpy())
-    cases = [
-        (["--energies", str(tmp_path / "e.npy")], "no labels"),
-        (["--energies", str(tmp_path / "missing.npy")], "does not exist"),
-        (
-            [
-                "--energies",
-                str(tmp_path / "e.npy"),
-                "--labels",
-                str(tmp_path / "fit_y.npy"),
-                "--n-bins",
-                "0",
-            ],
-            "n_bins",
-        ),
-        (["--energies", str(csv_path), "--output-dir", str(tmp_path)], "other files"),
-    ]
+    np.save(tmp_path / "y.npy", y.numpy())
     (tmp_path / "notes.txt").write_text("x")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    e, lab = str(tmp_path / "e.npy"), str(tmp_path / "y.npy")
+    cases = [
+        (["--energies", e], "no labels"),
+        (["--energies", str(tmp_path / "missing.npy")], "does not exist"),
+        (["--energies", e, "--labels", lab, "--n-bins", "0"], "n_bins"),
+        (["--energies", e, "--labels", lab, "--output-dir", str(tmp_path)], "other files"),
+        (["--energies", str(bad)], "unsupported file type"),
+        (
+            ["--energies", e, "--labels", str(tmp_path / "val.npz"), "--fit-labels", lab],
+            "without --fit-energies",
+        ),
+    ]
     for extra, match in cases:
         with pytest.raises(ValueError, match=match):
             run_calibrate(_parse(["calibrate", *extra]))
-    bad = tmp_path / "bad.json"
-    bad.write_text("{}")
-    with pytest.raises(ValueError, match="unsupported file type"):
-        run_calibrate(_parse(["calibrate", "--energies", str(bad)]))
+
+
+def test_cli_file_formats(tmp_path):
+    systems, y = _systems(20, 3)
+    e1, e2 = systems["over"].numpy(), systems["under"].numpy()
+    np.savez(
+        tmp_path / "multi.npz",
+        energies_a=e1,
+        energies_b=e2,
+        labels=y.numpy(),
+        fit_energies_a=e1[:5],
+        fit_energies_b=e2[:5],
+        fit_labels=y.numpy()[:5],
+    )
+    d = load_energies(tmp_path / "multi.npz")
+    assert sorted(d["energies"]) == ["a", "b"] and sorted(d["fit_energies"]) == ["a", "b"]
+    assert np.array_equal(d["labels"], y.numpy()) and d["fit_labels"].shape == (5,)
+    rows = ["c0,c1,c2,c3,label"] + [
+        ",".join(f"{v:.17g}" for v in r) + f",{int(t)}" for r, t in zip(e1, y)
+    ]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    d = load_energies(tmp_path / "s.csv")
+    assert np.array_equal(d["energies"]["s"], e1) and np.array_equal(d["labels"], y.numpy())
+    (tmp_path / "y.txt").write_text("\n".join(str(int(t)) for t in y))
+    assert np.array_equal(load_labels(tmp_path / "y.txt"), y.numpy())
+    (tmp_path / "ragged.csv").write_text("a,b,label\n1,2,0\n1,2\n")
+    with pytest.raises(ValueError, match="line 3 has 2 columns"):
+        load_energies(tmp_path / "ragged.csv")
+    np.save(tmp_path / "vec.npy", np.zeros(4))
+    with pytest.raises(ValueError, match="2-D"):
+        load_energies(tmp_path / "vec.npy")
+
+
+def test_reliability_diagram_leaves_empty_bins_empty():
+    from matplotlib.patches import Rectangle
+
+    from gibbsebm.calibration import expected_calibration_error, plots
+
+    p = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45]])
+    r = expected_calibration_error(p, [0, 1, 0], n_bins=10, n_bootstrap=0)
+    fig = plots.reliability_diagram(r)
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers[0]]  # the accuracy bars
+    assert len(bars) == 2  # two non-empty bins, no zero-height bars for the 8 empty ones
+    assert sorted(b.get_height() for b in bars) == [0.5, 1.0]
+    hatched = [a for a in ax.patches if isinstance(a, Rectangle) and a.get_hatch() == "//"]
+    assert len(hatched) == 8
+    with pytest.raises(ValueError, match="top-label"):
+        plots.reliability_diagram(
+            __import__("gibbsebm.calibration", fromlist=["x"]).classwise_calibration_error(
+                p, [0, 1, 0], n_bootstrap=0
+            )
+        )
