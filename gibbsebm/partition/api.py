@@ -57,6 +57,10 @@ def log_partition(
         ``.estimate``, or nothing (the findings are always in ``estimate.problems``).
     trust_thresholds : dict, optional
         Overrides of :data:`gibbsebm.partition.TRUST_THRESHOLDS`.
+    executor : str or Executor, optional
+        ``None`` (default) runs in-process; ``"ray"`` or an executor object splits the
+        particles into shards (see :func:`gibbsebm.executors.run_log_partition`, which merges
+        them into the same :class:`LogZEstimate`).
     executor : None, "local", "ray" or Executor
         ``None`` (default) runs here; otherwise the particles (``ais``, ``importance``) or
         chains (``ti``) are split into shards run by :class:`gibbsebm.executors.LocalExecutor`
@@ -100,6 +104,19 @@ def log_partition(
         )
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if executor is not None:
+        from ..executors import run_log_partition
+
+        return run_log_partition(
+            dist,
+            method,
+            executor=executor,
+            seed=seed,
+            progress=progress,
+            on_untrusted=on_untrusted,
+            trust_thresholds=trust_thresholds,
+            **options,
+        )
     dist = check_dist(dist, method)
     t0 = time.perf_counter()
     module_name, fn_name = METHODS[method]
