@@ -300,6 +300,36 @@ def test_negative_control_gwg_without_mh_fails(device, generator):
     assert tv > tol, (tv, tol)
 
 
+@pytest.mark.slow
+def test_negative_control_gwg_without_reverse_proposal_fails(device, generator):
+    """GWG's proposal with an MH ratio that omits q(y | y') / q(y' | y) (a wrong reverse
+    probability) is also biased, and the TV test rejects it."""
+    from gibbsebm.samplers.base import mh_accept
+
+    dist = ising_dist(0.3, device)
+    space = metropolis.DiscreteSpace.of(dist)
+    y = metropolis.uniform_init(dist, 1500, generator)
+    state = gwg.init(y, dist.logdensity)
+    draws = []
+    for i in range(140):
+        logq = gwg.proposal_logits(space, state.position, state.grad)
+        move = torch.multinomial(logq.exp(), 1, generator=generator).squeeze(1)
+        prop = gwg.init(space.set_sites(state.position, move // 2, move % 2), dist.logdensity)
+        ok, _ = mh_accept(generator, prop.logdensity - state.logdensity)
+        state = gwg.GWGState(
+            *(
+                torch.where(ok.reshape((-1,) + (1,) * (a.dim() - 1)), a, b)
+                for a, b in zip(prop, state)
+            )
+        )
+        if i >= 60:
+            draws.append(state.position)
+    tv, tol, _ = tv_test(dist, torch.stack(draws, 1))
+    print("gwg without reverse proposal", f"TV {tv:.4f} tol {tol:.4f}")
+    assert tol < TV_POWER
+    assert tv > tol, (tv, tol)
+
+
 # ----------------------------------------------------------------------------- by hand
 
 
