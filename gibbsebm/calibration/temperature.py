@@ -43,6 +43,7 @@ __all__ = [
     "beta_posterior",
     "nll_from_energies",
     "free_energy_score",
+    "label_energies",
 ]
 
 
@@ -60,6 +61,38 @@ def _beta_tensor(beta: Any, e: torch.Tensor) -> torch.Tensor:
     raise ValueError(
         f"beta must be a scalar or shaped (N,) = ({e.shape[0]},), got shape {tuple(b.shape)}"
     )
+
+
+def label_energies(dist: Any) -> torch.Tensor:
+    """Energy matrix :math:`E(x_b, k)`, shape ``(B, K)``, of a conditional Gibbs over labels.
+
+    ``dist`` is a :class:`gibbsebm.Gibbs` with a condition ``x`` of batch ``B`` and a finite
+    scalar support of K labels (e.g. ``constraints.integer_interval(0, K - 1)``, event shape
+    ``()``); its energies feed :func:`fit_beta`, :func:`probabilities` and the metrics.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.distributions import constraints
+    >>> from gibbsebm import Gibbs
+    >>> W = torch.tensor([[1.0, -1.0, 0.0], [0.5, 0.5, 2.0]])
+    >>> d = Gibbs(lambda x, y: -(x @ W).gather(1, y.long()[:, None]).squeeze(1), beta=1.0,
+    ...           condition=torch.eye(2), support=constraints.integer_interval(0, 2), event_shape=())
+    >>> label_energies(d)
+    tensor([[-1.0000,  1.0000, -0.0000],
+            [-0.5000, -0.5000, -2.0000]])
+    """
+    if not (hasattr(dist, "enumerate_support") and hasattr(dist, "energy_of")):
+        raise ValueError("label_energies needs a gibbsebm.Gibbs distribution")
+    if tuple(dist.event_shape) != () or not getattr(dist, "has_enumerate_support", False):
+        raise ValueError(
+            "label_energies needs a Gibbs over a finite set of scalar labels (event_shape () and "
+            "a finite support such as constraints.integer_interval(0, K - 1))"
+        )
+    if getattr(dist, "x", None) is None:
+        raise ValueError("label_energies needs a conditional Gibbs: call dist.condition(x) first")
+    states = dist.enumerate_support(expand=True)  # (K, B)
+    return dist.energy_of(states).T.contiguous()
 
 
 def log_probabilities(energies: Any, beta: float | torch.Tensor = 1.0) -> torch.Tensor:

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
+from torch.distributions import constraints
 
+from gibbsebm import Gibbs
 from gibbsebm.calibration import (
     fit_beta,
     free_energy_score,
+    label_energies,
     nll_from_energies,
     probabilities,
 )
@@ -133,3 +136,30 @@ def test_fit_beta_z_scores_are_standard_normal():
     # 95% nominal; binomial sd over 200 replications is 1.5%: allow 3 sd
     assert abs(inside - 0.95) < 3 * math.sqrt(0.95 * 0.05 / 200)
     assert abs(z.mean()) < 3 / math.sqrt(200)
+
+
+def test_label_energies_of_a_conditional_gibbs_feed_fit_beta():
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    x = torch.randn(2000, 3, generator=g, dtype=torch.float64)
+
+    def energy(xx, k):
+        return -(xx @ w).gather(1, k.long()[:, None]).squeeze(1)
+
+    d = Gibbs(energy, 1.7, condition=x, support=constraints.integer_interval(0, 3), event_shape=())
+    e = label_energies(d)
+    assert e.shape == (2000, 4)
+    assert torch.allclose(e, -(x @ w))
+    # labels drawn from the distribution itself (exact enumeration sampling) give back beta
+    y = d.sample(generator=g).long()
+    fit = fit_beta(e, y)
+    assert abs(fit.beta - 1.7) < 3 * fit.stderr
+    with pytest.raises(ValueError, match="conditional"):
+        label_energies(
+            Gibbs(
+                lambda k: k.double(),
+                1.0,
+                support=constraints.integer_interval(0, 3),
+                event_shape=(),
+            )
+        )
