@@ -129,8 +129,7 @@ def transition(
     Returns the new state, its info, and ``(previous, proposal, proposal_momentum)`` (used by
     the ChEES adaptation).
     """
-    p0 = metric.sample_momentum(generator, state.position)
-    k0 = metric.kinetic_energy(p0)
+    p0, k0 = metric.sample_momentum_and_kinetic(generator, state.position)
     end = leapfrog(
         logdensity_fn,
         metric,

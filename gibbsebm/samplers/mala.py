@@ -103,8 +103,7 @@ def transition(
 ) -> tuple[MALAState, MALAInfo, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One MALA transition; also returns ``(previous, proposal, proposal_momentum)``."""
     eps = _leapfrog_size(step_size)
-    p0 = metric.sample_momentum(generator, state.position)
-    k0 = metric.kinetic_energy(p0)
+    p0, k0 = metric.sample_momentum_and_kinetic(generator, state.position)
     end = leapfrog(
         logdensity_fn,
         metric,

@@ -53,11 +53,23 @@ class Metric(NamedTuple):
         self, generator: torch.Generator | None, like: torch.Tensor
     ) -> torch.Tensor:
         """Draw ``p ~ N(0, M)`` with the shape, dtype and device of ``like`` ``(C, *event)``."""
+        return self.sample_momentum_and_kinetic(generator, like)[0]
+
+    def sample_momentum_and_kinetic(
+        self, generator: torch.Generator | None, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``p ~ N(0, M)`` and return it with its kinetic energy ``(C,)``.
+
+        With :math:`p = F z` (``F`` the factor, :math:`z \\sim \\mathcal N(0, I)`),
+        :math:`K(p) = \\tfrac12 z^\\top F^\\top M^{-1} F z = \\tfrac12 \\|z\\|^2`: one
+        reduction instead of a pass through :math:`M^{-1}`.
+        """
         z = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+        c = like.shape[0]
+        k = 0.5 * torch.linalg.vector_norm(z.reshape(c, -1), dim=1).square()
         if self.dense:
-            c = like.shape[0]
-            return (z.reshape(c, -1) @ self.factor).reshape(like.shape)
-        return z * self.factor
+            return (z.reshape(c, -1) @ self.factor).reshape(like.shape), k
+        return z * self.factor, k
 
     def velocity(self, momentum: torch.Tensor) -> torch.Tensor:
         """:math:`M^{-1} p`, shape of ``momentum``."""
@@ -70,8 +82,10 @@ class Metric(NamedTuple):
         """:math:`\\tfrac12 p^\\top M^{-1} p` per chain, shape ``(C,)``."""
         c = momentum.shape[0]
         p = momentum.reshape(c, -1)
-        v = self.velocity(momentum).reshape(c, -1)
-        return 0.5 * (p * v).sum(-1)
+        if self.dense:
+            return 0.5 * ((p @ self.inverse_mass) * p).sum(-1)
+        # (p * p) @ diag: an elementwise square and a matrix-vector product (two passes)
+        return 0.5 * ((p * p) @ self.inverse_mass.reshape(-1))
 
     def position_update(self, step_size: float | torch.Tensor):
         """Return ``f(y, p) = y + step_size * M^{-1} p`` with the scaled matrix precomputed.
