@@ -836,6 +836,18 @@ def _samples_to(s: Samples, device: torch.device) -> Samples:
     )
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether ``a`` and ``b`` name the same device (``cuda`` and ``cuda:0`` on the default)."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda" or a.index == b.index:
+        return True
+    current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    return (a.index if a.index is not None else current) == (
+        b.index if b.index is not None else current
+    )
+
+
 def _check_progress(progress: Any) -> None:
     if progress is not True and progress is not False and progress != "always":
         raise ValueError(f"progress must be True, False or 'always', got {progress!r}")
@@ -1003,6 +1015,11 @@ def run_sample(
                 f"init must have shape {(num_chains,) + event} or "
                 f"{(num_chains,) + batch + event}, got {tuple(init.shape)}"
             )
+    parts: dict[str, Any] = {"the distribution": dist}
+    parts.update({f"kernel option {k!r}": v for k, v in kernel_options.items()})
+    if init is not None:
+        parts["init"] = init
+    ex.check_transport(parts)  # before anything starts (Ray included)
     num_shards = ex.resolve_num_shards()
     sizes = shard_sizes(num_chains, num_shards)
     seeds = shard_stream_seeds(seed, num_shards)
@@ -1015,7 +1032,7 @@ def run_sample(
         "num_warmup": num_warmup,
         "thin": thin,
         "kernel_options": dict(kernel_options),
-        "device": run_device if run_device != home else None,
+        "device": None if _same_device(run_device, home) else run_device,
     }
     args = {
         k: {
@@ -1025,11 +1042,6 @@ def run_sample(
         }
         for k, (a, b) in enumerate(ranges)
     }
-    parts: dict[str, Any] = {"the distribution": dist}
-    parts.update({f"kernel option {k!r}": v for k, v in kernel_options.items()})
-    if init is not None:
-        parts["init"] = init
-    ex.check_transport(parts)
 
     fingerprint = {
         "kind": "sample",
@@ -1486,9 +1498,11 @@ def run_log_partition(
 
     common: dict[str, Any] = {
         "dist": dist,
-        "device": run_device if run_device != home else None,
+        "device": None if _same_device(run_device, home) else run_device,
         "setup_device": home.type,
     }
+    opt_parts = {f"option {k!r}": v for k, v in options.items()}
+    ex.check_transport({"the distribution": dist, **opt_parts})  # before the setup runs
     if method == "ais":
         _log_partition_options(ais_mod.ais_log_partition, {**options, "num_batches": 0}, method)
         setup = ais_mod.prepare_annealing(dist, gen, **options)
@@ -1558,7 +1572,7 @@ def run_log_partition(
     if num_shards == 1:
         # off the setup's device, the single shard cannot continue its stream: seed it
         args[0]["seed"] = shard_seeds(seed, 1)[0]
-    ex.check_transport(parts)
+    ex.check_transport(parts)  # what the setup built
 
     fingerprint = {
         "kind": f"log_partition/{method}",

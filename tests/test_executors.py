@@ -79,6 +79,26 @@ class FlakyGaussian(Gaussian):
         return super().forward(y)
 
 
+class DiesOnce(Gaussian):
+    """Kills its Ray worker process once (``os._exit``), in the first worker call."""
+
+    def __init__(self, mean, covariance, marker: str, driver_pid: int) -> None:
+        super().__init__(mean, covariance=covariance)
+        self.marker = marker
+        self.driver_pid = driver_pid
+
+    def forward(self, y):
+        if os.getpid() != self.driver_pid:
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os._exit(1)
+        return super().forward(y)
+
+
 class FailsOnTwoChains(Gaussian):
     """Always raises when evaluated on exactly two chains (the shard of size 2)."""
 
@@ -235,6 +255,7 @@ def test_transport_check_names_what_cannot_travel(monkeypatch):
         raise AssertionError("nothing may be submitted")
 
     monkeypatch.setattr(RayExecutor, "map", never)
+    monkeypatch.setattr(RayExecutor, "_ray", never)  # not even Ray is started
     lock = threading.Lock()
 
     def energy_with_lock(y):
@@ -242,7 +263,7 @@ def test_transport_check_names_what_cannot_travel(monkeypatch):
             return 0.5 * (y**2).sum(-1)
 
     d = gibbsebm.Gibbs(energy_with_lock, beta=1.0, event_shape=(2,))
-    ex = RayExecutor(num_workers=2)
+    ex = RayExecutor()  # the default number of workers would need Ray: checked first
     with pytest.raises(UnpicklableError, match="energy_with_lock.*cannot be sent to Ray workers"):
         run_sample(d, "mala", executor=ex, **SAMPLE_ARGS)
     # cloudpickle (what Ray uses) carries lambdas; the strict check rejects them
@@ -370,3 +391,19 @@ def test_ray_shard_that_always_fails_is_named(ray_local):
     assert "shard 1 (chains 3-4" in msg and "simulated permanent failure" in msg
     assert set(info.value.failed) == {1} and set(info.value.completed) == {0}
     assert math.isfinite(float(info.value.completed[0].draws.sum()))
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install gibbsebm[ray])")
+def test_ray_worker_death_loses_only_its_shard(ray_local, tmp_path):
+    """A worker that dies is replaced and its shard rerun (Ray's task retries)."""
+    torch.set_num_threads(1)
+    marker = str(tmp_path / "died-once")
+    dying = gibbsebm.Gibbs(DiesOnce(MEAN, VAR, marker, os.getpid()), beta=1.0)
+    kw = {**SAMPLE_ARGS, "num_samples": 20, "num_warmup": 20}
+    ex = RayExecutor(num_workers=2, max_retries=2, retry_exceptions=False)
+    out = gibbsebm.sample(dying, "mala", executor=ex, **kw)
+    assert os.path.exists(marker)  # a worker did die
+    ref = gibbsebm.sample(gaussian_dist(), "mala", executor=LocalExecutor(num_shards=2), **kw)
+    assert torch.equal(out.draws, ref.draws)
