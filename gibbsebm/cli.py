@@ -923,8 +923,13 @@ def _cmd_logz(args: argparse.Namespace) -> int:
         else:
             betas = _parse_betas(cfg["betas"])
             print(f"gibbsebm logz: {cfg['energy']} over {len(betas)} betas; run folder {run}")
+            if method != "ais":
+                raise UsageError(
+                    f"--betas estimates a curve by annealed importance sampling; drop --method "
+                    f"{method} (or use --beta for one value)"
+                )
             curve = gibbsebm.log_partition_curve(
-                dist, betas, method=method, seed=int(cfg["seed"]), progress=progress, **options
+                dist, betas, seed=int(cfg["seed"]), progress=progress, **options
             )
             result = {"command": "logz", "energy": cfg["energy"], "params": cfg["params"]}
             result.update(_curve_record(curve, dist, betas))
@@ -961,10 +966,11 @@ def _curve_record(curve: Any, dist: Any, betas: list[float]) -> dict[str, Any]:
             return v.detach().cpu().double().tolist()
         return v
 
-    out: dict[str, Any] = {"betas": betas}
+    out: dict[str, Any] = {"betas": get("betas") or betas}
+    betas = out["betas"]
     for name in (
         "log_z",
-        "stderr",
+        "log_z_stderr",
         "mean_energy",
         "mean_energy_stderr",
         "heat_capacity",
@@ -986,7 +992,7 @@ def _plot_curve(run: Path, result: dict[str, Any]) -> str:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     b = result["betas"]
-    se = result.get("stderr") or [0.0] * len(b)
+    se = result.get("log_z_stderr") or [0.0] * len(b)
     ax.errorbar(
         b,
         result["log_z"],
