@@ -104,16 +104,21 @@ def reliability_diagram(result: MetricResult, ax: Any = None, title: str | None 
     )
     for x0, w, acc, conf in zip(left[full], width[full], b.accuracy[full], b.confidence[full]):
         lo, hi = sorted((acc, conf))
+        # the gap between accuracy and mean confidence: red hatching, no fill
         ax.add_patch(
-            _rect(x0, lo, w, hi - lo, facecolor="#dd8452", alpha=0.35, edgecolor="#dd8452")
+            _rect(x0, lo, w, hi - lo, facecolor="none", edgecolor="#c44e52", hatch="\\\\", lw=0.6)
         )
         ax.plot([x0, x0 + w], [conf, conf], color="#c44e52", lw=1.5)
     empty = ~full
     if empty.any():
+        # an empty bin has no accuracy: shade its column light grey, draw no bar
         for x0, w in zip(left[empty], width[empty]):
-            ax.axvspan(x0, x0 + w, ymin=0, ymax=1, facecolor="none", edgecolor="0.85", hatch="//")
-        ax.plot([], [], color="0.6", ls="none", marker="s", mfc="none", label="empty bins")
+            ax.axvspan(x0, x0 + w, facecolor="0.93", edgecolor="none", zorder=0, gid="empty-bin")
+        ax.plot([], [], color="0.85", ls="none", marker="s", ms=8, label="empty bin (no data)")
     ax.plot([], [], color="#c44e52", lw=1.5, label="mean confidence")
+    ax.add_patch(
+        _rect(0, 0, 0, 0, facecolor="none", edgecolor="#c44e52", hatch="\\\\", label="gap")
+    )
     ax.plot([0, 1], [0, 1], ls="--", color="0.3", lw=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -125,7 +130,7 @@ def reliability_diagram(result: MetricResult, ax: Any = None, title: str | None 
             f"\n{int(round(100 * result.ci_level))}% CI [{result.ci_low:.4f}, {result.ci_high:.4f}]"
         )
     if result.consistency:
-        txt += f"\ncalibrated ref. {result.consistency['mean']:.4f}"
+        txt += f"\nif calibrated: {result.consistency['mean']:.4f} (mean)"
     ax.text(0.03, 0.97, txt, transform=ax.transAxes, va="top", fontsize=8)
     ax.legend(loc="lower right", fontsize=7)
     if title:
