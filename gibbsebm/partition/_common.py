@@ -115,7 +115,9 @@ class UniformBase:
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
         lead = y.shape[: y.dim() - len(self.event_shape)]
-        return torch.full(lead, -self.log_norm, dtype=y.dtype, device=y.device)
+        # a constant, written as a function of y (zero gradient) so that gradient-based
+        # discrete kernels (GWG, DMALA) can run on the base itself
+        return (y * 0).reshape(lead + (-1,)).sum(-1).to(y.dtype) - self.log_norm
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "uniform", "num_values": int(self.vals.numel()), "log_size": self.log_norm}

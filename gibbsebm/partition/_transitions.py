@@ -319,6 +319,4 @@ def make_transition(
         return ColoredGibbs(path, colors, sweeps=num_substeps)
     if kernel == "block_gibbs":
         return BlockGibbs(path, sweeps=num_substeps)
-    if path.kind == "temperature" and kernel in ("metropolis", "gwg"):
-        pass  # generic kernels only need the log-density of pi_s
     return KernelAdapter(path, kernel, num_substeps=num_substeps, params=opts)

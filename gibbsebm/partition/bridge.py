@@ -94,7 +94,6 @@ def bridge_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
             bridge_log_ratio(rungs.fwd[k][keep], -rungs.bwd[k + 1][keep]) for k in range(1, r)
         )
 
-    all_chains = torch.ones(c, dtype=torch.bool)
     pieces = [bridge_log_ratio(rungs.fwd[k], -rungs.bwd[k + 1]) for k in range(1, r)]
     chain_sum = sum(pieces)
     jk_se, _ = jackknife_stderr(total, c) if r > 1 else (0.0, [])
@@ -120,7 +119,6 @@ def bridge_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
         "extra_problems": extra,
         **rungs.info,
     }
-    del all_chains
     return log_z, se, diag
 
 

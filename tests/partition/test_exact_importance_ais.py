@@ -141,13 +141,30 @@ def test_ais_small_ising_default_options_and_schedules():
         assert within(est, truth, K), sched
 
 
-def test_ais_ising_with_the_generic_metropolis_kernel():
+@pytest.mark.parametrize("kernel", ["metropolis", "gwg"])
+def test_ais_ising_with_the_generic_discrete_kernels(kernel):
     Ising2D = _ising()
     dist = gibbsebm.Gibbs(Ising2D(3), beta=0.4)
     est = gibbsebm.log_partition(
-        dist, method="ais", seed=8, kernel="metropolis", num_steps=150, num_chains=64
+        dist,
+        method="ais",
+        seed=8,
+        kernel=kernel,
+        num_steps=150,
+        num_chains=64,
+        steps_per_stage=1 if kernel == "metropolis" else 4,
     )
+    assert est.diagnostics["kernel"]["kernel"] == kernel
     assert within(est, float(dist.log_partition()), K)
+
+
+def test_ais_gaussian_with_mala():
+    dist = aniso_gaussian(3)
+    est = gibbsebm.log_partition(
+        dist, method="ais", seed=10, kernel="mala", base_scale=1.5, num_chains=64, num_steps=100
+    )
+    assert est.diagnostics["kernel"]["kernel"] == "mala"
+    assert est.stderr > 1e-3 and within(est, float(dist.log_partition()), K)
 
 
 def test_ais_rbm_block_gibbs_against_hidden_enumeration():
