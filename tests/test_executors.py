@@ -250,6 +250,20 @@ def test_checkpoint_reruns_only_missing_shards(tmp_path):
         run_sample(gaussian_dist(), "mala", executor=ex, checkpoint=ckpt, **{**kw, "seed": 10})
 
 
+def test_ais_checkpoint_recomputes_only_the_missing_shard(tmp_path):
+    torch.set_num_threads(1)
+    di = gibbsebm.Gibbs(Ising2D(3), beta=0.4)
+    ckpt = tmp_path / "ais"
+    opts = dict(num_chains=32, num_steps=30, seed=8, progress=False, on_untrusted="ignore")
+    ex = LocalExecutor(num_shards=2)
+    full = gibbsebm.log_partition(di, "ais", executor=ex, checkpoint=ckpt, **opts)
+    assert full.diagnostics["shards"]["shards_from_checkpoint"] == []
+    (ckpt / "shard-00001.pt").unlink()
+    again = gibbsebm.log_partition(di, "ais", executor=ex, checkpoint=ckpt, **opts)
+    assert again.diagnostics["shards"]["shards_from_checkpoint"] == [0]
+    assert (again.log_z, again.stderr) == (full.log_z, full.stderr)
+
+
 def test_transport_check_names_what_cannot_travel(monkeypatch):
     def never(*a, **k):
         raise AssertionError("nothing may be submitted")
@@ -310,7 +324,8 @@ def test_one_progress_bar_for_the_run(capsys):
 def ray_local():
     if not HAVE_RAY:
         pytest.skip("Ray is not installed (pip install gibbsebm[ray])")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token warning for a local instance
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = auth or "disabled"  # no token notice for a local test instance
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -330,6 +345,8 @@ def ray_local():
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     if started:
         ray.shutdown()
+    if auth is None:
+        del os.environ["RAY_AUTH_MODE"]
 
 
 @pytest.mark.ray
