@@ -407,13 +407,13 @@ def initial_positions(
 
 # ---------------------------------------------------------------------------------- progress
 class _Progress:
-    """tqdm bar over warmup + sampling iterations with the running mean acceptance.
+    """tqdm bar over warmup + sampling iterations: draws/s (all chains) and mean acceptance.
 
     ``progress=True`` shows it when stderr is a terminal, ``"always"`` forces it, ``False``
     hides it. The acceptance is read from the device only when the bar refreshes.
     """
 
-    def __init__(self, progress: bool | str, total: int, desc: str) -> None:
+    def __init__(self, progress: bool | str, total: int, desc: str, num_chains: int = 1) -> None:
         self.bar = None
         if progress is False or total == 0:
             return
@@ -424,7 +424,15 @@ class _Progress:
             raise ValueError(f"progress must be True, False or 'always', got {progress!r}")
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=True)
+        # one iteration moves every chain: count draws (all chains) so the rate is draws/s
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="draw",
+            unit_scale=num_chains if num_chains > 1 else False,
+            dynamic_ncols=True,
+            leave=True,
+        )
         self.acc_sum = None
         self.count = 0
         self.every = max(1, total // 200)
@@ -474,7 +482,7 @@ def _run_flat(
 ) -> dict:
     """Run on flattened chains; returns flat arrays ``(C, D, ...)``."""
     total_iters = num_warmup + num_samples * thin
-    bar = _Progress(progress, total_iters, spec.name)
+    bar = _Progress(progress, total_iters, spec.name, position.shape[0])
     try:
         if spec.run is not None:
             if checkpoint is not None:

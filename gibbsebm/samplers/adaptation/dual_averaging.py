@@ -70,8 +70,9 @@ def dual_averaging(
     >>> import torch
     >>> init, update, final = dual_averaging()
     >>> s = init(torch.tensor(1.0))
-    >>> s = update(s, torch.tensor(0.2), 0.8)  # acceptance too low: shrink
-    >>> bool(s.log_step_size.exp() < 1.0)
+    >>> low = update(s, torch.tensor(0.2), 0.8)  # acceptance below target ...
+    >>> high = update(s, torch.tensor(0.95), 0.8)  # ... and above it
+    >>> bool(low.log_step_size < high.log_step_size)
     True
     """
     if t0 < 0 or gamma <= 0 or not 0.5 < kappa <= 1:
