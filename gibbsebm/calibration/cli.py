@@ -215,13 +215,17 @@ def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "calibrate",
         help="calibration report (HTML, JSON, Markdown) from energies in files",
         description=(
-            "Fit the inverse temperature beta of p(k|x) = softmax(-beta E(x, .)) and write a "
-            "calibration report: metrics before/after with bootstrap CIs, reliability diagrams, "
-            "raw energy vs calibrated probability, OOD scores and the combination of several "
-            "systems. Inputs: .npz (arrays energies[_<name>], labels, optional fit_energies, "
-            "fit_labels, ood_energies), .npy (an (N, K) energy matrix) or .csv (header row, a "
-            "'label' column, one energy column per class). Without fit data, beta is cross-fitted "
-            "on the evaluation data and the report says so."
+            "Fit the inverse temperature beta of p(k|x) = softmax(-beta E(x, .)) and write a\n"
+            "calibration report (report.html, report.json, report.md): metrics before/after\n"
+            "with bootstrap CIs, reliability diagrams, raw energy vs calibrated probability,\n"
+            "OOD scores and the combination of several systems.\n\n"
+            "inputs:\n"
+            "  .npz  arrays energies (or energies_<name>, one per system), labels, and\n"
+            "        optionally fit_energies[_<name>], fit_labels, ood_energies[_<name>]\n"
+            "  .npy  one (N, K) energy matrix E(x_i, k); labels from --labels\n"
+            "  .csv  a header row, a 'label' column and one energy column per class\n\n"
+            "Without fit data, beta is cross-fitted on the evaluation data (--folds) and the\n"
+            "report says so."
         ),
         epilog=(
             "examples:\n"

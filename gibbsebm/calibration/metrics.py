@@ -671,10 +671,6 @@ def brier_score(
     return _mean_metric("brier", per, n_bootstrap, seed, ci_level)
 
 
-def _nll_per_sample(log_p_true: torch.Tensor) -> torch.Tensor:
-    return -log_p_true
-
-
 def negative_log_likelihood(
     probs: Any,
     labels: Any,

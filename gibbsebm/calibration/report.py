@@ -551,7 +551,8 @@ _NOTES = (
     "ECE as in Kull et al. (2019); Brier is the multiclass sum (range [0, 2]); NLL is a mean in "
     "nats. Intervals are 95% percentile bootstrap intervals of the estimator; binned errors are "
     "biased upward, so compare them with the consistency-resampling reference of a perfectly "
-    "calibrated model with the same confidences."
+    "calibrated model with the same confidences. The confidence-score and OOD comparisons use "
+    "the beta shown in the first table (one beta for all samples)."
 )
 
 
