@@ -242,3 +242,18 @@ def test_consistency_reference_for_calibrated_and_overconfident_probabilities():
         sharp = torch.softmax(4 * torch.log(p), 1)
         r2 = fn(sharp, y, n_bootstrap=400, seed=0)
         assert r2.consistency["p_value"] < 0.01 and r2.value > r2.consistency["q95"]
+
+
+@pytest.mark.slow
+def test_consistency_p_values_are_uniform_for_calibrated_models():
+    # 200 calibrated data sets: P(p_value <= 0.1) should be 0.1 (binomial sd 0.021)
+    g = torch.Generator().manual_seed(123)
+    pv = []
+    for _ in range(200):
+        p = torch.softmax(1.5 * torch.randn(300, 4, generator=g, dtype=torch.float64), 1)
+        y = torch.multinomial(p, 1, generator=g).squeeze(1)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        r = expected_calibration_error(p, y, n_bootstrap=200, seed=seed)
+        pv.append(r.consistency["p_value"])
+    frac = np.mean(np.array(pv) <= 0.1)
+    assert abs(frac - 0.1) < 3 * math.sqrt(0.1 * 0.9 / 200)
