@@ -113,8 +113,12 @@ def test_harmonic_accept_statistic():
     none = torch.zeros(3, dtype=torch.bool)
     assert float(pooled_accept_stat(a, none, "mean")) == pytest.approx(1.75 / 3)
     assert float(pooled_accept_stat(a, none, "harmonic")) == pytest.approx(3 / 7)
-    # a divergent or zero-acceptance chain pulls the harmonic mean to 0
-    assert float(pooled_accept_stat(a, torch.tensor([False, True, False]), "harmonic")) == 0.0
+    # divergent chains are left out; a zero acceptance among the others gives 0
+    div = torch.tensor([False, True, False])
+    assert float(pooled_accept_stat(a, div, "harmonic")) == pytest.approx(2 / 6)
+    zero = torch.tensor([0.5, 0.0, 1.0])
+    assert float(pooled_accept_stat(zero, none, "harmonic")) == 0.0
+    assert float(pooled_accept_stat(zero, torch.ones(3, dtype=torch.bool), "harmonic")) == 0.0
 
 
 def test_hmc_warmup_recovers_dense_covariance_and_target_acceptance():

@@ -319,3 +319,30 @@ def test_unknown_options_and_discrete_support_raise():
             gibbsebm.sample(d, m, num_chains=2, num_samples=1, num_warmup=0, stepsize=0.1)
     with pytest.raises(ValueError, match="step_size"):
         gibbsebm.sample(d, "hmc", num_chains=2, num_samples=1, num_warmup=0, step_size=-1.0)
+
+
+@pytest.mark.parametrize("method", ["mala", "hmc"])
+def test_nan_region_acts_as_truncation(device, method):
+    """NaN energies are rejections, so the chains sample N(0, I) truncated to y_0 <= 1:
+    E[y_0] = -phi(1) / Phi(1), E[y_1] = 0, with adaptation running through the NaN region."""
+
+    def energy(y):
+        e = 0.5 * (y**2).sum(-1)
+        return torch.where(y[:, 0] > 1.0, torch.full_like(e, float("nan")), e)
+
+    d = gibbsebm.Gibbs(energy, event_shape=(2,))
+    init = torch.zeros(32, 2, dtype=DT, device=device)
+    s = gibbsebm.sample(
+        d,
+        method,
+        num_chains=32,
+        num_samples=200,
+        num_warmup=200,
+        seed=9,
+        init=init,
+        progress=False,
+    )
+    phi = math.exp(-0.5) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
+    assert np.abs(zscore(s.draws, [-phi / cdf, 0.0])).max() < K
+    assert float(s.stats["is_nonfinite"].double().mean()) > 0.01

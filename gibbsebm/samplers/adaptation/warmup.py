@@ -44,16 +44,20 @@ _MAX_HEURISTIC_ITERS = 100
 def pooled_accept_stat(
     acceptance_prob: torch.Tensor, is_divergent: torch.Tensor, statistic: str
 ) -> torch.Tensor:
-    """Cross-chain acceptance statistic: ``"mean"`` or ``"harmonic"`` (over non-divergent)."""
+    """Cross-chain acceptance statistic: ``"mean"``, or ``"harmonic"``.
+
+    The harmonic mean runs over the non-divergent chains (BlackJAX's ChEES rule): a chain
+    with acceptance 0 among them pulls it to 0, divergent ones (NaN energies, energy errors
+    above the threshold) are left out; with no non-divergent chain it is 0.
+    """
     if statistic == "mean":
         return torch.nan_to_num(acceptance_prob, nan=0.0).mean()
-    ok = ~is_divergent & (acceptance_prob > 0)
-    inv = torch.where(ok, 1.0 / acceptance_prob.clamp_min(1e-30), torch.zeros_like(acceptance_prob))
-    n_ok = ok.sum().to(acceptance_prob.dtype)
-    # chains with zero acceptance or divergent count as acceptance 0 (infinite 1/a)
-    n = torch.tensor(acceptance_prob.numel(), dtype=acceptance_prob.dtype, device=inv.device)
-    hm = torch.where(n_ok == n, n / inv.sum().clamp_min(1e-30), torch.zeros_like(n))
-    return torch.nan_to_num(hm, nan=0.0)
+    ok = ~is_divergent
+    a = torch.nan_to_num(acceptance_prob, nan=0.0)
+    inv = torch.where(ok, 1.0 / a, torch.zeros_like(a))  # 1/0 = inf -> harmonic mean 0
+    n_ok = ok.sum().to(a.dtype)
+    hm = n_ok / inv.sum()
+    return torch.where(n_ok > 0, torch.nan_to_num(hm, nan=0.0), torch.zeros_like(hm))
 
 
 def find_reasonable_step_size(
