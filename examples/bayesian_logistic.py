@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     data = (x, y)
     d = x.shape[1]
     prior = dist.Normal(torch.zeros(d, dtype=torch.float64), 1.0).to_event(1)
-    num_chains, num_samples, num_warmup = (4, 60, 100) if args.smoke else (8, 500, 500)
-    nuts_samples, nuts_warmup = (15, 15) if args.smoke else (200, 200)
+    # pooled adaptation: 32 chains estimate a dense 31 x 31 metric well (8 chains do not)
+    num_chains, num_samples, num_warmup = (4, 40, 60) if args.smoke else (32, 300, 400)
+    nuts_samples, nuts_warmup = (10, 10) if args.smoke else (100, 100)
 
     # 1. gibbsebm hmc on the Gibbs posterior, beta = 1
     t = time.perf_counter()
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_warmup=num_warmup,
         seed=args.seed,
         progress=False,
+        dense_mass=True,  # the posterior is strongly correlated
     )
     t_hmc = time.perf_counter() - t
     sum_hmc = s.summary(round_to="none")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     acc = float(((probs.mean(0) > 0.5).double() == y).double().mean())
 
     # 3. tempered posteriors
-    betas = [0.25, 1.0, 4.0]
+    betas = [1.0, 4.0] if args.smoke else [0.25, 1.0, 4.0]
     tempered = {}
     for beta in betas:
         if beta == 1.0:
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
                 num_warmup=num_warmup,
                 seed=args.seed,
                 progress=False,
+                dense_mass=True,
             )
         summ = ts.summary(round_to="none")
         tempered[beta] = {
@@ -192,12 +195,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ax.set_xlabel("coefficient")
     ax.set_title("posterior mean +/- 2 sd, beta = 1")
-    ax.legend()
+    ax.legend(loc="lower left", fontsize=8)
     ax = axes[1]
-    ax.hist(count_rep, bins=30, alpha=0.7, label="replicated data sets")
+    edges = np.arange(count_rep.min(), count_rep.max() + 2) - 0.5  # one bin per count
+    ax.hist(count_rep, bins=edges, alpha=0.7, label="replicated data sets")
     ax.axvline(float(y.sum()), color="k", lw=2, label="observed")
     ax.set_title(f"posterior predictive: number of benign cases (p = {ppc_p:.2f})")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     ax = axes[2]
     j, k = 1, 2
     for i, beta in enumerate(betas):
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set_xlabel(f"theta[{j}]")
     ax.set_ylabel(f"theta[{k}]")
     ax.set_title("tempered posteriors pi(theta) exp(-beta loss)")
-    ax.legend(markerscale=5, fontsize=8)
+    ax.legend(loc="lower right", markerscale=5, fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "bayesian_logistic.png", dpi=70)
     plt.close(fig)
@@ -245,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"tempering: median posterior sd relative to beta = 1: {sd_ratio} "
-        f"(1/sqrt(beta) would be {[round(b**-0.5, 2) for b in betas]}); wrote {out}"
+        f"(1/sqrt(beta) = {[round(b**-0.5, 2) for b in betas]} if the data dominated the "
+        f"untempered N(0, 1) prior in every direction); wrote {out}"
     )
     return result
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         ax.plot(grid, energy.density(grid, b).numpy(), "k-", lw=1.2, label="exact")
         ax.set_title(f"{method}, beta = {b:g}")
         ax.set_xlabel("y")
-    np.atleast_1d(axes)[0].legend(fontsize=8)
+    np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "double_well_histograms.png", dpi=70)
     plt.close(fig)

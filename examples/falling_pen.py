@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the EBM's exact conditional log-likelihood at beta = 1 (normalised over a y grid)
     ys = torch.linspace(-2.0, 2.0, 801, dtype=torch.float64)
-    n_eval = 60 if args.smoke else 200
+    n_eval = 30 if args.smoke else 200
     m = ys.shape[0]
     xe, ye = x_test[:n_eval], y_test[:n_eval]
     yy = torch.cat([ys.repeat(n_eval), ye])[:, None]  # grids for every point, then the points
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # samples of p_beta(y | x) at several beta, by parallel tempering
     betas = [0.5, 4.0] if args.smoke else [0.25, 1.0, 4.0]
-    num_chains, num_samples, num_warmup = (8, 100, 100) if args.smoke else (16, 400, 300)
+    num_chains, num_samples, num_warmup = (8, 60, 60) if args.smoke else (16, 400, 300)
     sampled = {}
     for xv in probe:
         for beta in betas:
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
         ax.set_xlim(-1.6, 1.6)
         ax.set_xlabel("y")
         ax.set_title(f"p_beta(y | x = {xv:g}): samples (pt) and exact")
-        ax.legend(fontsize=8)
+        ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "falling_pen.png", dpi=70)
     plt.close(fig)

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     prior = dist.Normal(torch.zeros(2, dtype=torch.float64), PRIOR_SD).to_event(1)
     theta0 = torch.zeros(2, dtype=torch.float64)
     sampler_options = (
-        {"num_chains": 2, "num_samples": 100, "num_warmup": 100}
+        {"num_chains": 2, "num_samples": 60, "num_warmup": 60}
         if args.smoke
         else {"num_chains": 4, "num_samples": 200, "num_warmup": 150}
     )
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         theta_init=theta0,
         method="gpc",
         num_bootstrap=num_bootstrap,
-        max_iter=3 if args.smoke else 8,
+        max_iter=2 if args.smoke else 8,
         sampler_options=sampler_options,
         seed=args.seed,
     )
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
                 theta_init=theta0,
                 method="gpc",
                 num_bootstrap=num_bootstrap,
-                max_iter=3 if args.smoke else 6,
+                max_iter=2 if args.smoke else 6,
                 sampler_options=sampler_options,
                 seed=args.seed + m,
             ).beta
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set_xlabel("learning rate w")
     ax.set_ylabel("estimated coverage")
     ax.set_title("generalized posterior calibration, one data set")
-    ax.legend(fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
     ax = axes[1]
     names = list(coverage)
     vals = [coverage[k]["coverage"] for k in names]

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         ax.axvline(BETA_CRITICAL, color="gray", ls=":", lw=1)
         ax.set_xlabel("beta")
         ax.set_title(titles[k])
-    axes[0].legend(fontsize=8)
+    axes[0].legend(loc="upper left", fontsize=8)
     fig.suptitle(f"2-D Ising model, {L} x {L} torus (dotted: beta_c = {BETA_CRITICAL:.4f})")
     fig.tight_layout()
     fig.savefig(out / "ising_curves.png", dpi=70)

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.semilogx(betas, lower, ":", color="gray", label="distortion - log K / beta")
     ax.set_ylim(distortion - 4.0, distortion + 0.5)
     ax.set_xlabel("beta")
-    ax.legend(fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     ax2 = ax.twinx()
     ax2.semilogx(betas, entropy, color="C3", lw=1)
     ax2.set_ylabel("entropy of p(z|y)", color="C3")
