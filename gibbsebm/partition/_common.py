@@ -117,7 +117,7 @@ class UniformBase:
         lead = y.shape[: y.dim() - len(self.event_shape)]
         # a constant, written as a function of y (zero gradient) so that gradient-based
         # discrete kernels (GWG, DMALA) can run on the base itself
-        return (y * 0).reshape(lead + (-1,)).sum(-1).to(y.dtype) - self.log_norm
+        return y.reshape(lead + (-1,))[..., 0].to(y.dtype) * 0 - self.log_norm
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "uniform", "num_values": int(self.vals.numel()), "log_size": self.log_norm}

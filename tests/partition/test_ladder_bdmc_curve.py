@@ -49,7 +49,7 @@ def test_ti_and_bridge_reuse_parallel_tempering_draws():
         dist,
         "pt",
         num_chains=16,
-        num_samples=30,
+        num_samples=16,
         num_warmup=20,
         seed=0,
         progress=False,

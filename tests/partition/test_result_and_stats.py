@@ -90,3 +90,14 @@ def test_batch_homogeneity_flags_shifted_batch():
     assert ok["batch_pvalue"] > 1e-3
     lw[:100] += 2.0
     assert batch_homogeneity(lw, 8)["batch_pvalue"] < 1e-6
+
+
+def test_estimate_attaches_to_a_gibbs_distribution():
+    import gibbsebm
+
+    dist = gibbsebm.Gibbs(lambda y: 0.5 * (y**2).sum(-1), beta=1.0, event_shape=(2,))
+    est = gibbsebm.log_partition(dist, method="exact")
+    normed = dist.attach_log_partition(est)
+    y = torch.zeros(1, 2)
+    assert normed.normalized
+    assert float(normed.log_prob(y)) == pytest.approx(-math.log(2 * math.pi), abs=1e-6)
