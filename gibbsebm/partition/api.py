@@ -57,14 +57,11 @@ def log_partition(
         ``.estimate``, or nothing (the findings are always in ``estimate.problems``).
     trust_thresholds : dict, optional
         Overrides of :data:`gibbsebm.partition.TRUST_THRESHOLDS`.
-    executor : str or Executor, optional
-        ``None`` (default) runs in-process; ``"ray"`` or an executor object splits the
-        particles into shards (see :func:`gibbsebm.executors.run_log_partition`, which merges
-        them into the same :class:`LogZEstimate`).
     executor : None, "local", "ray" or Executor
         ``None`` (default) runs here; otherwise the particles (``ais``, ``importance``) or
-        chains (``ti``) are split into shards run by :class:`gibbsebm.executors.LocalExecutor`
-        or :class:`gibbsebm.RayExecutor` and pooled exactly (see
+        chains (``ti``, ``bridge``) are split into shards run by
+        :class:`gibbsebm.executors.LocalExecutor` or :class:`gibbsebm.RayExecutor` and pooled
+        exactly into the same :class:`LogZEstimate` (see
         :func:`gibbsebm.executors.run_log_partition`, which also takes ``checkpoint=``).
     **options
         Method options; see :func:`~gibbsebm.partition.importance.importance_log_partition`,
@@ -89,19 +86,6 @@ def log_partition(
     >>> abs(est.log_z - float(d.log_partition())) < 5 * est.stderr
     True
     """
-    if executor is not None:
-        from ..executors import run_log_partition
-
-        return run_log_partition(
-            dist,
-            method,
-            executor=executor,
-            seed=seed,
-            progress=progress,
-            on_untrusted=on_untrusted,
-            trust_thresholds=trust_thresholds,
-            **options,
-        )
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
     if executor is not None:
