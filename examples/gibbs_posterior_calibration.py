@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         method="gpc",
         num_bootstrap=num_bootstrap,
         max_iter=2 if args.smoke else 8,
+        beta_init=1.0,  # start from the uncalibrated rate, to show the search
         sampler_options=sampler_options,
         seed=args.seed,
     )

@@ -655,6 +655,7 @@ def calibrate_learning_rate(
     num_bootstrap: int = 200,
     tol: float | None = None,
     max_iter: int = 12,
+    beta_init: float | None = None,
     sampler: str = "hmc",
     sampler_options: dict[str, Any] | None = None,
     seed: int = 0,
@@ -677,7 +678,8 @@ def calibrate_learning_rate(
     bisection in :math:`\\log\\omega`, stopping when :math:`|\\hat c - (1-\\alpha)|` is
     within ``tol`` (default: two binomial standard errors of :math:`\\hat c`). All ``B``
     Gibbs posteriors are sampled at once as one batched target
-    (:func:`weighted_gibbs_posterior`). The search starts from the ``llb`` rate.
+    (:func:`weighted_gibbs_posterior`). The search starts from ``beta_init`` (default: the
+    ``llb`` rate).
 
     ``method="llb"`` returns the information-matching rate of the loss-likelihood bootstrap
     (Lyddon, Holmes & Walker 2019; :func:`sandwich_learning_rate`): no sampling, exact for
@@ -703,6 +705,8 @@ def calibrate_learning_rate(
         Stop when :math:`|\\hat c - \\text{level}| \\le` ``tol`` (``gpc``).
     max_iter : int
         Maximum number of coverage evaluations (``gpc``).
+    beta_init : float, optional
+        Starting rate of the ``gpc`` search (default: the ``llb`` rate, usually close).
     sampler : str
         ``method=`` of :func:`gibbsebm.sample` for the bootstrap posteriors.
     sampler_options : dict, optional
@@ -779,9 +783,11 @@ def calibrate_learning_rate(
         return c
 
     # bracket: coverage decreases as beta grows (narrower regions)
-    lo = hi = beta_llb
-    c = coverage(beta_llb)
-    best = (abs(c - level), beta_llb, c)
+    start = beta_llb if beta_init is None else float(beta_init)
+    check_beta(start, name="beta_init")
+    lo = hi = start
+    c = coverage(start)
+    best = (abs(c - level), start, c)
     factor = 2.0
     c_lo = c_hi = c
     while len(history) < max_iter and abs(c - level) > tol:
