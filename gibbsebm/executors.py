@@ -690,9 +690,16 @@ def resolve_executor(executor: Executor | str | None) -> Executor:
 
 # ------------------------------------------------------------------------------ progress
 class _RunProgress:
-    """One tqdm bar for the whole run, advanced by the shards as they finish."""
+    """One tqdm bar for the whole run, advanced by the shards as they finish.
 
-    def __init__(self, progress: bool | str, total: int, desc: str, num_shards: int) -> None:
+    It counts draws of all chains (as the in-process bar of :func:`gibbsebm.sample`) or
+    particle-steps (particles or chains times annealing steps or rungs), and shows how many
+    shards are done.
+    """
+
+    def __init__(
+        self, progress: bool | str, total: int, desc: str, num_shards: int, unit: str
+    ) -> None:
         self.bar = None
         self.done = 0
         self.num_shards = num_shards
@@ -704,7 +711,7 @@ class _RunProgress:
             return
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, file=sys.stderr)
+        self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
         self.bar.set_postfix_str(f"shards 0/{num_shards}")
 
     def shard_done(self, units: int) -> None:
@@ -1061,7 +1068,7 @@ def run_sample(
     finished = store.load_finished(num_shards)
     todo = {k: a for k, a in args.items() if k not in finished}
     iters = num_warmup + num_samples * thin
-    bar = _RunProgress(progress, num_chains * iters, method, num_shards)
+    bar = _RunProgress(progress, num_chains * iters, method, num_shards, "draw")
     for k in finished:
         bar.shard_done(sizes[k] * iters)
 
@@ -1590,7 +1597,7 @@ def run_log_partition(
     store = _ShardStore(checkpoint, fingerprint, _atomic_torch_save, load)
     finished = store.load_finished(num_shards)
     todo = {k: a for k, a in args.items() if k not in finished}
-    bar = _RunProgress(progress, n_items * steps, method, num_shards)
+    bar = _RunProgress(progress, n_items * steps, method, num_shards, "particle-step")
     for k in finished:
         bar.shard_done(sizes[k] * steps)
 
