@@ -6,6 +6,7 @@ import warnings
 
 import arviz as az
 import numpy as np
+import pytest
 import torch
 
 
@@ -32,3 +33,17 @@ def zscore(x: torch.Tensor, exact) -> np.ndarray:
     """``(mean - exact) / mcse`` per coordinate."""
     m, e = mean_mcse(x)
     return (m - np.asarray(exact, dtype=np.float64)) / e
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test with one intra-op thread, restoring the previous count afterwards.
+
+    The suite runs on small shared CPUs, where BLAS threads spin-wait: a (32, 10) @ (10, 10)
+    matmul measured 5 us with one thread and 250 us with two under load, so sampler tests
+    took 4-10x longer. Results do not depend on the thread count.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from _sampler_mc import one_thread  # noqa: F401 (autouse fixture)
 
 import gibbsebm
 from gibbsebm.energies import Gaussian

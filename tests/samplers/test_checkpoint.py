@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from _sampler_mc import one_thread  # noqa: F401 (autouse fixture)
 
 import gibbsebm
 import gibbsebm.run as run_mod

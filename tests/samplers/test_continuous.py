@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _sampler_mc import zscore
+from _sampler_mc import one_thread, zscore  # noqa: F401 (autouse fixture)
 
 import gibbsebm
 from gibbsebm.energies import Banana, DoubleWell, Gaussian, GaussianMixture

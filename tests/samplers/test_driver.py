@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-from _sampler_mc import zscore
+from _sampler_mc import one_thread, zscore  # noqa: F401 (autouse fixture)
 from torch.distributions import constraints
 
 import gibbsebm

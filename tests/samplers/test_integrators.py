@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from _sampler_mc import one_thread  # noqa: F401 (autouse fixture)
 
 from gibbsebm.samplers.integrators import IntegratorState, leapfrog
 from gibbsebm.samplers.metrics import as_metric, dense_metric, diagonal_metric

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from _sampler_mc import mean_mcse
+from _sampler_mc import mean_mcse, one_thread  # noqa: F401 (autouse fixture)
 
 import gibbsebm
 from gibbsebm.energies import Gaussian

@@ -8,6 +8,7 @@ import importlib.util
 
 import pytest
 import torch
+from _sampler_mc import one_thread  # noqa: F401 (autouse fixture)
 
 import gibbsebm
 from gibbsebm.run import flat_logdensity, initial_positions
