@@ -1,0 +1,895 @@
+"""Sampling benchmark of issue 3: gibbsebm ``hmc``/``mala``/``pt`` vs Pyro, BlackJAX, NumPyro.
+
+Usage::
+
+    python benchmarks/sampling_benchmark.py --quick     # sanity run, about a minute or two
+    python benchmarks/sampling_benchmark.py             # full run, writes the JSON and the docs
+
+For each target of :mod:`_targets` (T1 banana, T2 100-D Gaussian, T3 ring of 8 modes, T4
+logistic regression) and each sampler configuration it records, side by side in one process:
+
+* the minimum over coordinates of arviz's bulk ESS, pooled over chains (arviz ``ess`` on the
+  ``(chain, draw, d)`` array), divided by the wall time of the run. For gibbsebm, Pyro and
+  NumPyro the wall time covers everything: warmup (adaptation), sampling and, for NumPyro,
+  JIT compilation. For BlackJAX the compilation is timed separately (``.lower().compile()``)
+  and both rates are reported: with and without it;
+* the target's correctness check (see :mod:`_targets`).
+
+Then it measures, for gibbsebm ``hmc`` at the largest chain count, the fraction of the wall
+time spent inside the energy and its gradient (see :func:`energy_fraction`), and the speed of
+a batched ``hmc`` step with 1 and 2 torch threads. It writes ``benchmarks/results/sampling.json``
+and the markdown page ``docs/benchmarks/sampling.md``.
+
+Threads: torch uses ``--threads`` intra-op threads (default 1: this machine's 2 cores are
+shared); JAX is restricted to one intra-op thread with ``XLA_FLAGS`` when ``--threads 1``.
+JAX compilations are cached on disk (``--jax-cache``), so a second run loads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+#: Budgets (num_warmup, num_samples) per chain count. Fewer draws per chain as the number of
+#: chains grows: the pooled ESS comes from the chains.
+FULL_BUDGET = {1: (300, 500), 16: (200, 200), 256: (200, 100), 4096: (150, 50)}
+QUICK_BUDGET = {1: (150, 200), 16: (150, 100), 256: (150, 50), 4096: (100, 30)}
+#: JAX budgets are the same in both modes, so that the quick run fills the persistent
+#: compilation cache for the full run: warmup (NUTS window adaptation), draws per chain count,
+#: and the length of one compiled chunk of draws.
+JAX_WARMUP = 300
+JAX_DRAWS = {1: 500, 16: 200, 256: 100, 4096: 50}
+JAX_CHUNK = 50
+#: T4 reference run: BlackJAX NUTS with per-chain window adaptation, (chains, warmup, draws).
+REFERENCE = (4, 500, 2500)
+
+
+#: Hand-written notes appended to the page (what the numbers mean and why goals are missed).
+DISCUSSION = ""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small budgets (sanity run)")
+    p.add_argument("--targets", default="T1,T2,T3,T4")
+    p.add_argument("--chains", default="1,16,256,4096", help="gibbsebm chain counts")
+    p.add_argument("--jax-chains", default="1,16,256,4096", help="BlackJAX NUTS chain counts")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--device", default="cpu", help="torch device for gibbsebm")
+    p.add_argument("--seed", type=int, default=20260128)
+    p.add_argument("--skip-jax", action="store_true", help="no BlackJAX/NumPyro rows")
+    p.add_argument("--skip-pyro", action="store_true", help="no Pyro NUTS rows")
+    p.add_argument("--jax-cache", default="/tmp/gibbsebm_jax_cache", help="'' disables")
+    p.add_argument("--json", default=str(HERE / "results" / "sampling.json"))
+    p.add_argument("--markdown", default=str(ROOT / "docs" / "benchmarks" / "sampling.md"))
+    p.add_argument("--no-write", action="store_true", help="print only")
+    return p.parse_args(argv)
+
+
+def _setup_threads(threads: int) -> None:
+    if threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = (
+            flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _log(msg: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------ gibbsebm
+def run_gibbsebm(
+    target,
+    method: str,
+    chains: int,
+    budget: tuple[int, int],
+    seed: int,
+    device: str = "cpu",
+    reference: dict | None = None,
+    **options: Any,
+) -> dict:
+    """One ``gibbsebm.sample`` run; wall time covers warmup and sampling."""
+    import torch
+
+    import gibbsebm
+
+    warmup, samples = budget
+    dist = target.torch_dist(device)
+    init = torch.as_tensor(target.init(chains, np.random.default_rng(seed)), device=device)
+    _sync(device)
+    t0 = time.perf_counter()
+    s = gibbsebm.sample(
+        dist,
+        method,
+        num_chains=chains,
+        num_samples=samples,
+        num_warmup=warmup,
+        seed=seed,
+        init=init,
+        progress=False,
+        **options,
+    )
+    _sync(device)
+    wall = time.perf_counter() - t0
+    draws = s.draws.detach().to("cpu", torch.float64).numpy()
+    row = _finish(target, draws, wall, 0.0, reference)
+    acc = s.stats.get("acceptance_prob")
+    row.update(
+        library="gibbsebm",
+        method=method,
+        chains=chains,
+        warmup=warmup,
+        samples=samples,
+        options={k: str(v) for k, v in options.items()},
+        mean_accept=float(acc.double().mean()) if acc is not None else None,
+        divergences=int(s.stats["is_divergent"].sum()) if "is_divergent" in s.stats else None,
+    )
+    adapt = s.adaptation
+    for key in ("step_size", "trajectory_length"):
+        if isinstance(adapt, dict) and isinstance(adapt.get(key), (int, float)):
+            row[key] = float(adapt[key])
+    if "num_steps" in s.stats:
+        row["mean_leapfrog_steps"] = float(s.stats["num_steps"].double().mean())
+    return row
+
+
+def _finish(target, draws: np.ndarray, wall: float, compile_s: float, reference) -> dict:
+    from _targets import min_bulk_ess
+
+    ess = min_bulk_ess(draws)
+    check = target.check(draws, reference)
+    run = wall - compile_s
+    return {
+        "target": target.key,
+        "wall_s": round(wall, 3),
+        "compile_s": round(compile_s, 3),
+        "min_bulk_ess": round(ess, 1),
+        "ess_per_s": ess / wall if wall > 0 else None,
+        "ess_per_s_after_compile": ess / run if run > 0 else None,
+        "check": check,
+    }
+
+
+# ------------------------------------------------------------------------------ Pyro
+def run_pyro_nuts(target, budget, seed, reference=None) -> dict:
+    """Pyro's NUTS (through ``method="nuts"``, which wraps :class:`pyro.infer.NUTS`), 1 chain."""
+    row = run_gibbsebm(target, "nuts", 1, budget, seed, "cpu", reference)
+    row.update(library="pyro", method="nuts")
+    return row
+
+
+# ------------------------------------------------------------------------------ JAX
+def _jax_setup(cache: str) -> None:
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def blackjax_adapt(target, seed):
+    """Single-chain window adaptation (Stan's schedule) of BlackJAX NUTS.
+
+    Returns ``(position, params, compile_s, run_s)``.
+    """
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+
+    logdensity = target.make_jax_logdensity()
+
+    def adapt(key, x0):
+        wa = blackjax.window_adaptation(blackjax.nuts, logdensity)
+        (state, params), _ = wa.run(key, x0, num_steps=JAX_WARMUP)
+        return state.position, params
+
+    x0 = jnp.asarray(target.init(1, np.random.default_rng(seed))[0])
+    key = jax.random.key(seed)
+    t0 = time.perf_counter()
+    compiled = jax.jit(adapt).lower(key, x0).compile()
+    t1 = time.perf_counter()
+    pos, params = jax.block_until_ready(compiled(key, x0))
+    t2 = time.perf_counter()
+    return pos, params, t1 - t0, t2 - t1
+
+
+def run_blackjax_nuts(target, chains, seed, reference=None, adapted=None) -> dict:
+    """BlackJAX NUTS: window adaptation on one chain, then ``jit(vmap(scan(nuts.step)))``.
+
+    With ``chains == 1`` this is BlackJAX's single-chain NUTS. With more chains, every chain
+    uses the step size and diagonal inverse mass matrix adapted on the first chain and starts
+    from the same initial positions as the gibbsebm chains (the first one from where the
+    adaptation left it); the adaptation's time is counted in the wall time of every row.
+    Draws come in compiled chunks of :data:`JAX_CHUNK` transitions, so one compilation per
+    chain count serves every budget.
+    """
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+
+    logdensity = target.make_jax_logdensity()
+    samples = JAX_DRAWS[chains]
+    if adapted is None:
+        adapted = blackjax_adapt(target, seed)
+    pos0, params, adapt_compile, adapt_run = adapted
+    init = jnp.asarray(target.init(chains, np.random.default_rng(seed)))
+    init = init.at[0].set(pos0)
+    step_size, imm = params["step_size"], params["inverse_mass_matrix"]
+
+    def chunk(keys, states, eps, inv_mass):
+        nuts = blackjax.nuts(logdensity, step_size=eps, inverse_mass_matrix=inv_mass)
+
+        def one_chain(key, state):
+            def body(st, k):
+                st, info = nuts.step(k, st)
+                return st, (st.position, info.acceptance_rate, info.num_integration_steps)
+
+            return jax.lax.scan(body, state, jax.random.split(key, JAX_CHUNK))
+
+        return jax.vmap(one_chain)(keys, states)
+
+    def init_states(x, eps, inv_mass):
+        nuts = blackjax.nuts(logdensity, step_size=eps, inverse_mass_matrix=inv_mass)
+        return jax.vmap(nuts.init)(x)
+
+    key = jax.random.key(seed + 1)
+    t0 = time.perf_counter()
+    init_c = jax.jit(init_states).lower(init, step_size, imm).compile()
+    states = init_c(init, step_size, imm)
+    keys0 = jax.random.split(key, chains)
+    chunk_c = jax.jit(chunk).lower(keys0, states, step_size, imm).compile()
+    t1 = time.perf_counter()
+    out = []
+    for i in range(math.ceil(samples / JAX_CHUNK)):
+        keys = jax.random.split(jax.random.fold_in(key, i), chains)
+        states, traced = chunk_c(keys, states, step_size, imm)
+        out.append(traced)
+    out = jax.block_until_ready(out)
+    t2 = time.perf_counter()
+    pos = np.concatenate([np.asarray(o[0]) for o in out], 1)[:, :samples]
+    acc = np.concatenate([np.asarray(o[1]) for o in out], 1)
+    nsteps = np.concatenate([np.asarray(o[2]) for o in out], 1)
+    compile_s = adapt_compile + (t1 - t0)
+    wall = compile_s + adapt_run + (t2 - t1)
+    row = _finish(target, pos.astype(np.float64), wall, compile_s, reference)
+    row.update(
+        library="blackjax",
+        method="nuts (window-adapted)" if chains == 1 else "nuts (vmap, shared adaptation)",
+        chains=chains,
+        warmup=JAX_WARMUP,
+        samples=samples,
+        mean_accept=float(np.mean(acc)),
+        mean_leapfrog_steps=float(np.mean(nsteps)),
+        step_size=float(step_size),
+    )
+    return row
+
+
+def run_numpyro_nuts(target, seed, reference=None) -> dict:
+    """NumPyro NUTS, 1 chain, ``potential_fn``; wall time includes NumPyro's JIT compilation."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS
+
+    logdensity = target.make_jax_logdensity()
+    warmup, samples = JAX_WARMUP, JAX_DRAWS[1]
+    x0 = jnp.asarray(target.init(1, np.random.default_rng(seed))[0])
+    kernel = NUTS(potential_fn=lambda x: -logdensity(x))
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=samples, num_chains=1, progress_bar=False)
+    t0 = time.perf_counter()
+    mcmc.run(jax.random.key(seed), init_params=x0, extra_fields=("accept_prob",))
+    pos = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+    wall = time.perf_counter() - t0
+    draws = np.asarray(pos, dtype=np.float64)
+    row = _finish(target, draws, wall, 0.0, reference)
+    row.update(
+        library="numpyro",
+        method="nuts",
+        chains=1,
+        warmup=warmup,
+        samples=samples,
+        mean_accept=float(np.mean(mcmc.get_extra_fields()["accept_prob"])),
+    )
+    row["ess_per_s_after_compile"] = None  # not separable: NumPyro compiles inside run()
+    return row
+
+
+def logreg_reference(target, spec, seed) -> tuple[dict, float]:
+    """Long BlackJAX NUTS run on T4 (``spec`` = chains, warmup, draws); per-chain adaptation."""
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+    from _targets import reference_summary
+
+    chains, warmup, draws = spec
+    logdensity = target.make_jax_logdensity()
+
+    def one_chain(key, x0):
+        k1, k2 = jax.random.split(key)
+        wa = blackjax.window_adaptation(blackjax.nuts, logdensity)
+        (state, params), _ = wa.run(k1, x0, num_steps=warmup)
+        step = blackjax.nuts(logdensity, **params).step
+
+        def body(st, k):
+            st, _ = step(k, st)
+            return st, st.position
+
+        _, pos = jax.lax.scan(body, state, jax.random.split(k2, draws))
+        return pos
+
+    init = jnp.asarray(target.init(chains, np.random.default_rng(seed + 7)))
+    keys = jax.random.split(jax.random.key(seed + 7), chains)
+    t0 = time.perf_counter()
+    pos = jax.block_until_ready(jax.jit(jax.vmap(one_chain))(keys, init))
+    wall = time.perf_counter() - t0
+    ref = reference_summary(np.asarray(pos, dtype=np.float64))
+    ref.update(chains=chains, warmup=warmup, draws=draws, sampler="blackjax nuts (per chain)")
+    return ref, wall
+
+
+# ------------------------------------------------------------------------------ energy fraction
+def energy_fraction(target, chains, budget, seed, device="cpu") -> dict:
+    """Fraction of an ``hmc`` run's wall time spent inside energy + gradient evaluations.
+
+    Method: the integrator and ``hmc.init`` call ``logdensity_and_grad`` (forward energy and
+    ``torch.autograd.grad``) through their module globals; for this run those globals are
+    replaced by a wrapper that adds the ``time.perf_counter`` interval of every call (after a
+    device synchronisation on GPU) and counts the calls. Everything else (momentum draws, kicks,
+    drifts, kinetic energies, accept/reject, adaptation, the driver's copies) is the sampler's
+    own overhead. On CPU torch ops run synchronously, so the intervals are exact; the wrapper
+    itself costs two clock reads per call.
+    """
+    import torch
+
+    import gibbsebm
+    from gibbsebm.samplers import base, hmc, integrators
+
+    spent = [0.0, 0]
+    original = base.logdensity_and_grad
+
+    def timed(fn, position):
+        _sync(device)
+        t = time.perf_counter()
+        out = original(fn, position)
+        _sync(device)
+        spent[0] += time.perf_counter() - t
+        spent[1] += 1
+        return out
+
+    dist = target.torch_dist(device)
+    init = torch.as_tensor(target.init(chains, np.random.default_rng(seed)), device=device)
+    integrators.logdensity_and_grad = timed
+    hmc.logdensity_and_grad = timed
+    try:
+        _sync(device)
+        t0 = time.perf_counter()
+        gibbsebm.sample(
+            dist,
+            "hmc",
+            num_chains=chains,
+            num_samples=budget[1],
+            num_warmup=budget[0],
+            seed=seed,
+            init=init,
+            progress=False,
+        )
+        _sync(device)
+        wall = time.perf_counter() - t0
+    finally:
+        integrators.logdensity_and_grad = original
+        hmc.logdensity_and_grad = original
+    # the same number of energy+grad calls on a fixed batch, with nothing else around them
+    ld = gibbsebm.run.flat_logdensity(dist)
+    y = init.clone()
+    n_bare = max(5, min(200, spent[1] // 10))
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(n_bare):
+        original(ld, y)
+    _sync(device)
+    per_call = (time.perf_counter() - t) / n_bare
+    return {
+        "target": target.key,
+        "chains": chains,
+        "warmup": budget[0],
+        "samples": budget[1],
+        "wall_s": round(wall, 3),
+        "energy_grad_s": round(spent[0], 3),
+        "energy_grad_calls": spent[1],
+        "fraction": spent[0] / wall,
+        "bare_call_ms": per_call * 1e3,
+        "bare_fraction": per_call * spent[1] / wall,
+    }
+
+
+def thread_scan(target, chains, seed, device="cpu", iters=10) -> list[dict]:
+    """Seconds per ``hmc`` transition (10 leapfrog steps, fixed step) with 1 and 2 threads."""
+    import torch
+
+    from gibbsebm.run import flat_logdensity
+    from gibbsebm.samplers import hmc
+
+    dist = target.torch_dist(device)
+    ld = flat_logdensity(dist)
+    g = torch.Generator(device=device).manual_seed(seed)
+    y = torch.as_tensor(target.init(chains, np.random.default_rng(seed)), device=device)
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            st = hmc.init(y, ld)
+            hmc.step(g, st, ld, step_size=0.05, num_steps=10)
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                st, _ = hmc.step(g, st, ld, step_size=0.05, num_steps=10)
+            _sync(device)
+            out.append(
+                {
+                    "threads": threads,
+                    "target": target.key,
+                    "chains": chains,
+                    "s_per_transition": (time.perf_counter() - t0) / iters,
+                }
+            )
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+# ------------------------------------------------------------------------------ goals
+def _best(rows, **match):
+    sel = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    return sel[0] if sel else None
+
+
+def evaluate_goals(rows: list[dict], fractions: list[dict], max_chains: int) -> dict:
+    goals: dict[str, Any] = {}
+    g2 = _best(rows, target="T2", library="gibbsebm", method="hmc", chains=max_chains)
+    p2 = _best(rows, target="T2", library="pyro")
+    if g2 and p2 and p2["ess_per_s"]:
+        ratio = g2["ess_per_s"] / p2["ess_per_s"]
+        goals["a"] = {
+            "goal": f"T2, hmc at {max_chains} chains >= 500x Pyro NUTS ESS/s",
+            "ratio": ratio,
+            "met": bool(ratio >= 500 and g2["check"]["passed"]),
+        }
+    b4 = _best(rows, target="T4", library="blackjax", chains=1)
+    cands = [
+        r
+        for r in rows
+        if r["target"] == "T4" and r["library"] == "gibbsebm" and r["check"].get("passed")
+    ]
+    if b4 and cands:
+        best = max(cands, key=lambda r: r["ess_per_s"] or 0.0)
+        ratio = best["ess_per_s"] / b4["ess_per_s_after_compile"]
+        goals["b"] = {
+            "goal": "T4, best gibbsebm ESS/s (check passed) >= BlackJAX 1-chain NUTS after compile",
+            "best": f"{best['method']} x {best['chains']}",
+            "ratio": ratio,
+            "met": bool(ratio >= 1.0),
+        }
+    t3 = [r for r in rows if r["target"] == "T3"]
+    goals["c"] = {
+        "goal": "T3 mode weights within 3 MCSE of 1/8 from a single-mode start",
+        "passed": sorted(
+            f"{r['library']} {r['method']} x{r['chains']}" for r in t3 if r["check"]["passed"]
+        ),
+        "met": any(r["check"]["passed"] for r in t3 if r["library"] == "gibbsebm"),
+    }
+    t1 = [r for r in rows if r["target"] == "T1" and r["library"] == "gibbsebm"]
+    goals["d"] = {
+        "goal": "T1 means and variances within 5 MCSE (gibbsebm rows)",
+        "passed": sorted(f"{r['method']} x{r['chains']}" for r in t1 if r["check"]["passed"]),
+        "failed": sorted(f"{r['method']} x{r['chains']}" for r in t1 if not r["check"]["passed"]),
+        "met": bool(t1) and all(r["check"]["passed"] for r in t1 if r["chains"] >= 16),
+    }
+    fr = {f["target"]: f["fraction"] for f in fractions}
+    goals["e"] = {
+        "goal": f"hmc at {max_chains} chains: >= 70% of wall time in energy+gradient on T2-T4",
+        "fractions": fr,
+        "met": bool(fr) and all(fr.get(k, 0.0) >= 0.7 for k in ("T2", "T3", "T4") if k in fr),
+    }
+    return goals
+
+
+# ------------------------------------------------------------------------------ markdown
+def _fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return "inf"
+        if x == 0:
+            return "0"
+        if abs(x) >= 100:
+            return f"{x:,.0f}"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _check_cell(c: dict) -> str:
+    if c.get("passed") is None:
+        return "n/a"
+    mark = "pass" if c["passed"] else "**FAIL**"
+    if "weights" in c:
+        return f"{mark} (max z {_fmt(c['max_z'], 2)}; w = {', '.join(f'{w:.2f}' for w in c['weights'])})"
+    return f"{mark} (z mean {_fmt(c['max_z_mean'], 2)}, z var {_fmt(c['max_z_var'], 2)})"
+
+
+def render_markdown(result: dict) -> str:
+    meta = result["meta"]
+    rows = result["rows"]
+    lines = [
+        "# Sampling benchmark",
+        "",
+        "Generated by `benchmarks/sampling_benchmark.py` "
+        f"({'quick' if meta['quick'] else 'full'} mode) on {meta['date']}; raw numbers in "
+        "`benchmarks/results/sampling.json`. Rerun with",
+        "",
+        "```bash",
+        "python benchmarks/sampling_benchmark.py          # full (about 15 minutes on 2 cores)",
+        "python benchmarks/sampling_benchmark.py --quick  # sanity run",
+        "python benchmarks/gpu_check.py --device cuda     # the same on a GPU (< 5 minutes)",
+        "```",
+        "",
+        f"Machine: {meta['machine']}; torch {meta['versions'].get('torch')}, "
+        f"torch threads = {meta['threads']}. {meta['load_note']}",
+        "",
+        "## How it is measured",
+        "",
+        "* **ESS/s** = the minimum over coordinates of arviz's bulk ESS, computed on the "
+        "`(chain, draw, d)` array (pooled over chains), divided by the **wall time of the whole "
+        "run including warmup/adaptation** (and, for NumPyro, JIT compilation). BlackJAX's "
+        "compilation is timed apart (`jit(...).lower().compile()`), so its rows give both "
+        "rates: *with* compile and *after* compile. The JAX compile cache is on: a compile time "
+        "of a few tenths of a second means it was loaded from disk.",
+        "* Budgets (warmup, draws per chain): "
+        + ", ".join(f"{c} chains: {w}+{s}" for c, (w, s) in meta["budget"].items())
+        + f". Pyro NUTS uses the 1-chain budget. BlackJAX and NumPyro: {JAX_WARMUP} warmup, "
+        + "draws "
+        + ", ".join(f"{c} chains: {d}" for c, d in JAX_DRAWS.items())
+        + " (the same in quick and full mode, so compiled functions are reused).",
+        "* All libraries start from the same initial positions: N(0, I) for T1, T2, T4; for T3 "
+        "every chain starts in mode 0 (its mean plus N(0, 0.5^2 I)).",
+        "* gibbsebm `hmc`: ChEES trajectory length, dual-averaging step size and diagonal "
+        "metric, all adapted with statistics pooled over chains and shared by them. `mala`: "
+        "dual-averaged step and diagonal metric. `pt`: parallel tempering with its default inner "
+        "kernel (`mala`) on the default geometric ladder down to beta/20 (5 temperatures).",
+        "* BlackJAX batched rows: window adaptation (Stan schedule) on one chain, then "
+        "`jit(vmap(scan(nuts.step)))` over the same number of chains with those parameters. "
+        'Pyro NUTS is `gibbsebm.sample(..., method="nuts")` (Pyro\'s `NUTS` + `MCMC`, one chain).',
+        "* Checks: T1/T2 means and variances within 5 MCSE of the exact values; T3 each mode "
+        "weight within 3 MCSE of 1/8; T4 means and variances within 5 combined MCSE of a long "
+        "reference run (BlackJAX NUTS, "
+        + (
+            f"{result['reference']['chains']} chains x {result['reference']['draws']} draws, "
+            f"min ESS {result['reference']['min_bulk_ess']:.0f}"
+            if result.get("reference")
+            else "not run"
+        )
+        + "). MCSEs are arviz's (multi-chain ESS, so chains that disagree widen them).",
+        "",
+    ]
+    for key in meta["targets"]:
+        trs = [r for r in rows if r["target"] == key]
+        if not trs:
+            continue
+        lines += [
+            f"## {key}: {meta['titles'][key]}",
+            "",
+            "| library | method | chains | wall s | compile s | min bulk ESS | ESS/s | ESS/s after compile | accept | check |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in trs:
+            if "error" in r:
+                lines.append(
+                    f"| {r['library']} | {r['method']} | {r.get('chains', '-')} | - | - | - | - | - | - | "
+                    f"error: {r['error'][:80]} |"
+                )
+                continue
+            after = r["ess_per_s_after_compile"] if r["compile_s"] > 0 else None
+            lines.append(
+                f"| {r['library']} | {r['method']} | {r['chains']} | {_fmt(r['wall_s'])} | "
+                f"{_fmt(r['compile_s']) if r['compile_s'] else '-'} | {_fmt(r['min_bulk_ess'])} | "
+                f"{_fmt(r['ess_per_s'])} | {_fmt(after)} | {_fmt(r.get('mean_accept'), 2)} | "
+                f"{_check_cell(r['check'])} |"
+            )
+        lines.append("")
+    fr = result.get("energy_fraction", [])
+    if fr:
+        lines += [
+            f"## Time inside the energy and its gradient (`hmc`, {fr[0]['chains']} chains)",
+            "",
+            "Method: for one extra `hmc` run per target the module-level `logdensity_and_grad` "
+            "that the leapfrog integrator and `hmc.init` call (energy forward + "
+            "`torch.autograd.grad`) is replaced by a wrapper that sums `time.perf_counter()` "
+            "intervals (with a device synchronisation on GPU) and counts calls. The rest of the "
+            "wall time is the sampler's own work: momentum draws, kicks and drifts, kinetic "
+            "energies, accept/reject, adaptation and recording draws. *bare* re-times the same "
+            "number of energy+gradient calls alone, on a fixed batch.",
+            "",
+            "| target | wall s | energy+grad s | calls | fraction | bare ms/call | bare fraction |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for f in fr:
+            lines.append(
+                f"| {f['target']} | {_fmt(f['wall_s'])} | {_fmt(f['energy_grad_s'])} | "
+                f"{f['energy_grad_calls']} | {f['fraction']:.0%} | {f['bare_call_ms']:.3g} | "
+                f"{f['bare_fraction']:.0%} |"
+            )
+        lines.append("")
+    ts = result.get("threads_scan", [])
+    if ts:
+        lines += [
+            "## Threads on a shared CPU",
+            "",
+            "Seconds per `hmc` transition (10 leapfrog steps) on "
+            f"{ts[0]['target']} with {ts[0]['chains']} chains, measured in this run:",
+            "",
+            "| torch threads | s / transition |",
+            "| ---: | ---: |",
+        ]
+        for t in ts:
+            lines.append(f"| {t['threads']} | {t['s_per_transition']:.4g} |")
+        lines += ["", result.get("threads_note", ""), ""]
+    goals = result.get("goals", {})
+    if goals:
+        lines += ["## Goals of issue 3", "", "| goal | result | met |", "| --- | --- | --- |"]
+        for k, g in goals.items():
+            detail = []
+            if "ratio" in g:
+                detail.append(
+                    f"ratio {g['ratio']:.3g}" + (f" ({g['best']})" if "best" in g else "")
+                )
+            if "fractions" in g:
+                detail.append(", ".join(f"{t}: {v:.0%}" for t, v in g["fractions"].items()))
+            if "passed" in g and k in ("c", "d"):
+                detail.append("passed: " + (", ".join(g["passed"]) or "none"))
+            if g.get("failed"):
+                detail.append("failed: " + ", ".join(g["failed"]))
+            lines.append(
+                f"| ({k}) {g['goal']} | {'; '.join(detail)} | {'met' if g['met'] else '**missed**'} |"
+            )
+        lines.append("")
+    if result.get("discussion"):
+        lines += ["## Discussion", "", result["discussion"], ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ main
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    _setup_threads(args.threads)
+    import torch
+    from _targets import TARGETS
+
+    budget = QUICK_BUDGET if args.quick else FULL_BUDGET
+    chain_counts = [int(c) for c in args.chains.split(",") if c]
+    jax_chains = [int(c) for c in args.jax_chains.split(",") if c]
+    keys = [k.strip() for k in args.targets.split(",") if k.strip()]
+    max_chains = max(chain_counts)
+    if not args.skip_jax:
+        _jax_setup(args.jax_cache)
+    rows: list[dict] = []
+    load0 = os.getloadavg()
+    started = time.perf_counter()
+
+    def guarded(fn, desc, **fields):
+        _log(desc)
+        try:
+            row = fn()
+        except Exception as exc:  # a library failing is a result, not a crash of the benchmark
+            traceback.print_exc()
+            row = {"error": f"{type(exc).__name__}: {exc}", **fields}
+        else:
+            partial = Path(args.json).with_suffix(".partial.json")
+            if not args.no_write:
+                partial.write_text(json.dumps(rows + [row], indent=1, default=float))
+            _log(
+                f"  -> wall {row['wall_s']:.1f}s ESS {row['min_bulk_ess']:.0f} "
+                f"ESS/s {row['ess_per_s']:.3g} check {row['check'].get('passed')}"
+            )
+        rows.append(row)
+        return row
+
+    # pay the one-off imports (pyro, arviz, tqdm) and first-call costs before any timed row
+    import gibbsebm
+
+    gibbsebm.sample(
+        TARGETS["T2"].torch_dist(args.device),
+        "hmc",
+        num_chains=2,
+        num_samples=2,
+        num_warmup=2,
+        seed=0,
+        progress=False,
+    )
+    reference = None
+    ref_wall = None
+    if "T4" in keys and not args.skip_jax:
+        _log("T4 reference run (BlackJAX NUTS)")
+        reference, ref_wall = logreg_reference(TARGETS["T4"], REFERENCE, args.seed)
+        _log(f"  -> {ref_wall:.1f}s, min ESS {reference['min_bulk_ess']:.0f}")
+
+    for key in keys:
+        target = TARGETS[key]
+        ref = reference if target.needs_reference else None
+        for method in ("hmc", "mala"):
+            for c in chain_counts:
+                guarded(
+                    functools.partial(
+                        run_gibbsebm, target, method, c, budget[c], args.seed, args.device, ref
+                    ),
+                    f"{key} gibbsebm {method} x{c}",
+                    target=key,
+                    library="gibbsebm",
+                    method=method,
+                    chains=c,
+                )
+        if key == "T3":
+            for c in chain_counts:
+                guarded(
+                    functools.partial(
+                        run_gibbsebm, target, "pt", c, budget[c], args.seed, args.device, ref
+                    ),
+                    f"{key} gibbsebm pt(mala) x{c}",
+                    target=key,
+                    library="gibbsebm",
+                    method="pt",
+                    chains=c,
+                )
+        if not args.skip_pyro:
+            guarded(
+                functools.partial(run_pyro_nuts, target, budget[1], args.seed, ref),
+                f"{key} pyro nuts x1",
+                target=key,
+                library="pyro",
+                method="nuts",
+                chains=1,
+            )
+        if not args.skip_jax:
+            adapted = None
+            try:
+                _log(f"{key} blackjax window adaptation")
+                adapted = blackjax_adapt(target, args.seed)
+            except Exception as exc:
+                traceback.print_exc()
+                rows.append(
+                    {"target": key, "library": "blackjax", "method": "nuts", "error": repr(exc)}
+                )
+            if adapted is not None:
+                for c in jax_chains:
+                    guarded(
+                        functools.partial(run_blackjax_nuts, target, c, args.seed, ref, adapted),
+                        f"{key} blackjax nuts x{c}",
+                        target=key,
+                        library="blackjax",
+                        method="nuts",
+                        chains=c,
+                    )
+            guarded(
+                functools.partial(run_numpyro_nuts, target, args.seed, ref),
+                f"{key} numpyro nuts x1",
+                target=key,
+                library="numpyro",
+                method="nuts",
+                chains=1,
+            )
+
+    fractions = []
+    for key in keys:
+        if key == "T1":
+            continue
+        _log(f"{key} energy fraction, hmc x{max_chains}")
+        try:
+            fractions.append(
+                energy_fraction(
+                    TARGETS[key], max_chains, budget[max_chains], args.seed, args.device
+                )
+            )
+            _log(f"  -> {fractions[-1]['fraction']:.0%}")
+        except Exception:
+            traceback.print_exc()
+    threads_scan = []
+    if "T2" in keys and args.device == "cpu":
+        _log("thread scan")
+        try:
+            threads_scan = thread_scan(TARGETS["T2"], max_chains, args.seed, args.device)
+        except Exception:
+            traceback.print_exc()
+    total = time.perf_counter() - started
+    load1 = os.getloadavg()
+    ok_rows = [r for r in rows if "error" not in r]
+    import arviz
+
+    versions = {"torch": torch.__version__, "arviz": arviz.__version__, "numpy": np.__version__}
+    for mod in ("pyro", "jax", "blackjax", "numpyro", "gibbsebm"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:
+            pass
+    result = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "quick": args.quick,
+            "threads": args.threads,
+            "device": args.device,
+            "seed": args.seed,
+            "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}",
+            "load_average_start": load0,
+            "load_average_end": load1,
+            "load_note": (
+                f"The CPU was shared with other jobs: 1-minute load average {load0[0]:.1f} at the "
+                f"start and {load1[0]:.1f} at the end on {os.cpu_count()} cores, so absolute "
+                "times are inflated; all rows ran interleaved in one process, so the ratios "
+                "between libraries are what to read."
+            ),
+            "total_s": total,
+            "budget": {str(c): list(budget[c]) for c in chain_counts},
+            "targets": keys,
+            "titles": {k: TARGETS[k].title for k in keys},
+            "versions": versions,
+            "reference_wall_s": ref_wall,
+        },
+        "rows": rows,
+        "reference": reference,
+        "energy_fraction": fractions,
+        "threads_scan": threads_scan,
+        "goals": evaluate_goals(ok_rows, fractions, max_chains),
+    }
+    if threads_scan:
+        t1, t2 = (t["s_per_transition"] for t in threads_scan)
+        result["threads_note"] = (
+            f"2 threads / 1 thread time ratio: {t2 / t1:.2f}. With other processes on the cores, "
+            "extra intra-op threads wait for each other at every kernel's barrier: an "
+            "oversubscribed run (more torch threads than free cores, e.g. torch's default of one "
+            "thread per core while other jobs run) slowed batched torch runs 10-20x on this "
+            "machine. Use `torch.set_num_threads(1)` (or the number of cores you really have) "
+            "for batched sampling on a shared CPU; JAX is limited the same way with "
+            "`XLA_FLAGS='--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'`."
+        )
+    result["discussion"] = DISCUSSION
+    text = json.dumps(result, indent=1, default=float)
+    md = render_markdown(result)
+    if args.no_write:
+        print(md)
+    else:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text)
+        Path(args.markdown).write_text(md)
+        _log(f"wrote {args.json} and {args.markdown} ({total:.0f}s)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
