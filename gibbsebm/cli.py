@@ -609,7 +609,12 @@ def write_json(path: Path, data: Any) -> None:
 # sample
 # ---------------------------------------------------------------------------------------------
 def _summary_records(samples: Any) -> list[dict[str, Any]]:
-    df = samples.summary(round_to="none")
+    import numpy as np
+
+    # a coordinate that never moved has undefined ESS/R-hat: arviz divides by zero and
+    # returns inf/NaN, which the JSON records as null (and the summary line as n/a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = samples.summary(round_to="none")
     df = df.reset_index().rename(columns={"index": "coordinate"})
     return df.to_dict(orient="records")
 

@@ -192,38 +192,34 @@ def demo_calibration(run: Path, *, seed: int, quick: bool, out: TextIO | None) -
     calibration.report(test_e, test_y, output_dir=run, fit_energies=fit_e, fit_labels=fit_y)
     wall = time.perf_counter() - t0
     data = json.loads((run / "report.json").read_text())
+    system = next(iter(data["systems"].values()))
+    fit = system["beta_fit"]
+    metrics = {
+        when: {k: system[when][k] for k in ("ece", "nll") if k in system[when]}
+        for when in ("before", "after")
+    }
     result = {
         "data": f"synthetic 5-class classifier, energies 3x those of the true model, {n} "
         f"held-out points to fit beta on, {n} test points",
         "expected_beta": 1.0 / 3.0,
+        "fitted_beta": fit["beta"],
+        "fitted_beta_stderr": fit["stderr"],
+        "metrics": metrics,
         "files": sorted(p.name for p in run.iterdir()),
         "wall_time_s": wall,
     }
-    beta = _find(data, "beta")
-    if beta is not None:
-        result["fitted_beta"] = beta
-    _say(out, "3. calibration: over-confident classifier (true beta 1/3)")
-    if beta is not None:
-        _say(out, f"   fitted beta = {beta:.3f}")
+    _say(out, "3. calibration: over-confident classifier (its best beta is 1/3)")
+    _say(out, f"   fitted beta = {fit['beta']:.3f} +/- {fit['stderr']:.3f}")
+    for name in ("ece", "nll"):
+        if name in metrics["before"] and name in metrics["after"]:
+            b0, b1 = metrics["before"][name], metrics["after"][name]
+            _say(
+                out,
+                f"   {name.upper()}: {b0['value']:.3f} [{b0['ci_low']:.3f}, {b0['ci_high']:.3f}] "
+                f"before, {b1['value']:.3f} [{b1['ci_low']:.3f}, {b1['ci_high']:.3f}] after",
+            )
     _say(out, f"   report: {run / 'report.html'} ({wall:.1f} s)")
     return result
-
-
-def _find(data: Any, key: str) -> Any:
-    """First value under ``key`` in a nested JSON structure (depth-first)."""
-    if isinstance(data, dict):
-        if key in data and isinstance(data[key], int | float):
-            return data[key]
-        for v in data.values():
-            found = _find(v, key)
-            if found is not None:
-                return found
-    elif isinstance(data, list):
-        for v in data:
-            found = _find(v, key)
-            if found is not None:
-                return found
-    return None
 
 
 def _plain(obj: Any) -> Any:
@@ -301,6 +297,7 @@ def _readme(r: dict[str, Any]) -> str:
         "",
         "## 3. Calibration (`calibration/`)",
         f"{c['data']}.",
+        f"Fitted beta {c['fitted_beta']:.3f} +/- {c['fitted_beta_stderr']:.3f} (expected 1/3).",
         "Report: `calibration/report.html` (also `report.md`, `report.json`).",
         "",
     ]

@@ -191,7 +191,7 @@ def test_user_energy_from_file(tmp_path, capsys):
     )
     _assert_one_line_error(code, err, "--event-shape")
     argv = ["sample", "--energy", f"{mod}:Quad", "--param", "dim=3", "--param", "scale=0.5"]
-    argv += ["--num-chains", "2", "--num-samples", "20", "--num-warmup", "20"]
+    argv += ["--num-chains", "2", "--num-samples", "50", "--num-warmup", "50"]
     code, _, err = run([*argv, "--output-dir", str(tmp_path / "b")], capsys)
     assert code == 0, err
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
@@ -212,6 +212,23 @@ def test_logz_against_exact(tmp_path, capsys):
     lo, hi = rec["ci"]
     assert lo < rec["log_z"] < hi
     assert "exact" in stdout
+
+
+def test_logz_curve_over_betas(tmp_path, capsys):
+    out = tmp_path / "curve"
+    argv = ["logz", "--energy", "ising", "--param", "L=3", "--betas", "0.2,0.4,0.6"]
+    argv += ["--option", "num_chains=256", "--seed", "2", "--output-dir", str(out)]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    res = json.loads((out / "logz.json").read_text())
+    assert res["betas"] == pytest.approx([0.2, 0.4, 0.6])
+    energy = make_energy("ising", {"L": 3}, dtype=torch.float64)
+    for b, lz, se, ex in zip(res["betas"], res["log_z"], res["log_z_stderr"], res["exact_log_z"]):
+        assert ex == pytest.approx(float(energy.exact_log_partition(b)), rel=1e-12)
+        assert abs(lz - ex) < 5 * se
+    assert (out / "logz_curve.png").is_file()
+    code, _, err = run([*argv[:-1], str(tmp_path / "c"), "--method", "ti"], capsys)
+    _assert_one_line_error(code, err, "--betas")
 
 
 INTERRUPTING_ENERGY = """
@@ -267,10 +284,6 @@ def test_resume_gives_the_draws_of_an_uninterrupted_run(tmp_path, capsys, monkey
 
 
 def test_demo_quick(tmp_path, capsys):
-    from gibbsebm import calibration
-
-    if not hasattr(calibration, "report"):
-        pytest.skip("gibbsebm.calibration.report is not in this checkout yet")
     out = tmp_path / "demo"
     code, stdout, err = run(["demo", "--quick", "--output-dir", str(out)], capsys)
     assert code == 0, err
@@ -283,6 +296,10 @@ def test_demo_quick(tmp_path, capsys):
     assert math.isfinite(z["log_z"]) and z["stderr"] > 0
     assert abs(z["error"]) < 5 * z["stderr"]
     assert (out / "calibration" / "report.html").is_file()
+    c = result["calibration"]
+    # the classifier's energies are 3x the true ones: its best beta is 1/3
+    assert abs(c["fitted_beta"] - 1 / 3) < 4 * c["fitted_beta_stderr"]
+    assert c["metrics"]["after"]["ece"]["value"] < c["metrics"]["before"]["ece"]["value"]
     assert (out / "README.md").is_file()
 
 
