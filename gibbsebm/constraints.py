@@ -38,9 +38,11 @@ def support_values(
     dtype = dtype or torch.get_default_dtype()
     while isinstance(support, constraints.independent):
         support = support.base_constraint
-    if support is constraints.boolean:
+    # type checks, not identity: a pickled or deep-copied distribution carries copies of
+    # torch's constraint singletons
+    if isinstance(support, type(constraints.boolean)):
         return torch.tensor([0.0, 1.0], dtype=dtype, device=device)
-    if support is spin or isinstance(support, _Spin):
+    if isinstance(support, _Spin):
         return torch.tensor([-1.0, 1.0], dtype=dtype, device=device)
     if isinstance(support, constraints.integer_interval):
         lo, hi = int(support.lower_bound), int(support.upper_bound)

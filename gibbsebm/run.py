@@ -398,9 +398,11 @@ def initial_positions(
     while isinstance(base, constraints.independent):
         base = base.base_constraint
     u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
-    if base is constraints.real or base is constraints.real_vector:
+    # type checks, not identity: copies of torch's constraint singletons travel with pickled
+    # distributions (e.g. to Ray workers)
+    if type(base) is type(constraints.real):
         return (2.0 * u - 1.0) * INIT_RADIUS
-    if base is constraints.positive:
+    if isinstance(base, constraints.greater_than) and float(base.lower_bound) == 0.0:
         return torch.exp((2.0 * u - 1.0) * INIT_RADIUS)
     if isinstance(base, constraints.interval):
         lo, hi = float(base.lower_bound), float(base.upper_bound)
