@@ -170,15 +170,17 @@ def main(argv: list[str] | None = None) -> dict:
     ax.axvline(1 / SIGMA**2, color="C2", ls=":", label="1 / sigma^2")
     ax.axvline(gpc.beta, color="C0", lw=1, label=f"w_gpc = {gpc.beta:.3f}")
     ax.axvline(llb.beta, color="C1", lw=1, label=f"w_llb = {llb.beta:.3f}")
+    ax.set_xlim(0.5 * min(h[0] for h in hb + [(gpc.beta, 0), (llb.beta, 0)]), 1.5)
     ax.set_xlabel("learning rate w")
     ax.set_ylabel("estimated coverage")
     ax.set_title("generalized posterior calibration, one data set")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     ax = axes[1]
     names = list(coverage)
     vals = [coverage[k]["coverage"] for k in names]
     errs = [2 * coverage[k]["stderr"] for k in names]
-    ax.bar(names, vals, yerr=errs, color=["C3", "C1", "C0"], alpha=0.8, capsize=4)
+    labels = [f"{k}\n({coverage[k]['num_data_sets']} data sets)" for k in names]
+    ax.bar(labels, vals, yerr=errs, color=["C3", "C1", "C0"], alpha=0.8, capsize=4)
     ax.axhline(0.95, color="k", ls="--", lw=1)
     ax.set_ylim(0, 1)
     ax.set_title("coverage of the true (a, b) over data sets (+/- 2 se)")
