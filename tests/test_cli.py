@@ -231,6 +231,39 @@ def test_logz_curve_over_betas(tmp_path, capsys):
     _assert_one_line_error(code, err, "--betas")
 
 
+def test_calibrate_is_mounted(tmp_path, capsys):
+    import numpy as np
+
+    from gibbsebm.demo import synthetic_classifier
+
+    e_fit, y_fit = synthetic_classifier(400, 4, overconfidence=2.0, seed=0)
+    e, y = synthetic_classifier(400, 4, overconfidence=2.0, seed=1)
+    data = tmp_path / "sys.npz"
+    np.savez(
+        data,
+        energies=e.numpy(),
+        labels=y.numpy(),
+        fit_energies=e_fit.numpy(),
+        fit_labels=y_fit.numpy(),
+    )
+    out = tmp_path / "calib"
+    code, _, err = run(["calibrate", "--energies", str(data), "--output-dir", str(out)], capsys)
+    assert code == 0, err
+    for name in ("report.html", "report.json", "report.md"):
+        assert (out / name).is_file()
+    code, _, err = run(
+        [
+            "calibrate",
+            "--energies",
+            str(tmp_path / "missing.npz"),
+            "--output-dir",
+            str(tmp_path / "c2"),
+        ],
+        capsys,
+    )
+    _assert_one_line_error(code, err, "missing.npz")
+
+
 INTERRUPTING_ENERGY = """
 import os
 import torch
