@@ -41,6 +41,8 @@ class RungData:
         self.bwd = bwd
         self.deriv = deriv
         self.info = info
+        #: Rung data of the same chains moved back down the ladder (hysteresis check), or None.
+        self.down: RungData | None = None
 
     @property
     def num_rungs(self) -> int:
@@ -73,33 +75,24 @@ def _deriv(path: AnnealingPath, z: torch.Tensor, s: float, parts: Any) -> torch.
     return beta * (hi - lo) / (2 * h)
 
 
-def sequential_rungs(
+def _sweep(
     path: AnnealingPath,
     trans: Any,
-    s: torch.Tensor,
-    num_chains: int,
+    s_vals: list[float],
+    ks: Any,
+    z: torch.Tensor,
     generator: torch.Generator,
     *,
     burn: int,
     draws: int,
     bar: Any = None,
-) -> RungData:
-    """Move ``num_chains`` chains up the ladder ``s``; ``burn`` kernel steps then ``draws``
-    recorded steps at every rung ``k >= 1``."""
-    s_vals = [float(v) for v in s.tolist()]
+) -> tuple[dict, dict, dict, torch.Tensor]:
+    """Visit rungs ``ks`` in order with chains ``z``; record fwd/bwd/deriv at each."""
     r = len(s_vals) - 1
-    z = path.sample_base(num_chains, generator)
-    with torch.no_grad():
-        lw0 = path.logdensity_fn(s_vals[1])(z).to(torch.float64) - path.logdensity_fn(0.0)(z).to(
-            torch.float64
-        )
-    first, first_se = log_mean_exp(lw0)
-    w = torch.softmax(torch.nan_to_num(lw0, nan=-math.inf), 0)
-    first_ess = float(1.0 / (w * w).sum())
     fwd: dict[int, torch.Tensor] = {}
     bwd: dict[int, torch.Tensor] = {}
     der: dict[int, torch.Tensor] = {}
-    for k in range(1, r + 1):
+    for k in ks:
         sk = s_vals[k]
         state = trans.init(z, sk)
         for _ in range(burn):
@@ -132,13 +125,53 @@ def sequential_rungs(
         z = state.position
         if bar is not None:
             bar.update(1)
+    return fwd, bwd, der, z
+
+
+def sequential_rungs(
+    path: AnnealingPath,
+    trans: Any,
+    s: torch.Tensor,
+    num_chains: int,
+    generator: torch.Generator,
+    *,
+    burn: int,
+    draws: int,
+    bar: Any = None,
+    hysteresis: bool = False,
+) -> RungData:
+    """Move ``num_chains`` chains up the ladder ``s``; ``burn`` kernel steps then ``draws``
+    recorded steps at every rung ``k >= 1``. With ``hysteresis``, the chains then walk back
+    down the ladder (same protocol) and ``.down`` holds that pass: chains that lag behind
+    the ladder bias the two passes in opposite directions."""
+    s_vals = [float(v) for v in s.tolist()]
+    r = len(s_vals) - 1
+    z = path.sample_base(num_chains, generator)
+    with torch.no_grad():
+        lw0 = path.logdensity_fn(s_vals[1])(z).to(torch.float64) - path.logdensity_fn(0.0)(z).to(
+            torch.float64
+        )
+    first, first_se = log_mean_exp(lw0)
+    w = torch.softmax(torch.nan_to_num(lw0, nan=-math.inf), 0)
+    first_ess = float(1.0 / (w * w).sum())
+    fwd, bwd, der, z = _sweep(
+        path, trans, s_vals, range(1, r + 1), z, generator, burn=burn, draws=draws, bar=bar
+    )
     info = {
         "draws_from": "chains moved up the ladder (sequential)",
         "burn_per_rung": burn,
         "draws_per_rung": draws,
         "num_chains": num_chains,
     }
-    return RungData(s.to("cpu", torch.float64), first, first_se, first_ess, fwd, bwd, der, info)
+    out = RungData(s.to("cpu", torch.float64), first, first_se, first_ess, fwd, bwd, der, info)
+    if hysteresis:
+        # the same chains walk back down: their lag has the opposite sign
+        f_d, b_d, d_d, _ = _sweep(
+            path, trans, s_vals, range(r, 0, -1), z, generator, burn=burn, draws=draws, bar=bar
+        )
+        out.down = RungData(out.s, first, first_se, first_ess, f_d, b_d, d_d, dict(info))
+        out.info["passes"] = "up and down"
+    return out
 
 
 def pt_rungs(dist: Any, samples: Any, first: tuple[float, float, float]) -> RungData:
@@ -226,6 +259,7 @@ def ladder_rungs(
     base: Any = None,
     base_scale: float = 1.0,
     cess: float | None = None,
+    hysteresis: bool = True,
 ) -> tuple[RungData, dict[str, Any], Any, dict[str, Any]]:
     """Rung data for ``ti``/``bridge``: from PT ``samples`` or from sequential chains.
 
@@ -277,8 +311,18 @@ def ladder_rungs(
         s = _resample_schedule(pilot, num_rungs)
     if s.numel() < 3:
         s = _resample_schedule(s, 2)
-    bar = progress_bar(s.numel() - 1, method, progress)
-    rungs = sequential_rungs(path, trans, s, num_chains, generator, burn=burn, draws=draws, bar=bar)
+    bar = progress_bar((2 if hysteresis else 1) * (s.numel() - 1), method, progress)
+    rungs = sequential_rungs(
+        path,
+        trans,
+        s,
+        num_chains,
+        generator,
+        burn=burn,
+        draws=draws,
+        bar=bar,
+        hysteresis=hysteresis,
+    )
     bar.close()
     rungs.info.update(pdiag)
     rungs.info["first_interval"] = "importance sampling from the base to the first rung"

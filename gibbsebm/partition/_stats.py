@@ -17,6 +17,7 @@ __all__ = [
     "weight_ess",
     "pareto_khat",
     "summarize_log_weights",
+    "rounding_error",
     "batch_homogeneity",
 ]
 
@@ -132,6 +133,21 @@ def pareto_khat(log_w: torch.Tensor | np.ndarray) -> float:
         return float("nan")
     k, _ = _gpd_fit(np.sort(exceed))
     return float(k)
+
+
+def rounding_error(log_w: torch.Tensor | np.ndarray, dtype: torch.dtype) -> float:
+    """Floating-point floor of a log-weight estimate: 4 eps max_i |log w_i|.
+
+    Log-weights computed from energies in ``dtype`` carry a relative rounding error of order
+    its machine epsilon; when the weights are (nearly) constant, e.g. importance sampling from
+    an exact Laplace base, this floor is the whole error. The factor 4 covers the few
+    roundings of an energy evaluation.
+    """
+    lw = _as_np(log_w)
+    lw = lw[np.isfinite(lw)]
+    if lw.size == 0:
+        return float("nan")
+    return float(4.0 * torch.finfo(dtype).eps * np.abs(lw).max())
 
 
 def summarize_log_weights(log_w: torch.Tensor | np.ndarray) -> dict[str, float]:

@@ -28,7 +28,7 @@ import torch
 from ..distribution import Gibbs
 from ._common import EvalCounter, make_base, progress_bar
 from ._path import SCHEDULES, AnnealingPath, conditional_ess_fraction, make_schedule
-from ._stats import batch_homogeneity, summarize_log_weights
+from ._stats import batch_homogeneity, rounding_error, summarize_log_weights
 from ._transitions import make_transition
 from .result import LogZEstimate
 
@@ -506,6 +506,9 @@ def ais_log_partition(
     se = summ["stderr"]
     if batches.get("batch_based_stderr") is not None and math.isfinite(se):
         se = max(se, float(batches["batch_based_stderr"]))
+    rounding = rounding_error(log_w, dist.beta.dtype)
+    se = math.sqrt(se**2 + rounding**2)
+    diag["rounding_error"] = rounding
     fin = log_w[torch.isfinite(log_w)]
     diag.update(
         {

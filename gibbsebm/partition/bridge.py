@@ -84,22 +84,43 @@ def bridge_log_ratio(
     return log_r
 
 
+def _chain_total(rungs: RungData, keep: torch.Tensor | None = None) -> float:
+    r = rungs.num_rungs
+    down = rungs.down
+    total = 0.0
+    for k in range(1, r):
+        a, b = rungs.fwd[k], -rungs.bwd[k + 1]
+        if down is not None:
+            a = torch.cat([a, down.fwd[k]], 1)
+            b = torch.cat([b, -down.bwd[k + 1]], 1)
+        if keep is not None:
+            a, b = a[keep], b[keep]
+        total += bridge_log_ratio(a, b)
+    return total
+
+
 def bridge_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
-    """Chained bridge estimate, jackknife stderr and per-pair diagnostics."""
+    """Chained bridge estimate, jackknife stderr and per-pair diagnostics.
+
+    With a down pass (``rungs.down``), each pair's draws pool both passes, and half the
+    difference between the up-only and down-only chains (the hysteresis) enters the
+    standard error as a systematic term.
+    """
     r = rungs.num_rungs
     c = rungs.num_chains
-
-    def total(keep: torch.Tensor) -> float:
-        return sum(
-            bridge_log_ratio(rungs.fwd[k][keep], -rungs.bwd[k + 1][keep]) for k in range(1, r)
-        )
-
     pieces = [bridge_log_ratio(rungs.fwd[k], -rungs.bwd[k + 1]) for k in range(1, r)]
-    chain_sum = sum(pieces)
-    jk_se, _ = jackknife_stderr(total, c) if r > 1 else (0.0, [])
+    chain_sum = _chain_total(rungs)
+    jk_se, _ = jackknife_stderr(lambda keep: _chain_total(rungs, keep), c) if r > 1 else (0.0, [])
+    hyst = 0.0
+    diag_h: dict[str, Any] = {}
+    if rungs.down is not None and r > 1:
+        up = sum(pieces)
+        down = sum(bridge_log_ratio(rungs.down.fwd[k], -rungs.down.bwd[k + 1]) for k in range(1, r))
+        hyst = abs(up - down) / 2.0
+        diag_h = {"total_up": up, "total_down": down, "hysteresis": hyst}
     overlap = [min(weight_ess(rungs.fwd[k]), weight_ess(rungs.bwd[k + 1])) for k in range(1, r)]
     log_z = rungs.first_log_z + chain_sum
-    se = math.sqrt(rungs.first_stderr**2 + jk_se**2)
+    se = math.sqrt(rungs.first_stderr**2 + jk_se**2 + hyst**2)
     extra = []
     n_draws = rungs.fwd[1].numel() if r > 1 else 0
     if overlap and min(overlap) < 10:
@@ -108,9 +129,10 @@ def bridge_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
             "draws): use more rungs"
         )
     diag = {
-        "pair_log_ratio": pieces,
+        "pair_log_ratio_up": pieces,
         "pair_min_ess": overlap,
         "jackknife_stderr": jk_se,
+        **diag_h,
         "first_interval_log_z": rungs.first_log_z,
         "first_interval_stderr": rungs.first_stderr,
         "ess": rungs.first_ess,
@@ -148,7 +170,7 @@ def bridge_log_partition(
     Returns
     -------
     LogZEstimate
-        ``diagnostics``: ``pair_log_ratio`` (one per neighbouring pair), ``pair_min_ess``
+        ``diagnostics``: ``pair_log_ratio_up`` (one per neighbouring pair, up pass), ``pair_min_ess``
         (overlap of each pair), ``jackknife_stderr``.
 
     References

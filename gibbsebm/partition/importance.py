@@ -18,7 +18,7 @@ import torch
 
 from ..distribution import Gibbs
 from ._common import EvalCounter, make_base, progress_bar
-from ._stats import batch_homogeneity, summarize_log_weights
+from ._stats import batch_homogeneity, rounding_error, summarize_log_weights
 from .result import LogZEstimate
 
 __all__ = ["importance_log_partition", "DEFAULT_NUM_SAMPLES"]
@@ -111,9 +111,11 @@ def importance_log_partition(
         "defaults": defaults,
     }
     diag.update(batch_homogeneity(log_w, num_batches))
+    rounding = rounding_error(log_w, dist.beta.dtype)
+    diag["rounding_error"] = rounding
     return LogZEstimate(
         log_z=summ["log_mean"],
-        stderr=summ["stderr"],
+        stderr=math.sqrt(summ["stderr"] ** 2 + rounding**2),
         method="importance",
         num_energy_evals=counter.n,
         diagnostics=diag,

@@ -32,13 +32,33 @@ def _trapezoid(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return (ds * 0.5 * (m[..., 1:] + m[..., :-1])).sum(-1)
 
 
+def _per_chain(rungs: RungData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-rung per-chain means ``(C, R)`` and per-chain trapezoid integrals ``(C,)``."""
+    r = rungs.num_rungs
+    m = torch.stack([rungs.deriv[k].mean(1) for k in range(1, r + 1)], -1)
+    return m, _trapezoid(rungs.s[1:], m)
+
+
 def ti_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
-    """log Z, its standard error and diagnostics from rung data."""
+    """log Z, its standard error and diagnostics from rung data.
+
+    With a down pass (``rungs.down``), the up and down integrals are averaged per chain and
+    half their difference (the hysteresis, the first-order effect of chains lagging behind
+    the ladder) enters the standard error as a systematic term.
+    """
     r = rungs.num_rungs
     s = rungs.s[1:]  # rungs 1..R
-    m = torch.stack([rungs.deriv[k].mean(1) for k in range(1, r + 1)], -1)  # (C, R)
+    m, per_chain = _per_chain(rungs)
+    hyst = 0.0
+    diag_h: dict[str, Any] = {}
+    if rungs.down is not None:
+        m_d, per_chain_d = _per_chain(rungs.down)
+        up, down = float(per_chain.mean()), float(per_chain_d.mean())
+        hyst = abs(up - down) / 2.0
+        diag_h = {"integral_up": up, "integral_down": down, "hysteresis": hyst}
+        m = 0.5 * (m + m_d)
+        per_chain = 0.5 * (per_chain + per_chain_d)
     c = m.shape[0]
-    per_chain = _trapezoid(s, m)  # (C,)
     integral = float(per_chain.mean())
     mc_se = float(per_chain.std() / math.sqrt(c))
     coarse_idx = list(range(0, r, 2))
@@ -47,11 +67,12 @@ def ti_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
     coarse = float(_trapezoid(s[coarse_idx], m.mean(0)[coarse_idx]))
     quad_err = abs(integral - coarse) / 3.0
     log_z = rungs.first_log_z + integral
-    se = math.sqrt(rungs.first_stderr**2 + mc_se**2 + quad_err**2)
+    se = math.sqrt(rungs.first_stderr**2 + mc_se**2 + quad_err**2 + hyst**2)
     diag = {
         "integral": integral,
         "mc_stderr": math.sqrt(mc_se**2 + rungs.first_stderr**2),
         "quadrature_error": quad_err,
+        **diag_h,
         "first_interval_log_z": rungs.first_log_z,
         "first_interval_stderr": rungs.first_stderr,
         "ess": rungs.first_ess,
@@ -89,8 +110,9 @@ def ti_log_partition(
     **options
         ``num_chains`` (128), ``num_rungs`` (default: the pilot's conditional-ESS ladder),
         ``burn`` / ``draws`` (kernel steps discarded / recorded per rung, 4 / 4),
-        ``kernel``, ``steps_per_stage``, ``kernel_options``, ``base``, ``base_scale``,
-        ``cess``.
+        ``hysteresis`` (default True: the chains also walk back down the ladder; the two
+        passes are averaged and half their difference is added to the stderr), ``kernel``,
+        ``steps_per_stage``, ``kernel_options``, ``base``, ``base_scale``, ``cess``.
 
     Returns
     -------
