@@ -397,7 +397,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "energy": None,
     "params": {},
     "event_shape": None,
-    "beta": 1.0,
+    "beta": None,
     "seed": 0,
     "device": "cpu",
     "dtype": "float32",
@@ -508,7 +508,7 @@ def _make_dist(cfg: dict[str, Any], device: Any, dtype: Any, beta: Any) -> Any:
     params = {k: v for k, v in _split_kv(cfg["params"], "--param").items()}
     obj = make_energy(cfg["energy"], params, device=device, dtype=dtype)
     if isinstance(obj, Gibbs):
-        return obj.at(beta)
+        return obj if beta is None else obj.at(beta)
     event_shape = cfg.get("event_shape")
     if event_shape is None and getattr(obj, "event_shape", None) is None:
         raise UsageError(
@@ -519,9 +519,16 @@ def _make_dist(cfg: dict[str, Any], device: Any, dtype: Any, beta: Any) -> Any:
     if event_shape is not None:
         kw["event_shape"] = _parse_shape(event_shape)
     try:
-        return Gibbs(obj, beta, **kw)
+        return Gibbs(obj, 1.0 if beta is None else beta, **kw)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _dist_beta(dist: Any, given: float | None) -> float:
+    """The inverse temperature: the one given (exactly), else the distribution's own."""
+    if dist.beta.dim() != 0:
+        raise UsageError("the Gibbs distribution must have a single beta (no temperature ladder)")
+    return float(dist.beta) if given is None else given
 
 
 def _parse_shape(value: Any) -> tuple[int, ...]:
@@ -745,9 +752,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         _check_positive(cfg, "num_chains", "num_samples", "thin", "checkpoint_every")
         if cfg["num_warmup"] is None or int(cfg["num_warmup"]) < 0:
             raise UsageError(f"--num-warmup must be >= 0, got {cfg['num_warmup']!r}")
-    beta = _check_beta(cfg["beta"])
+    beta = None if cfg["beta"] is None else _check_beta(cfg["beta"])
     device, dtype = _torch_setup(cfg)
     dist = _make_dist(cfg, device, dtype, beta)
+    beta = _dist_beta(dist, beta)
     method = cfg["method"] or _default_method(cfg["energy"], dist)
     cfg["method"] = method
     options = _kernel_options(cfg)
@@ -898,12 +906,13 @@ def _cmd_logz(args: argparse.Namespace) -> int:
         _print_energies()
         return 0
     cfg = _resolve("logz", args)
-    beta = _check_beta(cfg["beta"])
+    beta = None if cfg["beta"] is None else _check_beta(cfg["beta"])
     level = float(cfg["level"])
     if not 0 < level < 1:
         raise UsageError(f"--level must lie in (0, 1), got {level}")
     device, dtype = _torch_setup(cfg)
     dist = _make_dist(cfg, device, dtype, beta)
+    beta = _dist_beta(dist, beta)
     options = _kernel_options(cfg)
     run = _run_dir(cfg, "logz")
     write_json(run / "config.json", cfg)

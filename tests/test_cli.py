@@ -183,6 +183,11 @@ def test_user_energy_from_file(tmp_path, capsys):
 
                 def forward(self, y):
                     return 0.5 * (y ** 2).sum(-1) / self.scale ** 2
+
+            from gibbsebm import Gibbs
+            from gibbsebm.energies import Gaussian
+
+            DIST = Gibbs(Gaussian(torch.zeros(2, dtype=torch.float64)), beta=4.0)
             """
         )
     )
@@ -196,6 +201,15 @@ def test_user_energy_from_file(tmp_path, capsys):
     assert code == 0, err
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert len(summary["summary"]) == 3
+    # a ready Gibbs distribution keeps its own beta unless --beta is given
+    for extra, beta in (([], 4.0), (["--beta", "0.5"], 0.5)):
+        out = tmp_path / f"z{beta}"
+        argv = ["logz", "--energy", f"{mod}:DIST", "--method", "exact", "--output-dir", str(out)]
+        code, _, err = run([*argv, *extra], capsys)
+        assert code == 0, err
+        rec = json.loads((out / "logz.json").read_text())
+        assert rec["beta"] == beta
+        assert rec["estimate"]["log_z"] == pytest.approx(math.log(2 * math.pi / beta), rel=1e-9)
 
 
 def test_logz_against_exact(tmp_path, capsys):
