@@ -185,7 +185,7 @@ def demo_calibration(run: Path, *, seed: int, quick: bool, out: TextIO | None) -
     """Section 3: a calibration report for an over-confident classifier."""
     from gibbsebm import calibration
 
-    n = 1000 if quick else 4000
+    n = 1000 if quick else 2000
     fit_e, fit_y = synthetic_classifier(n, 5, overconfidence=3.0, seed=seed + 1)
     test_e, test_y = synthetic_classifier(n, 5, overconfidence=3.0, seed=seed + 2)
     t0 = time.perf_counter()
