@@ -74,7 +74,7 @@ def markdown_table(df) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples_output/bayesian_logistic")
+    parser.add_argument("--output-dir", default="runs/bayesian_logistic")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -62,7 +62,7 @@ def check(draws: torch.Tensor, energy: DoubleWell, beta: float) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples_output/double_well")
+    parser.add_argument("--output-dir", default="runs/double_well")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

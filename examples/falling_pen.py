@@ -112,7 +112,7 @@ def conditional_density(x: float, ys: torch.Tensor, beta: float) -> torch.Tensor
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples_output/falling_pen")
+    parser.add_argument("--output-dir", default="runs/falling_pen")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -77,7 +77,7 @@ def region_covers(data, w: float, theta: torch.Tensor) -> bool:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples_output/gibbs_posterior_calibration")
+    parser.add_argument("--output-dir", default="runs/gibbs_posterior_calibration")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

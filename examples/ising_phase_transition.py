@@ -38,7 +38,7 @@ from gibbsebm.energies import BETA_CRITICAL, Ising2D  # noqa: E402
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples_output/ising_phase_transition")
+    parser.add_argument("--output-dir", default="runs/ising_phase_transition")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--L", type=int, default=None, help="lattice side (default 8)")

@@ -46,7 +46,7 @@ def spiral(n: int, noise: float, generator: torch.Generator) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples_output/kmeans_spiral")
+    parser.add_argument("--output-dir", default="runs/kmeans_spiral")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clusters", type=int, default=8)

@@ -46,7 +46,7 @@ def binarized_digits(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples_output/rbm_digits")
+    parser.add_argument("--output-dir", default="runs/rbm_digits")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=None, help="hidden units (<= 20)")
