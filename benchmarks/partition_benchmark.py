@@ -129,6 +129,7 @@ def plan(quick: bool) -> list[dict[str, Any]]:
     add(("ising", 32, 0.4407), "bdmc", "K=1000", num_steps=1000)
     add(("ising", 32, 0.3), "ais", "default")
     add(("ising", 32, 0.6), "ais", "default")
+    add(("ising", 32, 0.4407), "ais", "K=20000", num_steps=20000)
     return cells
 
 

@@ -152,7 +152,7 @@ def test_ais_ising_with_the_generic_discrete_kernels(kernel):
         kernel=kernel,
         num_steps=150,
         num_chains=64,
-        steps_per_stage=1 if kernel == "metropolis" else 4,
+        steps_per_stage=1 if kernel == "metropolis" else 3,
     )
     assert est.diagnostics["kernel"]["kernel"] == kernel
     assert within(est, float(dist.log_partition()), K)
