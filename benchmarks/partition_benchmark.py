@@ -301,9 +301,11 @@ def render(data: dict[str, Any]) -> str:
         "run uses K = K_B Var_B / 0.3 steps (clipped to [100, 20000]) on that spacing; "
         "stderr = max(delta method, batch-based).",
         "- `ti` / `bridge`: the pilot's conditional-ESS ladder; 128 chains moved up the "
-        "ladder with 4 burn-in and 4 recorded steps per rung; the first interval by "
-        "importance sampling; TI's stderr adds the Richardson quadrature error; bridge's is a "
-        "delete-one-group jackknife over 8 groups of chains.",
+        "ladder and back down with 4 burn-in and 4 recorded steps per rung; the first "
+        "interval by importance sampling; both passes are averaged and half their difference "
+        "(hysteresis: chains lagging behind the ladder) is added to the stderr; TI adds the "
+        "Richardson quadrature error; bridge's Monte Carlo error is a delete-one-group "
+        "jackknife over 8 groups of chains.",
         "- `bdmc`: forward AIS (lower bound) and reverse AIS from exact draws where they exist "
         "(Gaussians), else from resampled forward particles moved 200 kernel steps at the "
         "target (an assumption the diagnostics state); log_z is the midpoint and the stderr "
