@@ -205,7 +205,8 @@ def main(argv=None) -> dict:
                 rows.append(row)
     if "T2" in keys:
         sb._log("T2 pyro nuts x1 (CPU)")
-        rows.append(sb.run_pyro_nuts(TARGETS["T2"], budget[1], args.seed))
+        pyro_budget = budget.get(1, GPU_BUDGET[1] if args.device.startswith("cuda") else (60, 50))
+        rows.append(sb.run_pyro_nuts(TARGETS["T2"], pyro_budget, args.seed))
     result["rows"] = rows
     fractions = []
     big = 4096 if args.device.startswith("cuda") else max(chains)
