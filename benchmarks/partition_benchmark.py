@@ -14,7 +14,7 @@ is rendered from that file.
 Usage::
 
     python benchmarks/partition_benchmark.py            # full run
-    python benchmarks/partition_benchmark.py --quick    # small problems, small budgets
+    python benchmarks/partition_benchmark.py --quick    # small budgets, writes *_quick.*
     python benchmarks/partition_benchmark.py --render   # only re-render the markdown
 """
 
@@ -325,9 +325,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="skip cells already in the JSON")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=JSON_PATH)
-    ap.add_argument("--md", type=Path, default=MD_PATH)
+    ap.add_argument("--json", type=Path, default=None, help="default: results/partition.json")
+    ap.add_argument("--md", type=Path, default=None, help="default: docs/benchmarks/partition.md")
     args = ap.parse_args(argv)
+    # --quick never overwrites the full results
+    quick_dir = ROOT / "benchmarks" / "results"
+    if args.json is None:
+        args.json = quick_dir / "partition_quick.json" if args.quick else JSON_PATH
+    if args.md is None:
+        args.md = quick_dir / "partition_quick.md" if args.quick else MD_PATH
     if args.render:
         data = json.loads(args.json.read_text())
         args.md.write_text(render(data))
