@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import gibbsebm  # noqa: E402
 from gibbsebm import Gibbs  # noqa: E402
 from gibbsebm.energies import EnergyModel  # noqa: E402
-from gibbsebm.free_energy import BoxLatent, free_energy  # noqa: E402
+from gibbsebm.latent import BoxLatent, free_energy  # noqa: E402
 
 S = 0.1  # spread of the landing point around sin z
 K = 2.0  # how strongly an upright pen (z = 0) is disfavoured

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from gibbsebm.energies.kmeans import KMeansEnergy, fit_kmeans  # noqa: E402
-from gibbsebm.free_energy import free_energy  # noqa: E402
+from gibbsebm.latent import free_energy  # noqa: E402
 
 
 def spiral(n: int, noise: float, generator: torch.Generator) -> torch.Tensor:

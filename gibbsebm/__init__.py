@@ -17,12 +17,12 @@ __version__ = "0.1.0"
 # Public names that live in submodules, imported on first use so that `import gibbsebm`
 # stays light (matplotlib, arviz and the samplers load only when needed).
 _LAZY = {
-    "free_energy": "gibbsebm.free_energy",
-    "FreeEnergy": "gibbsebm.free_energy",
-    "DiscreteLatent": "gibbsebm.free_energy",
-    "BoxLatent": "gibbsebm.free_energy",
-    "GaussHermiteLatent": "gibbsebm.free_energy",
-    "ImportanceLatent": "gibbsebm.free_energy",
+    "free_energy": "gibbsebm.latent",
+    "FreeEnergy": "gibbsebm.latent",
+    "DiscreteLatent": "gibbsebm.latent",
+    "BoxLatent": "gibbsebm.latent",
+    "GaussHermiteLatent": "gibbsebm.latent",
+    "ImportanceLatent": "gibbsebm.latent",
     "sample": "gibbsebm.run",
     "Samples": "gibbsebm.run",
     "log_partition": "gibbsebm.partition",

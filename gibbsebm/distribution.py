@@ -347,7 +347,7 @@ class Gibbs(TorchDistribution):
     ) -> torch.Tensor:
         """Energy (or free energy, for latent models) of a flat batch; no value checks."""
         if self.latent is not None:
-            from .free_energy import free_energy
+            from .latent import free_energy
 
             # value checks (NaN energies) are made by energy_of; this is the hot path
             f = free_energy(

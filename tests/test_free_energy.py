@@ -7,7 +7,7 @@ import torch
 from torch.distributions import constraints
 
 from gibbsebm import Gibbs
-from gibbsebm.free_energy import (
+from gibbsebm.latent import (
     BoxLatent,
     DiscreteLatent,
     FreeEnergy,
@@ -356,13 +356,14 @@ def test_gibbs_discrete_y_discrete_latent_enumeration(device):
 
 
 def test_top_level_name_is_the_function():
-    """``gibbsebm.free_energy`` is callable however the module was imported."""
+    """``gibbsebm.free_energy`` is the function; the latent types live in ``gibbsebm.latent``."""
     import gibbsebm
-    import gibbsebm.free_energy as module
+    import gibbsebm.latent as module
 
     z = torch.tensor([[0.0], [1.0]])
     f = gibbsebm.free_energy(lambda y, z: (y * z).sum(-1), torch.ones(1, 1), 1.0, latent=z)
     torch.testing.assert_close(f.value, -torch.log1p(torch.exp(torch.tensor([-1.0]))))
+    assert gibbsebm.free_energy is module.free_energy
     assert module.BoxLatent is BoxLatent and gibbsebm.DiscreteLatent is DiscreteLatent
 
 

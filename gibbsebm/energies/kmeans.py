@@ -35,7 +35,7 @@ import torch
 from torch.distributions import constraints
 
 from .._validation import as_beta_tensor, check_beta, check_finite
-from ..free_energy import DiscreteLatent, FreeEnergy, free_energy
+from ..latent import DiscreteLatent, FreeEnergy, free_energy
 from .base import EnergyModel
 
 __all__ = ["KMeansEnergy", "KMeansFit", "fit_kmeans"]

@@ -78,7 +78,7 @@ chain Monte Carlo simulations. MNRAS 455, 1919-1937.
 Syed, Bouchard-Cote, Deligiannidis & Doucet (2022). Non-reversible parallel tempering: a
 scalable highly parallel MCMC scheme. JRSS B 84, 321-350.
 
-Example
+Examples
 -------
 >>> import torch, gibbsebm
 >>> from gibbsebm.energies import Ising2D

@@ -31,10 +31,9 @@ Quadrature needs :math:`n^D` energy evaluations per row, which is why it stops a
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
-import sys
-import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -334,10 +333,14 @@ def _beta_info(
     return torch.full((n,), float(beta), device=device, dtype=dtype), False
 
 
+@functools.lru_cache(maxsize=64)
 def _gauss_rule(
     kind: str, order: int, dim: int, device, dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tensor-product nodes ``(order**dim, dim)`` and log weights ``(order**dim,)``."""
+    """Tensor-product nodes ``(order**dim, dim)`` and log weights ``(order**dim,)``.
+
+    Cached per (kind, order, dim, device, dtype): callers must not modify the results.
+    """
     if kind == "legendre":
         t, w = np.polynomial.legendre.leggauss(order)
     else:
@@ -749,20 +752,3 @@ def free_energy(
         "latent must be a DiscreteLatent (or a tensor of latent values), BoxLatent, "
         f"GaussHermiteLatent or ImportanceLatent, got {type(latent).__name__}"
     )
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`free_energy`.
-
-    ``gibbsebm.free_energy`` names both this module and its function; once the module is
-    imported, Python binds the package attribute to the module. Making the module callable
-    keeps ``gibbsebm.free_energy(energy, y, beta, latent=...)`` working in every import
-    order, while ``from gibbsebm.free_energy import BoxLatent`` works as usual.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> FreeEnergy:
-        return free_energy(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-sys.modules[__name__].__signature__ = inspect.signature(free_energy)
