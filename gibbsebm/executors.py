@@ -1193,18 +1193,29 @@ def _ladder_shard(common: dict[str, Any], arg: dict[str, Any]) -> dict[str, Any]
     g = _shard_generator(c, arg, torch.device(path.beta.device))
     before = path.counter.n
     rungs = sequential_rungs(
-        path, trans, c["schedule"], arg["num_chains"], g, burn=c["burn"], draws=c["draws"]
+        path,
+        trans,
+        c["schedule"],
+        arg["num_chains"],
+        g,
+        burn=c["burn"],
+        draws=c["draws"],
+        hysteresis=c["hysteresis"],
     )
     cpu = torch.device("cpu")
 
     def host(d: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         return {int(k): v.detach().to(cpu, torch.float64) for k, v in d.items()}
 
+    down = rungs.down
     return {
         "first": [float(rungs.first_log_z), float(rungs.first_stderr), float(rungs.first_ess)],
         "fwd": host(rungs.fwd),
         "bwd": host(rungs.bwd),
         "deriv": host(rungs.deriv),
+        "down": None
+        if down is None
+        else {"fwd": host(down.fwd), "bwd": host(down.bwd), "deriv": host(down.deriv)},
         "info": _jsonable(rungs.info),
         "num_energy_evals": int(path.counter.n - before),
         "kernel": _jsonable(trans.describe()),
@@ -1351,6 +1362,7 @@ def _ladder_setup(
         "num_chains": num_chains,
         "burn": burn,
         "draws": draws,
+        "hysteresis": bool(o.get("hysteresis", True)),
         "defaults": defaults,
         "pilot": pdiag,
     }
@@ -1384,6 +1396,24 @@ def _finish_ladder(
         cat("deriv"),
         info,
     )
+    if res[0]["down"] is not None:
+        # the same chains walked back down the ladder: stitch that pass the same way
+        def cat_down(name: str) -> dict[int, torch.Tensor]:
+            return {
+                k: torch.cat([r["down"][name][k] for r in res], 0) for k in res[0]["down"][name]
+            }
+
+        rungs.down = RungData(
+            rungs.s,
+            first[0],
+            first[1],
+            first[2],
+            cat_down("fwd"),
+            cat_down("bwd"),
+            cat_down("deriv"),
+            dict(info),
+        )
+        rungs.info["passes"] = "up and down"
     rungs.info.update(ladder["pilot"])
     rungs.info["first_interval"] = "importance sampling from the base to the first rung"
     if method == "ti":
@@ -1481,7 +1511,7 @@ def run_log_partition(
     from .partition import ais as ais_mod
     from .partition import importance as imp_mod
     from .partition._common import check_dist, make_base, make_generator
-    from .partition._stats import batch_homogeneity, summarize_log_weights
+    from .partition._stats import batch_homogeneity, rounding_error, summarize_log_weights
     from .partition.result import LogZEstimate, check_trust
 
     if method not in SHARDED_LOG_PARTITION_METHODS:
@@ -1539,6 +1569,7 @@ def run_log_partition(
             schedule=ladder["schedule"],
             burn=ladder["burn"],
             draws=ladder["draws"],
+            hysteresis=ladder["hysteresis"],
         )
         shard_fn = _ladder_shard
         schedule_digest = _tensor_digest(ladder["schedule"])
@@ -1637,6 +1668,7 @@ def run_log_partition(
     summ = summarize_log_weights(log_w)
     batches = batch_homogeneity(log_w, num_batches)
     se = summ["stderr"]
+    rounding = rounding_error(log_w, dist.beta.dtype)
     shard_info["shard_log_z"] = [summarize_log_weights(r["log_w"])["log_mean"] for r in res]
     diag: dict[str, Any] = {
         "ess": summ["ess"],
@@ -1672,6 +1704,8 @@ def run_log_partition(
     else:
         diag.update({"base": common["base"].describe(), "defaults": defaults, **batches})
         lower = None
+    se = math.sqrt(se**2 + rounding**2)
+    diag["rounding_error"] = rounding
     diag["shards"] = shard_info
     diag["seed"] = seed
     diag["wall_time_s"] = time.perf_counter() - t0
