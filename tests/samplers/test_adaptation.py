@@ -153,3 +153,54 @@ def test_mala_step_size_adapts_to_its_target():
     assert abs(float(s.stats["acceptance_prob"].double().mean()) - 0.574) < 0.06
     ratio = s.adaptation["inverse_mass"].double() / torch.logspace(-1, 1, 10, dtype=DT)
     assert float(ratio.min()) > 0.7 and float(ratio.max()) < 1.3
+
+
+def _single_chain_chees(center_on_running_mean: bool) -> tuple[float, float]:
+    """ChEES with one chain on N(0, I_10) at a fixed small step size; (start, final) length."""
+    fn = lambda y: -0.5 * (y**2).sum(-1)  # noqa: E731
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 10, generator=g, dtype=DT)
+    metric = as_metric(None, x, 1)
+    st = hmc.init(x, fn)
+    init, update, final = chees()
+    eps = 0.1
+    cs = init(torch.tensor(eps, dtype=DT))  # one leapfrog step, as the warmup starts
+    run_sum, n = torch.zeros(10, dtype=DT), 0
+    for i in range(300):
+        u = halton(i + 1)
+        steps = max(1, math.ceil(u * float(cs.log_length.exp()) / eps))
+        st, info, (x0, x1, p1) = hmc.transition(g, st, fn, eps, steps, metric)
+        run_sum, n = run_sum + x0[0], n + 1
+        center = run_sum / n if center_on_running_mean else None
+        acc, div = info.acceptance_prob, info.is_divergent
+        cs = update(cs, x0, x1, p1, acc, div, u, eps, 1000, steps * eps, center=center)
+    return eps, float(final(cs))
+
+
+def test_chees_moves_with_one_chain():
+    """One chain: the cross-chain mean is the chain itself, so the ChEES gradient is exactly
+    zero (negative control: the length never leaves one step); centred on the running mean
+    of its positions, the length leaves one step and reaches the neighbourhood of the
+    jittered ChEES-rate optimum T* = 1.79 of N(0, I) (see the test above)."""
+    start, stuck = _single_chain_chees(center_on_running_mean=False)
+    assert stuck == pytest.approx(start)
+    start, moved = _single_chain_chees(center_on_running_mean=True)
+    assert 0.8 < moved < 3.6, moved
+
+
+def test_hmc_warmup_trajectory_survives_the_transient():
+    """Chains started far from the mode (30 sd of the widest coordinate) produce huge ChEES
+    gradients on their way in; through Adam's second moment these used to freeze the
+    trajectory length at one leapfrog step (adapted length == step size). The target's sds
+    span 0.1 to 1, so the step size of the first, unadapted phase is far below the ChEES-rate
+    optimum 1.79 of the whitened target; after warmup the length must exceed one step and
+    lie near that optimum."""
+    cov = torch.logspace(-2, 0, 10, dtype=DT)
+    d = gibbsebm.Gibbs(Gaussian(torch.zeros(10, dtype=DT), covariance=cov))
+    init = torch.full((64, 10), 30.0, dtype=DT)
+    s = gibbsebm.sample(
+        d, "hmc", num_chains=64, num_samples=10, num_warmup=300, seed=0, init=init, progress=False
+    )
+    length, eps = s.adaptation["trajectory_length"], s.adaptation["step_size"]
+    assert length > 1.25 * eps, (length, eps)
+    assert 0.8 < length < 4.0, (length, eps)

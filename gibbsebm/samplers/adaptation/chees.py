@@ -108,9 +108,13 @@ def chees(
         ``init(trajectory_length: Tensor) -> ChEESState``.
     update : callable
         ``update(state, previous, proposal, velocity, acceptance_prob, is_divergent, jitter,
-        step_size, max_num_steps, actual_length=None) -> ChEESState``; positions
-        ``(C, *event)``, ``jitter`` is :math:`u`, ``actual_length`` the integration time the
-        leapfrog steps really covered (``ceil(u T / eps) * eps``; default :math:`uT`).
+        step_size, max_num_steps, actual_length=None, center=None) -> ChEESState``;
+        positions ``(C, *event)``, ``jitter`` is :math:`u`, ``actual_length`` the
+        integration time the leapfrog steps really covered (``ceil(u T / eps) * eps``;
+        default :math:`uT`). ``center`` (shape ``event``) replaces both cross-chain means
+        by an outside estimate of :math:`E[y]`: needed with one chain, whose cross-chain
+        mean is the chain itself and makes the gradient exactly zero (the warmup passes the
+        running mean of the chain's positions since the last restart).
     final : callable
         ``final(state) -> Tensor``: the averaged trajectory length.
 
@@ -140,6 +144,7 @@ def chees(
         step_size: torch.Tensor | float,
         max_num_steps: int,
         actual_length: float | None = None,
+        center: torch.Tensor | None = None,
     ) -> ChEESState:
         c = previous.shape[0]
         x0 = previous.reshape(c, -1)
@@ -150,8 +155,14 @@ def chees(
         x1 = torch.where(finite[:, None], x1, torch.zeros_like(x1))
         v1 = torch.where(finite[:, None], v1, torch.zeros_like(v1))
         w_sum = w.sum()
-        x0c = x0 - x0.mean(0)
-        x1c = x1 - (w[:, None] * x1).sum(0) / (w_sum + 1e-20)
+        if center is None:
+            x0c = x0 - x0.mean(0)
+            x1c = x1 - (w[:, None] * x1).sum(0) / (w_sum + 1e-20)
+        else:
+            # one chain: cross-chain means are the chain itself (zero gradient); centre on an
+            # outside estimate of E[y] (the running mean of the warmup positions)
+            c0 = center.reshape(1, -1).to(x0.dtype)
+            x0c, x1c = x0 - c0, x1 - c0
         diff_sq = (x1c * x1c).sum(1) - (x0c * x0c).sum(1)
         # d ChEES_i / dt at the end of the trajectory
         dc_dt = diff_sq * (x1c * v1).sum(1)

@@ -8,11 +8,18 @@ chains):
 2. dual averaging of the log step size towards ``target_accept``, fed with the cross-chain
    mean acceptance probability (MALA) or its harmonic mean over non-divergent chains (HMC,
    as ChEES-HMC does: the harmonic mean is dominated by the chains that accept least);
-3. ChEES gradient step on the log trajectory length (HMC only);
+3. ChEES gradient step on the log trajectory length (HMC only), from the first slow window
+   on: in the initial fast buffer the chains are still travelling to the typical set, and
+   their ChEES gradients, orders of magnitude above the stationary ones, would dominate
+   Adam's second moment and freeze :math:`\\log T` for hundreds of iterations (this made
+   the length collapse to one leapfrog step on a logistic regression). With one chain the
+   positions are centred on the chain's running mean instead of the cross-chain mean;
 4. inside a slow window (:func:`~gibbsebm.samplers.adaptation.windows.build_schedule`), the
    new positions of all chains enter a pooled Welford estimate; at the end of the window it
    becomes the inverse mass matrix (diagonal, or dense with ``dense=True``), the step size is
-   re-initialised by the Hoffman & Gelman heuristic and dual averaging restarts, as in Stan.
+   re-initialised by the Hoffman & Gelman heuristic and dual averaging restarts, as in Stan;
+   ChEES restarts too from the current length (fresh Adam second moment and iterate
+   average, so the final length averages the last window only).
 
 The loop reads two scalars to the host per iteration (step size and trajectory length: the
 number of leapfrog steps is a Python int); sampling after warmup has no host syncs.
@@ -175,7 +182,14 @@ def run_warmup(
         t_init = trajectory_length if trajectory_length is not None else to_leapfrog(eps0)
         c_init, c_update, c_final = chees()
         ch = c_init(pos.new_tensor(float(t_init)))
+        # ChEES starts with the first slow window: during the initial fast buffer the chains
+        # are still travelling to the typical set, their ChEES gradients are not the
+        # stationary ones and are orders of magnitude larger, and through Adam's second
+        # moment they would freeze log T for hundreds of iterations afterwards
+        first = build_schedule(num_warmup, *windows)
+        chees_start = first[0][0] if first else 0
     n_metric_updates = 0
+    run_sum, run_n = torch.zeros_like(pos[0]), 0
     for i in range(num_warmup):
         if use_traj:
             eps_t, len_t = torch.stack([da.log_step_size.exp(), ch.log_length.exp()]).tolist()
@@ -196,8 +210,12 @@ def run_warmup(
         if adapt_step_size:
             stat = pooled_accept_stat(info.acceptance_prob, info.is_divergent, accept_statistic)
             da = da_update(da, stat, target_accept)
-        if use_traj and adapt_trajectory_length:
+        if use_traj and adapt_trajectory_length and i >= chees_start:
             x0, x1, p1 = extras
+            center = None
+            if x0.shape[0] == 1:
+                run_sum, run_n = run_sum + x0[0], run_n + 1
+                center = run_sum / run_n
             ch = c_update(
                 ch,
                 x0,
@@ -209,6 +227,7 @@ def run_warmup(
                 to_leapfrog(eps_t),
                 max_num_steps,
                 steps * to_leapfrog(eps_t),
+                center=center,
             )
         if in_window[i]:
             wf = w_update(wf, state.position)
@@ -220,6 +239,12 @@ def run_warmup(
                 eps_now = float(da.log_step_size.exp())
                 eps_now = heuristic(eps_now, state, metric)
                 da = da_init(pos.new_tensor(eps_now))
+            if use_traj and adapt_trajectory_length:
+                # new metric, new geometry: restart Adam's second moment (still dominated
+                # by the large gradients of earlier phases), the iterate average and the
+                # one-chain centre from the current length, as dual averaging restarts
+                ch = c_init(ch.log_length.exp())
+                run_sum, run_n = torch.zeros_like(pos[0]), 0
         if callback is not None:
             callback(i, state, info)
 
