@@ -18,8 +18,9 @@ chains):
    new positions of all chains enter a pooled Welford estimate; at the end of the window it
    becomes the inverse mass matrix (diagonal, or dense with ``dense=True``), the step size is
    re-initialised by the Hoffman & Gelman heuristic and dual averaging restarts, as in Stan;
-   ChEES restarts too from the current length (fresh Adam second moment and iterate
-   average, so the final length averages the last window only).
+   ChEES restarts too, from the current length or :math:`\\pi/2` in the new metric's units
+   if that is longer (fresh Adam second moment and iterate average, so the final length
+   averages the last window only).
 
 The loop reads two scalars to the host per iteration (step size and trajectory length: the
 number of leapfrog steps is a Python int); sampling after warmup has no host syncs.
@@ -42,6 +43,15 @@ from .welford import welford
 from .windows import build_schedule
 
 __all__ = ["find_reasonable_step_size", "run_warmup", "pooled_accept_stat"]
+
+#: Floor of the trajectory length when ChEES restarts after a metric update. The new inverse
+#: mass matrix is the estimated covariance, so in its units a Gaussian target is whitened and
+#: every coordinate has period :math:`2\pi`; an exact trajectory's ChEES, :math:`d \sin^2 t`,
+#: peaks at a quarter period :math:`\pi / 2`. Restarting from there rather than from the
+#: one-step length of the first phase saves the :math:`\log(\pi/(2\epsilon)) / 0.025`
+#: iterations Adam needs to climb (its step is at most about the learning rate), which a
+#: short warmup does not have; ChEES then moves it either way.
+_RESTART_MIN_LENGTH = math.pi / 2
 
 #: Hoffman & Gelman (2014), Algorithm 4: double or halve until the one-step acceptance
 #: probability crosses 1/2; capped so a flat or broken density cannot loop forever.
@@ -243,7 +253,7 @@ def run_warmup(
                 # new metric, new geometry: restart Adam's second moment (still dominated
                 # by the large gradients of earlier phases), the iterate average and the
                 # one-chain centre from the current length, as dual averaging restarts
-                ch = c_init(ch.log_length.exp())
+                ch = c_init(ch.log_length.exp().clamp(min=_RESTART_MIN_LENGTH))
                 run_sum, run_n = torch.zeros_like(pos[0]), 0
         if callback is not None:
             callback(i, state, info)
