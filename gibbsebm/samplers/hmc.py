@@ -23,8 +23,8 @@ Warmup (``adapt``, used by :func:`gibbsebm.sample`, see
   to 2.3 (whitened units; 16 or 256 chains, 200 warmup iterations) at step size 0.47 to
   0.50, near the jittered optimum 1.79 of the exact flow; a fixed-``T`` scan here gave the
   best ESS of :math:`y^2` per gradient (0.20 at :math:`T = 1.25`, 0.19 at 1.8, 0.13 at
-  2.5), while the ESS of the *mean* keeps growing with :math:`T` (anti-correlated draws of a Gaussian), so
-  pass ``trajectory_length=`` if only means matter.
+  2.5), while the ESS of the *mean* keeps growing with :math:`T` (anti-correlated draws of
+  a Gaussian), so pass ``trajectory_length=`` if only means matter.
 
 **The step size, mass matrix and trajectory length are shared by all chains** (pooled ChEES
 assumes a shared trajectory; a shared step size keeps one leapfrog count for the batch). For
