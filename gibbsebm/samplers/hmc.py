@@ -123,6 +123,38 @@ def _num_steps(
     return min(max(1, n), max_num_steps)
 
 
+def hamiltonian_proposal(
+    generator: torch.Generator | None,
+    state: Any,
+    logdensity_fn: LogDensityFn,
+    metric: Metric,
+    step_size: float | torch.Tensor,
+    num_steps: int,
+) -> tuple[IntegratorState, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fresh momentum, ``num_steps`` leapfrog steps and the MH decision, per chain.
+
+    The shared core of HMC and MALA (MALA is its one-step case). ``state`` needs
+    ``position``, ``logdensity`` and ``logdensity_grad``. Returns
+    ``(end, log_ratio, nonfinite, accepted, acceptance_prob)``, with
+    ``log_ratio = -(H1 - H0)``, :math:`H = -\\log p + K`, set to ``-inf`` where the proposal's
+    log-density or kinetic energy is not finite (a rejected, counted move).
+    """
+    p0, k0 = metric.sample_momentum_and_kinetic(generator, state.position)
+    end = leapfrog(
+        logdensity_fn,
+        metric,
+        IntegratorState(state.position, p0, state.logdensity, state.logdensity_grad),
+        step_size,
+        num_steps,
+    )
+    k1 = metric.kinetic_energy(end.momentum)
+    log_ratio = (end.logdensity - k1) - (state.logdensity - k0)
+    nonfinite = ~(torch.isfinite(end.logdensity) & torch.isfinite(k1))
+    log_ratio = torch.where(nonfinite, torch.full_like(log_ratio, -math.inf), log_ratio)
+    accepted, acc_prob = mh_accept(generator, log_ratio)
+    return end, log_ratio, nonfinite, accepted, acc_prob
+
+
 def transition(
     generator: torch.Generator | None,
     state: HMCState,
@@ -137,20 +169,9 @@ def transition(
     Returns the new state, its info, and ``(previous, proposal, proposal_momentum)`` (used by
     the ChEES adaptation).
     """
-    p0, k0 = metric.sample_momentum_and_kinetic(generator, state.position)
-    end = leapfrog(
-        logdensity_fn,
-        metric,
-        IntegratorState(state.position, p0, state.logdensity, state.logdensity_grad),
-        step_size,
-        num_steps,
+    end, log_ratio, nonfinite, accepted, acc_prob = hamiltonian_proposal(
+        generator, state, logdensity_fn, metric, step_size, num_steps
     )
-    k1 = metric.kinetic_energy(end.momentum)
-    # log acceptance ratio = -(H1 - H0), H = -logdensity + K
-    log_ratio = (end.logdensity - k1) - (state.logdensity - k0)
-    nonfinite = ~(torch.isfinite(end.logdensity) & torch.isfinite(k1))
-    log_ratio = torch.where(nonfinite, torch.full_like(log_ratio, -math.inf), log_ratio)
-    accepted, acc_prob = mh_accept(generator, log_ratio)
     energy_error = -log_ratio
     divergent = nonfinite | (energy_error > divergence_threshold)
     new = HMCState(

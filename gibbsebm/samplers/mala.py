@@ -50,9 +50,8 @@ from typing import Any, NamedTuple
 import torch
 
 from .adaptation.warmup import run_warmup
-from .base import LogDensityFn, SamplerSpec, logdensity_and_grad, mh_accept, where_chain
-from .hmc import DIVERGENCE_THRESHOLD, _positive, check_options
-from .integrators import IntegratorState, leapfrog
+from .base import LogDensityFn, SamplerSpec, logdensity_and_grad, where_chain
+from .hmc import DIVERGENCE_THRESHOLD, _positive, check_options, hamiltonian_proposal
 from .metrics import Metric, as_metric
 
 __all__ = ["MALAState", "MALAInfo", "init", "step", "make_spec", "OPTIMAL_ACCEPTANCE"]
@@ -102,20 +101,9 @@ def transition(
     divergence_threshold: float = DIVERGENCE_THRESHOLD,
 ) -> tuple[MALAState, MALAInfo, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One MALA transition; also returns ``(previous, proposal, proposal_momentum)``."""
-    eps = _leapfrog_size(step_size)
-    p0, k0 = metric.sample_momentum_and_kinetic(generator, state.position)
-    end = leapfrog(
-        logdensity_fn,
-        metric,
-        IntegratorState(state.position, p0, state.logdensity, state.logdensity_grad),
-        eps,
-        1,
+    end, log_ratio, nonfinite, accepted, acc_prob = hamiltonian_proposal(
+        generator, state, logdensity_fn, metric, _leapfrog_size(step_size), 1
     )
-    k1 = metric.kinetic_energy(end.momentum)
-    log_ratio = (end.logdensity - k1) - (state.logdensity - k0)
-    nonfinite = ~(torch.isfinite(end.logdensity) & torch.isfinite(k1))
-    log_ratio = torch.where(nonfinite, torch.full_like(log_ratio, -math.inf), log_ratio)
-    accepted, acc_prob = mh_accept(generator, log_ratio)
     energy_error = -log_ratio
     new = MALAState(
         where_chain(accepted, end.position, state.position),
