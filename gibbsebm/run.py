@@ -35,11 +35,10 @@ Set ``torch.set_num_threads`` to the number of cores you really have to yourself
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
-import pickle
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,9 +47,14 @@ import numpy as np
 import torch
 from torch.distributions import constraints
 
+from ._json import to_jsonable
 from .constraints import support_values
+from .runtime.files import atomic_write_bytes
+from .runtime.plan import Plan, Shard, resolve_seed, shard_seeds
+from .runtime.transport import map_tensors
 from .samplers.base import SamplerSpec
 from .samplers.registry import get_spec
+from .samples import Samples, _tensor_or_json
 
 __all__ = [
     "Samples",
@@ -59,6 +63,7 @@ __all__ = [
     "initial_positions",
     "shard_seeds",
     "flat_logdensity",
+    "SamplePlan",
 ]
 
 #: Stan's default initialisation: uniform on (-2, 2) in the unconstrained space.
@@ -66,231 +71,7 @@ INIT_RADIUS = 2.0
 _CHECKPOINT_VERSION = 1
 
 
-# ---------------------------------------------------------------------------------- Samples
-@dataclasses.dataclass
-class Samples:
-    """Draws and per-draw statistics of a sampling run.
-
-    Attributes
-    ----------
-    draws : Tensor
-        ``(num_chains, num_samples, *batch_shape, *event_shape)``.
-    stats : dict of str to Tensor
-        Per-draw statistics shaped ``(num_chains, num_samples, *batch_shape, ...)``: every
-        field of the sampler's ``Info`` (``acceptance_prob``, ``is_accepted``,
-        ``is_divergent``, ``is_nonfinite``, ...), plus ``step_size``, ``beta``, ``logdensity``
-        (:math:`\\log b(y) - \\beta E(y)`) and ``energy`` (:math:`E(y)` of the draw).
-    extra : dict of str to Tensor
-        Additional per-draw arrays the sampler asks to keep (e.g. all replicas of ``pt``).
-    method : str
-        The ``method=`` name.
-    options : dict
-        The kernel options given to :func:`sample`.
-    seed : int or None
-        The seed of the run (``None`` for runs started from a caller-supplied generator).
-    num_warmup, thin : int
-        Warmup length and thinning.
-    batch_shape, event_shape : tuple of int
-        Shapes of the distribution.
-    adaptation : dict
-        Tuned parameters (step size, inverse mass matrix, trajectory length, ...).
-    attrs : dict
-        Extra JSON-serialisable metadata.
-    """
-
-    draws: torch.Tensor
-    stats: dict[str, torch.Tensor]
-    extra: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
-    method: str = ""
-    options: dict = dataclasses.field(default_factory=dict)
-    seed: int | None = None
-    num_warmup: int = 0
-    thin: int = 1
-    batch_shape: tuple = ()
-    event_shape: tuple = ()
-    adaptation: dict = dataclasses.field(default_factory=dict)
-    attrs: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def num_chains(self) -> int:
-        return int(self.draws.shape[0])
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.draws.shape[1])
-
-    def __repr__(self) -> str:
-        acc = self.stats.get("acceptance_prob")
-        acc_s = f", mean acceptance={float(acc.double().mean()):.3f}" if acc is not None else ""
-        return (
-            f"Samples(method={self.method!r}, draws={tuple(self.draws.shape)}, "
-            f"stats={sorted(self.stats)}{acc_s})"
-        )
-
-    # -- diagnostics ----------------------------------------------------------------------
-    def to_inference_data(self, var_name: str = "y"):
-        """An :class:`arviz.InferenceData` with ``posterior``, ``sample_stats`` and attrs.
-
-        See :func:`gibbsebm.interop.arviz.to_inference_data`.
-        """
-        from .interop.arviz import to_inference_data
-
-        return to_inference_data(self, var_name=var_name)
-
-    def summary(self, **kwargs: Any):
-        """Per-coordinate mean, sd, MCSE, bulk/tail ESS and R-hat (:func:`arviz.summary`).
-
-        Returns
-        -------
-        pandas.DataFrame
-        """
-        from .interop.arviz import summary
-
-        return summary(self, **kwargs)
-
-    # -- persistence ----------------------------------------------------------------------
-    def _payload(self) -> dict:
-        return {
-            "format": "gibbsebm.Samples",
-            "version": 1,
-            "draws": self.draws.detach().cpu(),
-            "stats": {k: v.detach().cpu() for k, v in self.stats.items()},
-            "extra": {k: v.detach().cpu() for k, v in self.extra.items()},
-            "meta": {
-                "method": self.method,
-                "options": _jsonable(self.options),
-                "seed": self.seed,
-                "num_warmup": self.num_warmup,
-                "thin": self.thin,
-                "batch_shape": list(self.batch_shape),
-                "event_shape": list(self.event_shape),
-                "attrs": _jsonable(self.attrs),
-            },
-            "adaptation": _tensor_or_json(self.adaptation),
-        }
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write to ``path`` (a torch file with tensors and JSON-like metadata only), atomically."""
-        _atomic_save(self._payload(), path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Samples:
-        """Read a file written by :meth:`save` (safe: ``torch.load(weights_only=True)``)."""
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
-            raise ValueError(f"{path} is not a gibbsebm Samples file ({err})") from None
-        if not isinstance(payload, dict) or payload.get("format") != "gibbsebm.Samples":
-            raise ValueError(f"{path} is not a gibbsebm Samples file")
-        m = payload["meta"]
-        return cls(
-            draws=payload["draws"],
-            stats=dict(payload["stats"]),
-            extra=dict(payload["extra"]),
-            method=m["method"],
-            options=m["options"],
-            seed=m["seed"],
-            num_warmup=m["num_warmup"],
-            thin=m["thin"],
-            batch_shape=tuple(m["batch_shape"]),
-            event_shape=tuple(m["event_shape"]),
-            adaptation=payload["adaptation"],
-            attrs=m["attrs"],
-        )
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[Samples]) -> Samples:
-        """Join runs of the same sampler along the chain dimension (e.g. shards).
-
-        Raises
-        ------
-        ValueError
-            If the parts differ in method, number of draws, shapes or recorded statistics.
-        """
-        parts = list(parts)
-        if not parts:
-            raise ValueError("concatenate needs at least one Samples")
-        first = parts[0]
-        for p in parts[1:]:
-            if p.method != first.method:
-                raise ValueError(f"cannot concatenate methods {first.method!r} and {p.method!r}")
-            if p.draws.shape[1:] != first.draws.shape[1:]:
-                raise ValueError(
-                    f"draws shapes differ beyond the chain dim: {tuple(first.draws.shape)} vs "
-                    f"{tuple(p.draws.shape)}"
-                )
-            if set(p.stats) != set(first.stats) or set(p.extra) != set(first.extra):
-                raise ValueError("the parts record different statistics")
-        return cls(
-            draws=torch.cat([p.draws for p in parts], 0),
-            stats={k: torch.cat([p.stats[k] for p in parts], 0) for k in first.stats},
-            extra={k: torch.cat([p.extra[k] for p in parts], 0) for k in first.extra},
-            method=first.method,
-            options=first.options,
-            seed=first.seed if all(p.seed == first.seed for p in parts) else None,
-            num_warmup=first.num_warmup,
-            thin=first.thin,
-            batch_shape=first.batch_shape,
-            event_shape=first.event_shape,
-            adaptation={"shards": [p.adaptation for p in parts]},
-            attrs={**first.attrs, "shard_seeds": [p.seed for p in parts]},
-        )
-
-
 # ---------------------------------------------------------------------------------- helpers
-def _jsonable(obj: Any) -> Any:
-    """A JSON-serialisable rendering of options (tensors become short descriptions)."""
-    if isinstance(obj, str):
-        return str(obj)  # plain str, also for subclasses such as torch's TorchVersion
-    if obj is None or isinstance(obj, (bool, int, float)):
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        if obj.numel() <= 16:
-            return obj.detach().cpu().tolist()
-        return f"Tensor(shape={tuple(obj.shape)}, dtype={obj.dtype})"
-    return repr(obj)
-
-
-def _tensor_or_json(obj: Any) -> Any:
-    """Keep tensors (on CPU) and JSON-able values; render anything else with repr."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {str(k): _tensor_or_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_tensor_or_json(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return repr(obj)
-
-
-def _atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def shard_seeds(seed: int, num_shards: int) -> list[int]:
-    """Independent 63-bit seeds for ``num_shards`` shards of a run seeded with ``seed``.
-
-    Uses :class:`numpy.random.SeedSequence` spawning, so shard streams do not overlap.
-
-    Examples
-    --------
-    >>> len(shard_seeds(0, 3)), shard_seeds(0, 3) == shard_seeds(0, 3)
-    (3, True)
-    """
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    children = np.random.SeedSequence(int(seed)).spawn(num_shards)
-    return [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in children]
-
-
 def _dist_device(dist: Any) -> torch.device:
     beta = getattr(dist, "beta", None)
     if isinstance(beta, torch.Tensor):
@@ -471,7 +252,13 @@ def _as_tensor_field(value: Any, like: torch.Tensor) -> torch.Tensor:
 
 
 def _fingerprint(**kw: Any) -> str:
-    return json.dumps(_jsonable(kw), sort_keys=True)
+    return json.dumps(to_jsonable(kw, nonfinite="keep", max_tensor_numel=16), sort_keys=True)
+
+
+def _atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(buf.getvalue(), path)
 
 
 def _run_flat(
@@ -884,24 +671,6 @@ def sample(
     >>> s.draws.shape
     torch.Size([8, 50, 2])
     """
-    if executor is not None:
-        from .executors import run_sample
-
-        return run_sample(
-            dist,
-            method,
-            executor=executor,
-            num_chains=num_chains,
-            num_samples=num_samples,
-            num_warmup=num_warmup,
-            thin=thin,
-            seed=seed,
-            init=init,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            **kernel_options,
-        )
     for name, v, lo in (
         ("num_chains", num_chains, 1),
         ("num_samples", num_samples, 0),
@@ -913,31 +682,184 @@ def sample(
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
     if method is None:
         method = "gwg" if getattr(dist, "is_discrete", False) else "hmc"
-    device = _dist_device(dist)
-    if seed is None and checkpoint is not None and os.path.exists(checkpoint):
-        raise ValueError(
-            "resuming a checkpoint needs the seed of the original run (Samples.seed / the "
-            "seed you passed)"
-        )
-    if seed is None:
-        seed = secrets.randbits(63)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    flat = initial_positions(dist, num_chains, generator, init)
-    position = flat.reshape((num_chains,) + tuple(dist.batch_shape) + tuple(dist.event_shape))
-    return run_chains(
-        dist,
-        method,
-        position,
-        generator,
+    seed = resolve_seed(seed, checkpoint)
+    plan_args = dict(
+        num_chains=num_chains,
         num_samples=num_samples,
         num_warmup=num_warmup,
         thin=thin,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
         seed=seed,
-        **kernel_options,
+        init=init,
+        kernel_options=kernel_options,
     )
+    if executor is None:
+        plan = SamplePlan(dist, method, **plan_args)
+        (shard,) = plan.shards(1)
+        return plan.run_shard(
+            shard, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every
+        )
+    from .runtime.executors import _check_progress, execute, resolve_executor
+
+    _check_progress(progress)
+    executor = resolve_executor(executor)
+    get_spec(method, dist, **kernel_options)  # unknown method / options fail here, not remotely
+    if init is not None:
+        init = torch.as_tensor(init)
+        event, batch = tuple(dist.event_shape), tuple(dist.batch_shape)
+        if init.shape[:1] != (num_chains,):
+            raise ValueError(
+                f"init must have shape {(num_chains,) + event} or "
+                f"{(num_chains,) + batch + event}, got {tuple(init.shape)}"
+            )
+    plan = SamplePlan(dist, method, **{**plan_args, "init": init})
+    return execute(plan, executor, checkpoint=checkpoint, progress=progress)
+
+
+def _samples_to(s: Samples, device: torch.device) -> Samples:
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device)
+
+    return dataclasses.replace(
+        s,
+        draws=s.draws.to(device),
+        stats=map_tensors(s.stats, move),
+        extra=map_tensors(s.extra, move),
+        adaptation=map_tensors(s.adaptation, move),
+    )
+
+
+def _save_samples(s: Samples, path: str | os.PathLike) -> None:
+    # attrs may hold str subclasses (torch.__version__ is a TorchVersion) that the safe
+    # loader of Samples.load refuses; the JSON rendering makes them plain strings
+    dataclasses.replace(s, attrs=to_jsonable(s.attrs, nonfinite="keep")).save(path)
+
+
+def _tensor_digest(t: torch.Tensor | None) -> str | None:
+    if t is None:
+        return None
+    import hashlib
+
+    t = torch.as_tensor(t).detach().to("cpu").contiguous()
+    h = hashlib.sha256(str((tuple(t.shape), str(t.dtype))).encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class SamplePlan(Plan):
+    """The chains of a sampling run as shards (see :mod:`gibbsebm.runtime.plan`).
+
+    Shard ``k`` runs its block of chains as an ordinary in-process run seeded with the shard's
+    seed (default initial positions drawn from that stream, or its slice of ``init``); each
+    shard adapts its kernel on its own chains. :meth:`merge` concatenates the shards along the
+    chain dimension (:meth:`Samples.concatenate`), so arviz export, ESS and R-hat see every
+    chain.
+    """
+
+    kind = "sample"
+    unit = "chains"
+    progress_unit = "draw"
+
+    def __init__(
+        self,
+        dist: Any,
+        method: str,
+        *,
+        num_chains: int,
+        num_samples: int,
+        num_warmup: int,
+        thin: int,
+        seed: int,
+        init: torch.Tensor | None,
+        kernel_options: dict[str, Any],
+    ) -> None:
+        self.dist = dist
+        self.method = method
+        self.num_items = num_chains
+        self.num_samples = num_samples
+        self.num_warmup = num_warmup
+        self.thin = thin
+        self.seed = seed
+        self.init = init
+        self.kernel_options = dict(kernel_options)
+        self.progress_desc = method
+
+    def work(self, shard: Shard) -> int:
+        return shard.size * (self.num_warmup + self.num_samples * self.thin)
+
+    def run_shard(
+        self,
+        shard: Shard,
+        *,
+        progress: bool | str = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 100,
+    ) -> Samples:
+        dist = self.dist
+        generator = torch.Generator(device=_dist_device(dist))
+        generator.manual_seed(shard.seed)
+        init = self.init
+        if init is not None and self.num_items != shard.size:
+            init = init[shard.start : shard.start + shard.size].clone()
+        flat = initial_positions(dist, shard.size, generator, init)
+        position = flat.reshape((shard.size,) + tuple(dist.batch_shape) + tuple(dist.event_shape))
+        return run_chains(
+            dist,
+            self.method,
+            position,
+            generator,
+            num_samples=self.num_samples,
+            num_warmup=self.num_warmup,
+            thin=self.thin,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            seed=shard.seed,
+            **self.kernel_options,
+        )
+
+    def merge(self, results: Sequence[Samples], run_info: dict[str, Any] | None = None) -> Samples:
+        if run_info is None:
+            (only,) = results
+            return only
+        home = self.home_device()
+        merged = Samples.concatenate([_samples_to(r, home) for r in results])
+        return dataclasses.replace(
+            merged,
+            options=dict(self.kernel_options),
+            seed=self.seed,
+            attrs={**merged.attrs, **run_info},
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "kind": "sample",
+            "method": self.method,
+            "options": self.kernel_options,
+            "num_chains": self.num_items,
+            "num_samples": self.num_samples,
+            "num_warmup": self.num_warmup,
+            "thin": self.thin,
+            "seed": self.seed,
+            "batch_shape": list(self.dist.batch_shape),
+            "event_shape": list(self.dist.event_shape),
+            "init": _tensor_digest(self.init),
+        }
+
+    def transport_parts(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {"the distribution": self.dist}
+        parts.update({f"kernel option {k!r}": v for k, v in self.kernel_options.items()})
+        if self.init is not None:
+            parts["init"] = self.init
+        return parts
+
+    def home_device(self) -> torch.device:
+        return _dist_device(self.dist)
+
+    def result_to_host(self, result: Samples) -> Samples:
+        return _samples_to(result, torch.device("cpu"))
+
+    def save_result(self, result: Samples, path: str | os.PathLike) -> None:
+        _save_samples(result, path)
+
+    def load_result(self, path: str | os.PathLike) -> Samples:
+        return Samples.load(path)

@@ -175,15 +175,14 @@ def test_one_shard_is_the_in_process_run():
 
 def test_pooled_first_interval_is_exact():
     """Pooling per-shard (log mean w, stderr) equals log-mean-exp over all weights."""
-    from gibbsebm.executors import _pool_log_mean_exp
-    from gibbsebm.partition._stats import log_mean_exp, weight_ess
+    from gibbsebm.partition._stats import log_mean_exp, pool_log_mean_exp, weight_ess
 
     g = torch.Generator().manual_seed(0)
     log_w = 3.0 * torch.randn(101, generator=g, dtype=torch.float64) + 50.0
     sizes = [40, 40, 21]
     parts = torch.split(log_w, sizes)
     summaries = [log_mean_exp(p) for p in parts]
-    pooled = _pool_log_mean_exp([m for m, _ in summaries], [se for _, se in summaries], sizes)
+    pooled = pool_log_mean_exp([m for m, _ in summaries], [se for _, se in summaries], sizes)
     ref = log_mean_exp(log_w)
     assert pooled[0] == pytest.approx(ref[0], abs=1e-10)
     assert pooled[1] == pytest.approx(ref[1], rel=1e-9)

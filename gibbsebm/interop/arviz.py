@@ -48,12 +48,14 @@ def _numpy(t: Any) -> np.ndarray:
 
 
 def _attrs(samples: Any) -> dict:
-    from ..run import _jsonable
+    from .._json import to_jsonable
 
     attrs: dict[str, Any] = {
         "inference_library": "gibbsebm",
         "method": samples.method,
-        "options": json.dumps(_jsonable(samples.options), sort_keys=True),
+        "options": json.dumps(
+            to_jsonable(samples.options, nonfinite="keep", max_tensor_numel=16), sort_keys=True
+        ),
         "seed": -1 if samples.seed is None else int(samples.seed),
         "num_warmup": int(samples.num_warmup),
         "thin": int(samples.thin),

@@ -19,10 +19,22 @@ from typing import Any
 
 import torch
 
+from .._json import to_jsonable
+from ..runtime.plan import Shard
+from ._common import progress_bar
 from ._path import AnnealingPath
-from ._stats import log_mean_exp
+from ._plan import LogZPlan
+from ._stats import log_mean_exp, pool_log_mean_exp
+from .result import LogZEstimate
 
-__all__ = ["RungData", "sequential_rungs", "pt_rungs", "NUM_JACKKNIFE_GROUPS"]
+__all__ = [
+    "RungData",
+    "LadderPlan",
+    "sequential_rungs",
+    "pt_rungs",
+    "stitch_rungs",
+    "NUM_JACKKNIFE_GROUPS",
+]
 
 #: Groups of chains for jackknife standard errors (delete-one-group jackknife; each group's
 #: chains are independent of the others', so draws correlated within a chain stay together).
@@ -242,92 +254,277 @@ DEFAULT_BURN, DEFAULT_DRAWS = 4, 4
 DEFAULT_LADDER_CHAINS = 128
 
 
-def ladder_rungs(
-    dist: Any,
-    generator: torch.Generator,
-    method: str,
-    *,
-    progress: bool = True,
-    samples: Any = None,
-    num_chains: int | None = None,
-    num_rungs: int | None = None,
-    burn: int = DEFAULT_BURN,
-    draws: int = DEFAULT_DRAWS,
-    kernel: str | None = None,
-    steps_per_stage: int = 1,
-    kernel_options: dict[str, Any] | None = None,
-    base: Any = None,
-    base_scale: float = 1.0,
-    cess: float | None = None,
-    hysteresis: bool = True,
-) -> tuple[RungData, dict[str, Any], Any, dict[str, Any]]:
-    """Rung data for ``ti``/``bridge``: from PT ``samples`` or from sequential chains.
+class LadderPlan(LogZPlan):
+    """The ladder estimators (``ti``, ``bridge``) as plans.
 
-    Returns ``(rungs, defaults, counter, description)``.
+    Setup: base, kernel and conditional-ESS ladder, once. Each shard moves its chains up the
+    whole ladder (rung ``k`` starts from rung ``k - 1``) and, with ``hysteresis``, back down;
+    :meth:`merge` stitches the shards' rungs along the chain dimension, so every rung's mean
+    and MCSE, the per-chain integrals, the jackknife over chain groups and the quadrature
+    error use every chain; the first interval's importance-sampling estimate is pooled exactly
+    from the shards' sums of weights. With ``samples=`` (a finished parallel-tempering run)
+    there is nothing to split: the plan runs as one shard.
+
+    Subclasses set ``method`` and implement :meth:`reduce` (rung data -> log Z, stderr,
+    diagnostics).
     """
-    from ._common import EvalCounter, make_base, progress_bar
-    from ._transitions import make_transition
-    from .ais import PILOT_CESS, PILOT_NUM_CHAINS, _resample_schedule, pilot_schedule
-    from .importance import importance_log_partition
 
-    defaults: dict[str, Any] = {}
-    counter = EvalCounter()
-    if samples is not None:
+    unit = "chains"
+
+    def __init__(
+        self,
+        dist: Any,
+        generator: torch.Generator,
+        *,
+        seed: int | None = None,
+        samples: Any = None,
+        num_chains: int | None = None,
+        num_rungs: int | None = None,
+        burn: int = DEFAULT_BURN,
+        draws: int = DEFAULT_DRAWS,
+        kernel: str | None = None,
+        steps_per_stage: int = 1,
+        kernel_options: dict[str, Any] | None = None,
+        base: Any = None,
+        base_scale: float = 1.0,
+        cess: float | None = None,
+        hysteresis: bool = True,
+    ) -> None:
+        from ._common import EvalCounter, make_base
+        from ._transitions import make_transition
+        from .ais import PILOT_CESS, PILOT_NUM_CHAINS, _resample_schedule, pilot_schedule
+
+        options = {
+            k: v
+            for k, v in dict(
+                num_chains=num_chains,
+                num_rungs=num_rungs,
+                burn=burn,
+                draws=draws,
+                kernel=kernel,
+                steps_per_stage=steps_per_stage,
+                kernel_options=kernel_options,
+                base=base,
+                base_scale=base_scale,
+                cess=cess,
+                hysteresis=hysteresis,
+            ).items()
+        }
+        super().__init__(dist, seed, options)
+        self.defaults: dict[str, Any] = {}
+        self.counter = EvalCounter()
+        self.samples = samples
+        self.base_option = base
+        if samples is not None:
+            self.shardable = False
+            self.num_items = 1
+            self._finish_setup(generator)
+            return
+        if num_chains is None:
+            num_chains = DEFAULT_LADDER_CHAINS
+            self.defaults["num_chains"] = num_chains
+        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
+            raise ValueError(f"num_chains must be an int >= 2, got {num_chains!r}")
+        if burn < 0 or draws < 2:
+            raise ValueError(f"need burn >= 0 and draws >= 2, got burn={burn}, draws={draws}")
+        if base is None:
+            self.defaults["base"] = "uniform" if dist.is_discrete else "laplace"
+        q = make_base(dist, base, generator, base_scale=base_scale)
+        self.path = AnnealingPath(dist, q, self.counter)
+        self.trans = make_transition(
+            self.path,
+            kernel,
+            generator,
+            num_substeps=steps_per_stage,
+            kernel_options=kernel_options,
+        )
+        if kernel is None:
+            self.defaults["kernel"] = self.trans.name
+        if cess is None:
+            cess = PILOT_CESS
+            self.defaults["ladder"] = f"conditional-ESS pilot, CESS fraction {cess} per rung"
+        pilot, _, self.pilot_info = pilot_schedule(
+            self.path,
+            self.trans,
+            generator,
+            num_chains=min(PILOT_NUM_CHAINS, num_chains),
+            cess=cess,
+        )
+        if num_rungs is None:
+            s = pilot
+            self.defaults["num_rungs"] = s.numel() - 1
+        else:
+            if isinstance(num_rungs, bool) or not isinstance(num_rungs, int) or num_rungs < 2:
+                raise ValueError(f"num_rungs must be an int >= 2, got {num_rungs!r}")
+            s = _resample_schedule(pilot, num_rungs)
+        if s.numel() < 3:
+            s = _resample_schedule(s, 2)
+        self.schedule = s
+        self.burn, self.draws, self.hysteresis = burn, draws, bool(hysteresis)
+        self.num_items = num_chains
+        self.steps_per_item = (2 if self.hysteresis else 1) * (s.numel() - 1)
+        self.setup_evals = self.counter.n
+        self._finish_setup(generator)
+
+    @classmethod
+    def refuse_sharding(cls, options: dict[str, Any]) -> str | None:
+        if options.get("samples") is not None:
+            return (
+                "samples= reuses a finished parallel-tempering run, so there is nothing to "
+                "shard; drop executor= (or drop samples= to shard the ladder's chains)"
+            )
+        return None
+
+    def reduce(self, rungs: RungData) -> tuple[float, float, dict[str, Any]]:
+        """log Z, its standard error and diagnostics from the (stitched) rung data."""
+        raise NotImplementedError
+
+    def schedule_digest(self) -> str | None:
+        from ._plan import tensor_digest
+
+        return tensor_digest(getattr(self, "schedule", None))
+
+    def work(self, shard: Shard) -> int:
+        return shard.size * self.steps_per_item
+
+    def transport_parts(self) -> dict[str, Any]:
+        parts = super().transport_parts()
+        if self.samples is None:
+            parts["the ladder path (distribution and base)"] = self.path
+            parts["the ladder kernel"] = self.trans
+        return parts
+
+    def run_shard(self, shard: Shard, *, progress: bool | str = False) -> Any:
+        from ..runtime.transport import isolated_copy
+
+        g = self.shard_generator(shard)
+        if self.samples is not None:
+            return self._from_samples(g, bool(progress))
+        path, trans = isolated_copy(
+            (self.path, self.trans), (self.dist, self.dist.energy, self.counter)
+        )
+        before = path.counter.n
+        bar = progress_bar(self.steps_per_item, self.method, bool(progress))
+        rungs = sequential_rungs(
+            path,
+            trans,
+            self.schedule,
+            shard.size,
+            g,
+            burn=self.burn,
+            draws=self.draws,
+            bar=bar,
+            hysteresis=self.hysteresis,
+        )
+        bar.close()
+        cpu = torch.device("cpu")
+
+        def host(d: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+            return {int(k): v.detach().to(cpu, torch.float64) for k, v in d.items()}
+
+        down = rungs.down
+        return {
+            "first": [float(rungs.first_log_z), float(rungs.first_stderr), float(rungs.first_ess)],
+            "fwd": host(rungs.fwd),
+            "bwd": host(rungs.bwd),
+            "deriv": host(rungs.deriv),
+            "down": None
+            if down is None
+            else {"fwd": host(down.fwd), "bwd": host(down.bwd), "deriv": host(down.deriv)},
+            "info": to_jsonable(rungs.info, nonfinite="keep"),
+            "num_energy_evals": int(path.counter.n - before),
+            "kernel": to_jsonable(trans.describe(), nonfinite="keep"),
+        }
+
+    def _from_samples(self, generator: torch.Generator, progress: bool) -> LogZEstimate:
         from ..samplers.tempering import replica_draws
+        from .importance import importance_log_partition
 
-        betas, _, _ = replica_draws(samples)
+        dist = self.dist
+        betas, _, _ = replica_draws(self.samples)
         b_min = float(betas.min())
-        first = importance_log_partition(dist.at(b_min), generator, progress=progress, base=base)
-        counter.n += first.num_energy_evals
-        rungs = pt_rungs(dist, samples, (first.log_z, first.stderr, first.diagnostics["ess"]))
+        first = importance_log_partition(
+            dist.at(b_min), generator, progress=progress, base=self.base_option
+        )
+        self.counter.n += first.num_energy_evals
+        rungs = pt_rungs(dist, self.samples, (first.log_z, first.stderr, first.diagnostics["ess"]))
         rungs.info["first_interval"] = f"importance sampling at beta_min={b_min:.4g}"
-        return rungs, defaults, counter, {"path": "temperature (PT ladder)"}
-    if num_chains is None:
-        num_chains = DEFAULT_LADDER_CHAINS
-        defaults["num_chains"] = num_chains
-    if burn < 0 or draws < 2:
-        raise ValueError(f"need burn >= 0 and draws >= 2, got burn={burn}, draws={draws}")
-    if base is None:
-        defaults["base"] = "uniform" if dist.is_discrete else "laplace"
-    q = make_base(dist, base, generator, base_scale=base_scale)
-    path = AnnealingPath(dist, q, counter)
-    trans = make_transition(
-        path, kernel, generator, num_substeps=steps_per_stage, kernel_options=kernel_options
-    )
-    if kernel is None:
-        defaults["kernel"] = trans.name
-    if cess is None:
-        cess = PILOT_CESS
-        defaults["ladder"] = f"conditional-ESS pilot, CESS fraction {cess} per rung"
-    pilot, _, pdiag = pilot_schedule(
-        path, trans, generator, num_chains=min(PILOT_NUM_CHAINS, num_chains), cess=cess
-    )
-    if num_rungs is None:
-        s = pilot
-        defaults["num_rungs"] = s.numel() - 1
+        log_z, se, diag = self.reduce(rungs)
+        diag["path"] = "temperature (PT ladder)"
+        diag["defaults"] = self.defaults
+        return LogZEstimate(
+            log_z=log_z,
+            stderr=se,
+            method=self.method,
+            num_energy_evals=self.counter.n,
+            diagnostics=diag,
+        )
+
+    def merge(self, results: list[Any], run_info: dict[str, Any] | None = None) -> LogZEstimate:
+        if self.samples is not None:
+            (est,) = results
+            return est
+        rungs = stitch_rungs(results, self.schedule)
+        rungs.info.update(self.pilot_info)
+        rungs.info["first_interval"] = "importance sampling from the base to the first rung"
+        log_z, se, diag = self.reduce(rungs)
+        diag.update({**self.path.describe(), "kernel": results[0]["kernel"]})
+        diag["defaults"] = self.defaults
+        if run_info is not None:
+            diag["shards"] = {
+                **self.shard_record(run_info, results),
+                "shard_kernels": [r["kernel"] for r in results],
+            }
+        return LogZEstimate(
+            log_z=log_z,
+            stderr=se,
+            method=self.method,
+            num_energy_evals=self.setup_evals + sum(r["num_energy_evals"] for r in results),
+            diagnostics=diag,
+        )
+
+
+def stitch_rungs(results: list[dict[str, Any]], schedule: torch.Tensor) -> RungData:
+    """One :class:`RungData` from the shards' rungs, joined along the chain dimension."""
+    sizes = [int(next(iter(r["deriv"].values())).shape[0]) for r in results]
+    if len(results) == 1:
+        first = tuple(results[0]["first"])
     else:
-        if not isinstance(num_rungs, int) or num_rungs < 2:
-            raise ValueError(f"num_rungs must be an int >= 2, got {num_rungs!r}")
-        s = _resample_schedule(pilot, num_rungs)
-    if s.numel() < 3:
-        s = _resample_schedule(s, 2)
-    bar = progress_bar((2 if hysteresis else 1) * (s.numel() - 1), method, progress)
-    rungs = sequential_rungs(
-        path,
-        trans,
+        first = pool_log_mean_exp(
+            [r["first"][0] for r in results], [r["first"][1] for r in results], sizes
+        )
+
+    def cat(parts: list[dict[int, torch.Tensor]]) -> dict[int, torch.Tensor]:
+        return {k: torch.cat([p[k] for p in parts], 0) for k in parts[0]}
+
+    info = dict(results[0]["info"])
+    info["num_chains"] = sum(sizes)
+    s = schedule.to("cpu", torch.float64)
+    rungs = RungData(
         s,
-        num_chains,
-        generator,
-        burn=burn,
-        draws=draws,
-        bar=bar,
-        hysteresis=hysteresis,
+        first[0],
+        first[1],
+        first[2],
+        cat([r["fwd"] for r in results]),
+        cat([r["bwd"] for r in results]),
+        cat([r["deriv"] for r in results]),
+        info,
     )
-    bar.close()
-    rungs.info.update(pdiag)
-    rungs.info["first_interval"] = "importance sampling from the base to the first rung"
-    desc = {**path.describe(), "kernel": trans.describe()}
-    return rungs, defaults, counter, desc
+    if results[0]["down"] is not None:
+        # the same chains walked back down the ladder: stitch that pass the same way
+        downs = [r["down"] for r in results]
+        rungs.down = RungData(
+            s,
+            first[0],
+            first[1],
+            first[2],
+            cat([d["fwd"] for d in downs]),
+            cat([d["bwd"] for d in downs]),
+            cat([d["deriv"] for d in downs]),
+            dict(info),
+        )
+        rungs.info["passes"] = "up and down"
+    return rungs
 
 
 def chain_groups(num_chains: int, num_groups: int = NUM_JACKKNIFE_GROUPS) -> list[torch.Tensor]:

@@ -7,6 +7,7 @@ may synchronise with the device and use NumPy/SciPy.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ __all__ = [
     "summarize_log_weights",
     "rounding_error",
     "batch_homogeneity",
+    "weights_estimate",
+    "pool_log_mean_exp",
 ]
 
 
@@ -205,3 +208,65 @@ def batch_homogeneity(log_w: torch.Tensor | np.ndarray, num_batches: int) -> dic
         out["batch_q"] = q
         out["batch_pvalue"] = float(gammaincc(0.5 * (num_batches - 1), 0.5 * q))  # chi2 sf
     return out
+
+
+def weights_estimate(
+    log_w: torch.Tensor,
+    num_batches: int,
+    dtype: torch.dtype,
+    *,
+    batch_floor: bool,
+) -> tuple[dict[str, Any], float, dict[str, Any]]:
+    """Summary, stderr and diagnostics of (pooled) log-weights.
+
+    The stderr is the delta-method error, raised to the batch-based error when
+    ``batch_floor`` (AIS: correlated particles make the delta method optimistic), plus the
+    floating-point floor of :func:`~gibbsebm.partition._stats.rounding_error`.
+    """
+    summ = summarize_log_weights(log_w)
+    batches = batch_homogeneity(log_w, num_batches)
+    se = summ["stderr"]
+    if batch_floor and batches.get("batch_based_stderr") is not None and math.isfinite(se):
+        se = max(se, float(batches["batch_based_stderr"]))
+    rounding = rounding_error(log_w, dtype)
+    diag: dict[str, Any] = {
+        "ess": summ["ess"],
+        "ess_fraction": summ["ess_fraction"],
+        "khat": summ["khat"],
+        "log_weight_sd": summ["log_weight_sd"],
+        "num_nonfinite_weights": summ["num_nonfinite_weights"],
+        "rounding_error": rounding,
+        **batches,
+    }
+    return summ, math.sqrt(se**2 + rounding**2), diag
+
+
+def pool_log_mean_exp(
+    log_means: list[float], stderrs: list[float], sizes: list[int]
+) -> tuple[float, float, float]:
+    """Exact pooled ``(log mean w, delta-method stderr, Kish ESS)`` from per-shard summaries.
+
+    Shard ``k`` reports :math:`\\ell_k = \\log \\bar w_k` and
+    :math:`s_k = \\mathrm{sd}(w)_k / (\\sqrt{n_k} \\bar w_k)`, which give its sums
+    :math:`\\sum w = n_k \\bar w_k` and :math:`\\sum w^2 = (n_k - 1)\\,\\mathrm{sd}_k^2 +
+    n_k \\bar w_k^2`; the pooled log-mean-exp, its delta-method error and the ESS
+    :math:`(\\sum w)^2 / \\sum w^2` follow exactly (weights rescaled by the largest
+    :math:`\\bar w_k`).
+    """
+    lm = torch.tensor(log_means, dtype=torch.float64)
+    se = torch.tensor(stderrs, dtype=torch.float64)
+    n = torch.tensor(sizes, dtype=torch.float64)
+    if not bool(torch.isfinite(lm).all()):
+        return float("nan"), float("inf"), 0.0
+    top = lm.max()
+    mean_k = torch.exp(lm - top)
+    sd_k = torch.where(n > 1, se * n.sqrt() * mean_k, torch.zeros_like(mean_k))
+    total = n.sum()
+    s1 = (n * mean_k).sum()
+    s2 = ((n - 1) * sd_k**2 + n * mean_k**2).sum()
+    mean = s1 / total
+    var = (s2 - total * mean**2) / (total - 1)
+    log_mean = float(top + torch.log(mean))
+    stderr = float(var.clamp(min=0).sqrt() / (total.sqrt() * mean))
+    ess = float(s1**2 / s2) if math.isfinite(float(s2)) else float("nan")
+    return log_mean, stderr, ess

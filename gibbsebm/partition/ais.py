@@ -25,15 +25,20 @@ from typing import Any
 
 import torch
 
+from .._json import to_jsonable
 from ..distribution import Gibbs
+from ..runtime.plan import Shard, run_here
+from ..runtime.transport import isolated_copy
 from ._common import EvalCounter, make_base, progress_bar
 from ._path import SCHEDULES, AnnealingPath, conditional_ess_fraction, make_schedule
-from ._stats import batch_homogeneity, rounding_error, summarize_log_weights
+from ._plan import LogZPlan, check_options, keyword_options, tensor_digest
+from ._stats import summarize_log_weights, weights_estimate
 from ._transitions import make_transition
 from .result import LogZEstimate
 
 __all__ = [
     "ais_log_partition",
+    "AISPlan",
     "anneal",
     "pilot_schedule",
     "AISRun",
@@ -477,7 +482,7 @@ def ais_log_partition(
     >>> abs(est.log_z - float(d.log_partition())) < 5 * est.stderr + 1e-6
     True
     """
-    setup = prepare_annealing(
+    plan = AISPlan(
         dist,
         generator,
         num_chains=num_chains,
@@ -488,54 +493,140 @@ def ais_log_partition(
         kernel_options=kernel_options,
         base=base,
         base_scale=base_scale,
+        num_batches=num_batches,
         target_log_weight_var=target_log_weight_var,
         max_steps=max_steps,
         pilot_chains=pilot_chains,
         cess=cess,
     )
-    path, trans, s, num_chains = setup.path, setup.trans, setup.s, setup.num_chains
-    diag, defaults, counter = setup.diag, setup.defaults, setup.counter
-    k_steps = s.numel() - 1
-    bar = progress_bar(k_steps, "ais", progress)
-    z0 = path.sample_base(num_chains, generator)
-    run = anneal(path, trans, s, z0, generator, bar=bar)
-    bar.close()
-    log_w = run.log_w
-    summ = summarize_log_weights(log_w)
-    batches = batch_homogeneity(log_w, num_batches)
-    se = summ["stderr"]
-    if batches.get("batch_based_stderr") is not None and math.isfinite(se):
-        se = max(se, float(batches["batch_based_stderr"]))
-    rounding = rounding_error(log_w, dist.beta.dtype)
-    se = math.sqrt(se**2 + rounding**2)
-    diag["rounding_error"] = rounding
-    fin = log_w[torch.isfinite(log_w)]
-    diag.update(
-        {
-            "ess": summ["ess"],
-            "ess_fraction": summ["ess_fraction"],
-            "khat": summ["khat"],
-            "log_weight_sd": summ["log_weight_sd"],
-            "num_nonfinite_weights": summ["num_nonfinite_weights"],
+    return run_here(plan, progress=progress)
+
+
+def pool_increments(
+    results: list[dict[str, Any]], sizes: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact pooled per-step increment mean, variance (ddof=1) and acceptance of shards."""
+    if len(results) == 1:
+        r = results[0]
+        return r["incr_mean"], r["incr_var"], r["accept"]
+    n = torch.tensor(sizes, dtype=torch.float64)[:, None]
+    total = float(n.sum())
+    means = torch.stack([r["incr_mean"] for r in results])  # (K, steps)
+    vars_ = torch.stack([r["incr_var"] for r in results])
+    mean = (n * means).sum(0) / total
+    within = ((n - 1) * vars_).sum(0)
+    between = (n * (means - mean) ** 2).sum(0)
+    var = (within + between) / max(total - 1.0, 1.0)
+    accs = [r["accept"] for r in results]
+    accept = (
+        (n[:, 0, None] * torch.stack(accs)).sum(0) / total
+        if accs and accs[0].numel()
+        else torch.zeros(0, dtype=torch.float64)
+    )
+    return mean, var, accept
+
+
+class AISPlan(LogZPlan):
+    """``method="ais"`` as a plan: setup (base, pilot, schedule) once, particles in shards.
+
+    Every shard anneals its particles along the setup's schedule with its own copy of the
+    kernel (whose step size adapts on the shard's particles); :meth:`merge` pools the
+    log-weights of all shards *before* the log-mean-exp, so the estimate, its errors, ESS and
+    Pareto k-hat are those of one run with all particles, and the per-step increment
+    statistics are pooled exactly.
+    """
+
+    method = "ais"
+
+    def __init__(
+        self,
+        dist: Gibbs,
+        generator: torch.Generator,
+        *,
+        seed: int | None = None,
+        num_batches: int = DEFAULT_NUM_BATCHES,
+        **options: Any,
+    ) -> None:
+        super().__init__(dist, seed, {**options, "num_batches": num_batches})
+        check_options("ais", options, keyword_options(prepare_annealing))
+        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
+            raise ValueError(f"num_batches must be an int >= 0, got {num_batches!r}")
+        self.num_batches = num_batches
+        self.setup = prepare_annealing(dist, generator, **options)
+        self.num_items = self.setup.num_chains
+        self.steps_per_item = self.setup.s.numel() - 1
+        self.setup_evals = self.setup.counter.n
+        self._finish_setup(generator)
+
+    def schedule_digest(self) -> str | None:
+        return tensor_digest(self.setup.s)
+
+    def transport_parts(self) -> dict[str, Any]:
+        return {
+            **super().transport_parts(),
+            "the annealing path (distribution and base)": self.setup.path,
+            "the annealing kernel": self.setup.trans,
+        }
+
+    def run_shard(self, shard: Shard, *, progress: bool | str = False) -> dict[str, Any]:
+        setup = self.setup
+        path, trans = isolated_copy(
+            (setup.path, setup.trans), (self.dist, self.dist.energy, setup.counter)
+        )
+        g = self.shard_generator(shard)
+        before = path.counter.n
+        with torch.no_grad():
+            z0 = path.sample_base(shard.size, g)
+        bar = progress_bar(self.steps_per_item, "ais", bool(progress))
+        run = anneal(path, trans, setup.s, z0, g, bar=bar)
+        bar.close()
+        cpu = torch.device("cpu")
+        return {
+            "log_w": run.log_w.detach().to(cpu, torch.float64),
+            "incr_mean": run.incr_mean.detach().to(cpu, torch.float64),
+            "incr_var": run.incr_var.detach().to(cpu, torch.float64),
+            "accept": run.accept.detach().to(cpu, torch.float64),
+            "num_energy_evals": int(path.counter.n - before),
+            "kernel": to_jsonable(trans.describe(), nonfinite="keep"),
+        }
+
+    def merge(
+        self, results: list[dict[str, Any]], run_info: dict[str, Any] | None = None
+    ) -> LogZEstimate:
+        setup = self.setup
+        sizes = [int(r["log_w"].numel()) for r in results]
+        log_w = torch.cat([r["log_w"] for r in results])
+        summ, se, wdiag = weights_estimate(
+            log_w, self.num_batches, self.dist.beta.dtype, batch_floor=True
+        )
+        incr_mean, incr_var, accept = pool_increments(results, sizes)
+        fin = log_w[torch.isfinite(log_w)]
+        diag: dict[str, Any] = {
+            **setup.diag,
+            **wdiag,
             "delta_method_stderr": summ["stderr"],
             "mean_log_weight": float(fin.mean()) if fin.numel() else float("nan"),
-            "num_chains": num_chains,
-            "num_steps": k_steps,
-            "schedule": s.tolist(),
-            "step_increment_mean": run.incr_mean.tolist(),
-            "step_increment_var": run.incr_var.tolist(),
-            "acceptance": run.accept.tolist(),
-            "kernel": trans.describe(),
-            "defaults": defaults,
-            **path.describe(),
-            **batches,
+            "num_chains": self.num_items,
+            "num_steps": self.steps_per_item,
+            "schedule": setup.s.tolist(),
+            "step_increment_mean": incr_mean.tolist(),
+            "step_increment_var": incr_var.tolist(),
+            "acceptance": accept.tolist(),
+            "kernel": results[0]["kernel"],
+            "defaults": setup.defaults,
+            **setup.path.describe(),
         }
-    )
-    return LogZEstimate(
-        log_z=summ["log_mean"],
-        stderr=se,
-        method="ais",
-        num_energy_evals=counter.n,
-        diagnostics=diag,
-        lower=summ["log_mean"],
-    )
+        if run_info is not None:
+            diag["shards"] = {
+                **self.shard_record(run_info, results),
+                "shard_kernels": [r["kernel"] for r in results],
+                "shard_log_z": [summarize_log_weights(r["log_w"])["log_mean"] for r in results],
+            }
+        return LogZEstimate(
+            log_z=summ["log_mean"],
+            stderr=se,
+            method="ais",
+            num_energy_evals=self.setup_evals + sum(r["num_energy_evals"] for r in results),
+            diagnostics=diag,
+            lower=summ["log_mean"],
+        )

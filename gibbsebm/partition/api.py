@@ -1,15 +1,19 @@
-"""The front door :func:`log_partition`: one call, one :class:`LogZEstimate`."""
+"""The front door :func:`log_partition` (one call, one :class:`LogZEstimate`) and
+:func:`make_plan`, which describes an estimator's work as shards for any executor."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from typing import Any
 
+from ..runtime.plan import resolve_seed, run_here
 from ._common import check_dist, make_generator
+from ._plan import LogZPlan, check_options, keyword_options
 from .result import LogZEstimate, check_trust
 
-__all__ = ["log_partition", "METHODS"]
+__all__ = ["log_partition", "make_plan", "METHODS", "PLANS"]
 
 #: ``method=`` name -> (module, function) under :mod:`gibbsebm.partition`.
 METHODS: dict[str, tuple[str, str]] = {
@@ -21,6 +25,72 @@ METHODS: dict[str, tuple[str, str]] = {
     "bridge": ("bridge", "bridge_log_partition"),
 }
 
+#: ``method=`` name -> (module, plan class) under :mod:`gibbsebm.partition`: adding an
+#: estimator is one module with its plan, and one line here.
+PLANS: dict[str, tuple[str, str]] = {
+    "exact": ("exact", "ExactPlan"),
+    "importance": ("importance", "ImportancePlan"),
+    "ais": ("ais", "AISPlan"),
+    "bdmc": ("bdmc", "BDMCPlan"),
+    "ti": ("ti", "TIPlan"),
+    "bridge": ("bridge", "BridgePlan"),
+}
+
+
+def plan_class(method: str) -> type[LogZPlan]:
+    """The plan class of ``method`` (a clear error for unknown names)."""
+    if method not in PLANS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(PLANS)}")
+    module_name, cls_name = PLANS[method]
+    return getattr(importlib.import_module(f"gibbsebm.partition.{module_name}"), cls_name)
+
+
+def make_plan(
+    dist: Any, method: str = "ais", *, seed: int | None = None, **options: Any
+) -> LogZPlan:
+    """The work of ``log_partition(dist, method, seed=seed, **options)`` as a plan of shards.
+
+    The setup (base, pilot run, schedule or ladder) runs here, on a generator seeded with
+    ``seed``; the plan's ``shards(K)``, ``run_shard`` and ``merge`` then compute the estimate
+    in any number of shards (:mod:`gibbsebm.runtime.plan`). ``run_here(plan)`` is the
+    in-process estimate, bit for bit.
+
+    Parameters
+    ----------
+    dist : Gibbs
+        Scalar-batch Gibbs distribution.
+    method : str
+        A name of :data:`PLANS`.
+    seed : int, optional
+        Seed of the run (``None``: a fresh one, kept in ``plan.seed``).
+    **options
+        The method's options (see :func:`log_partition`).
+
+    Returns
+    -------
+    LogZPlan
+
+    Examples
+    --------
+    >>> import torch, gibbsebm
+    >>> from gibbsebm.energies import Gaussian
+    >>> from gibbsebm.runtime import run_here
+    >>> d = gibbsebm.Gibbs(Gaussian(torch.zeros(2)), beta=1.0)
+    >>> plan = make_plan(d, "importance", seed=0, base="standard", num_samples=1000)
+    >>> [s.size for s in plan.shards(3)]
+    [334, 333, 333]
+    >>> est = run_here(plan)
+    """
+    cls = plan_class(method)
+    dist = check_dist(dist, method)
+    signature = inspect.signature(cls.__init__).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature):
+        check_options(method, options, keyword_options(cls.__init__, "seed"))
+    if not cls.uses_generator:
+        return cls(dist, make_generator(seed, dist.beta.device), seed=seed, **options)
+    seed = resolve_seed(seed)
+    return cls(dist, make_generator(seed, dist.beta.device), seed=seed, **options)
+
 
 def log_partition(
     dist: Any,
@@ -31,6 +101,7 @@ def log_partition(
     on_untrusted: str = "warn",
     trust_thresholds: dict[str, float] | None = None,
     executor: Any = None,
+    checkpoint: Any = None,
     **options: Any,
 ) -> LogZEstimate:
     """Estimate :math:`\\log Z_\\beta` of a Gibbs distribution with an honest standard error.
@@ -61,8 +132,11 @@ def log_partition(
         ``None`` (default) runs here; otherwise the particles (``ais``, ``importance``) or
         chains (``ti``, ``bridge``) are split into shards run by
         :class:`gibbsebm.executors.LocalExecutor` or :class:`gibbsebm.RayExecutor` and pooled
-        exactly into the same :class:`LogZEstimate` (see
-        :func:`gibbsebm.executors.run_log_partition`, which also takes ``checkpoint=``).
+        exactly into the same :class:`LogZEstimate` (the method's plan, see
+        :func:`make_plan`). ``exact`` and ``bdmc`` do not split and refuse an executor.
+    checkpoint : path, optional
+        With an executor: a directory where finished shards are kept; a rerun with the same
+        arguments computes only the missing ones.
     **options
         Method options; see :func:`~gibbsebm.partition.importance.importance_log_partition`,
         :func:`~gibbsebm.partition.ais.ais_log_partition`,
@@ -88,29 +162,31 @@ def log_partition(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    if executor is not None:
-        from ..executors import run_log_partition
-
-        return run_log_partition(
-            dist,
-            method,
-            executor=executor,
-            seed=seed,
-            progress=progress,
-            on_untrusted=on_untrusted,
-            trust_thresholds=trust_thresholds,
-            **options,
-        )
-    dist = check_dist(dist, method)
     t0 = time.perf_counter()
-    module_name, fn_name = METHODS[method]
-    fn = getattr(importlib.import_module(f"gibbsebm.partition.{module_name}"), fn_name)
-    if method == "exact":
-        est = fn(dist, seed=seed, **options)
+    if executor is None:
+        if checkpoint is not None:
+            raise ValueError(
+                "checkpoint= keeps finished shards of a sharded run: pass executor='local' "
+                "(one shard per executor shard) or drop checkpoint="
+            )
+        plan = make_plan(dist, method, seed=seed, **options)
+        est = run_here(plan, progress=progress)
     else:
-        gen = make_generator(seed, dist.beta.device)
-        est = fn(dist, gen, progress=progress, **options)
-        est.diagnostics.setdefault("seed", gen.initial_seed())
+        from ..runtime.executors import _check_progress, execute, resolve_executor
+
+        reason = plan_class(method).refuse_sharding(options)
+        if reason is not None:
+            raise ValueError(reason)
+        _check_progress(progress)
+        check_dist(dist, method)
+        executor = resolve_executor(executor)
+        seed = resolve_seed(seed, checkpoint)
+        parts = {f"option {k!r}": v for k, v in options.items()}
+        executor.check_transport({"the distribution": dist, **parts})  # before the setup runs
+        plan = make_plan(dist, method, seed=seed, **options)
+        est = execute(plan, executor, checkpoint=checkpoint, progress=progress)
+    if plan.uses_generator:
+        est.diagnostics.setdefault("seed", plan.seed)
     est.diagnostics["wall_time_s"] = time.perf_counter() - t0
-    est.diagnostics["beta"] = float(dist.beta)
+    est.diagnostics["beta"] = float(plan.dist.beta)
     return check_trust(est, on_untrusted, trust_thresholds)

@@ -25,12 +25,14 @@ from typing import Any
 import torch
 
 from ..distribution import Gibbs
+from ..runtime.plan import Shard, run_here
 from ._common import progress_bar
+from ._plan import LogZPlan, check_options, keyword_options
 from ._stats import batch_homogeneity, summarize_log_weights
 from .ais import DEFAULT_NUM_BATCHES, anneal, prepare_annealing
 from .result import TRUST_THRESHOLDS, LogZEstimate
 
-__all__ = ["bdmc_log_partition", "DEFAULT_TARGET_STEPS"]
+__all__ = ["bdmc_log_partition", "BDMCPlan", "DEFAULT_TARGET_STEPS"]
 
 #: Kernel steps applied at the target to resampled forward-AIS particles when no exact draws
 #: are available (and then the upper bound rests on these draws having mixed).
@@ -105,9 +107,81 @@ def bdmc_log_partition(
     >>> est.lower <= float(d.log_partition()) + 3 * est.stderr
     True
     """
-    if not isinstance(target_steps, int) or target_steps < 0:
-        raise ValueError(f"target_steps must be a non-negative int, got {target_steps!r}")
-    setup = prepare_annealing(dist, generator, **options)
+    plan = BDMCPlan(
+        dist,
+        generator,
+        target_samples=target_samples,
+        target_steps=target_steps,
+        num_batches=num_batches,
+        **options,
+    )
+    return run_here(plan, progress=progress)
+
+
+class BDMCPlan(LogZPlan):
+    """``method="bdmc"`` as a plan. The reverse chains start from the forward run's particles
+    when no exact draws exist, so the method runs as one shard (``shardable = False``)."""
+
+    method = "bdmc"
+    shardable = False
+
+    def __init__(
+        self,
+        dist: Gibbs,
+        generator: torch.Generator,
+        *,
+        seed: int | None = None,
+        target_samples: torch.Tensor | None = None,
+        target_steps: int = DEFAULT_TARGET_STEPS,
+        num_batches: int = DEFAULT_NUM_BATCHES,
+        **options: Any,
+    ) -> None:
+        super().__init__(dist, seed, options)
+        check_options("bdmc", options, keyword_options(prepare_annealing))
+        if isinstance(target_steps, bool) or not isinstance(target_steps, int) or target_steps < 0:
+            raise ValueError(f"target_steps must be a non-negative int, got {target_steps!r}")
+        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
+            raise ValueError(f"num_batches must be an int >= 0, got {num_batches!r}")
+        self.target_samples = target_samples
+        self.target_steps = target_steps
+        self.num_batches = num_batches
+        self.setup = prepare_annealing(dist, generator, **options)
+        self.num_items = self.setup.num_chains
+        self.steps_per_item = 2 * (self.setup.s.numel() - 1)
+        self._finish_setup(generator)
+
+    def work(self, shard: Shard) -> int:
+        return self.steps_per_item
+
+    def run_shard(self, shard: Shard, *, progress: bool | str = False) -> LogZEstimate:
+        return _bdmc(
+            self.dist,
+            self.setup,
+            self.shard_generator(shard),
+            target_samples=self.target_samples,
+            target_steps=self.target_steps,
+            num_batches=self.num_batches,
+            progress=bool(progress),
+        )
+
+    def merge(
+        self, results: list[LogZEstimate], run_info: dict[str, Any] | None = None
+    ) -> LogZEstimate:
+        (est,) = results
+        return est
+
+
+def _bdmc(
+    dist: Gibbs,
+    setup: Any,
+    generator: torch.Generator,
+    *,
+    target_samples: torch.Tensor | None,
+    target_steps: int,
+    num_batches: int,
+    progress: bool,
+) -> LogZEstimate:
+    """Forward AIS, target draws, reverse AIS along the setup's schedule (see the module)."""
     path, trans, s = setup.path, setup.trans, setup.s
     c = setup.num_chains
     k = s.numel() - 1

@@ -23,11 +23,12 @@ from typing import Any
 import torch
 
 from ..distribution import Gibbs
-from ._rungs import RungData, jackknife_stderr, ladder_rungs
+from ..runtime.plan import run_here
+from ._rungs import LadderPlan, RungData, jackknife_stderr
 from ._stats import weight_ess
 from .result import LogZEstimate
 
-__all__ = ["bridge_log_partition", "bridge_log_ratio", "bridge_from_rungs"]
+__all__ = ["bridge_log_partition", "BridgePlan", "bridge_log_ratio", "bridge_from_rungs"]
 
 
 def bridge_log_ratio(
@@ -189,12 +190,13 @@ def bridge_log_partition(
     >>> abs(est.log_z - float(d.log_partition())) < 5 * est.stderr
     True
     """
-    rungs, defaults, counter, desc = ladder_rungs(
-        dist, generator, "bridge", progress=progress, samples=samples, **options
-    )
-    log_z, se, diag = bridge_from_rungs(rungs)
-    diag.update(desc)
-    diag["defaults"] = defaults
-    return LogZEstimate(
-        log_z=log_z, stderr=se, method="bridge", num_energy_evals=counter.n, diagnostics=diag
-    )
+    return run_here(BridgePlan(dist, generator, samples=samples, **options), progress=progress)
+
+
+class BridgePlan(LadderPlan):
+    """``method="bridge"`` as a plan (see :class:`~gibbsebm.partition._rungs.LadderPlan`)."""
+
+    method = "bridge"
+
+    def reduce(self, rungs: RungData) -> tuple[float, float, dict[str, Any]]:
+        return bridge_from_rungs(rungs)

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 
 from ..distribution import MAX_ENUMERATION, Gibbs
+from ..runtime.plan import Shard
 from ._common import EvalCounter, is_real_support, laplace_base, make_generator
+from ._plan import LogZPlan
 from .result import LogZEstimate
 
 __all__ = ["exact_log_partition", "quadrature_log_partition"]
@@ -204,3 +206,27 @@ def exact_log_partition(dist: Gibbs, *, seed: int | None = None, **options: Any)
         num_energy_evals=counter.n,
         diagnostics=diag,
     )
+
+
+class ExactPlan(LogZPlan):
+    """``method="exact"`` as a (one-shard) plan: nothing random to split. Its ``seed`` is the
+    caller's own (``None`` places the quadrature box from seed 0)."""
+
+    method = "exact"
+    shardable = False
+    uses_generator = False
+
+    def __init__(
+        self, dist: Gibbs, generator: torch.Generator, *, seed: int | None = None, **options: Any
+    ) -> None:
+        super().__init__(dist, seed, options)
+        self._finish_setup(generator)
+
+    def run_shard(self, shard: Shard, *, progress: bool | str = False) -> LogZEstimate:
+        return exact_log_partition(self.dist, seed=self.seed, **self.options)
+
+    def merge(
+        self, results: list[LogZEstimate], run_info: dict[str, Any] | None = None
+    ) -> LogZEstimate:
+        (est,) = results
+        return est

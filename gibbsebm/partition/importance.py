@@ -17,11 +17,13 @@ from typing import Any
 import torch
 
 from ..distribution import Gibbs
+from ..runtime.plan import Shard, run_here
 from ._common import EvalCounter, make_base, progress_bar
-from ._stats import batch_homogeneity, rounding_error, summarize_log_weights
+from ._plan import LogZPlan
+from ._stats import summarize_log_weights, weights_estimate
 from .result import LogZEstimate
 
-__all__ = ["importance_log_partition", "DEFAULT_NUM_SAMPLES"]
+__all__ = ["importance_log_partition", "ImportancePlan", "DEFAULT_NUM_SAMPLES"]
 
 #: Default number of importance draws: 2**14 keeps the relative Monte Carlo error of the
 #: stderr itself near 1/sqrt(2n) < 1 % while costing well under a second for cheap energies.
@@ -77,46 +79,98 @@ def importance_log_partition(
     Geweke, J. (1989). Bayesian inference in econometric models using Monte Carlo
     integration. *Econometrica* 57(6).
     """
-    defaults: dict[str, Any] = {}
-    if num_samples is None:
-        num_samples = DEFAULT_NUM_SAMPLES
-        defaults["num_samples"] = num_samples
-    if not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
-    if base is None:
-        defaults["base"] = "uniform" if dist.is_discrete else "laplace"
-    q = make_base(dist, base, generator, base_scale=base_scale)
-    counter = EvalCounter()
-    ld = counter.wrap(dist.logdensity, len(dist.event_shape))
-    log_w = []
-    bar = progress_bar(num_samples, "importance", progress)
-    with torch.no_grad():
-        for start in range(0, num_samples, chunk_size):
-            n = min(chunk_size, num_samples - start)
-            y = q.sample(n, generator)
-            lw = ld(y).to(torch.float64) - q.log_prob(y).to(torch.float64)
-            lw = torch.where(torch.isnan(lw), torch.full_like(lw, -math.inf), lw)
-            log_w.append(lw)
-            bar.update(n)
-    bar.close()
-    log_w = torch.cat(log_w)
-    summ = summarize_log_weights(log_w)
-    diag: dict[str, Any] = {
-        "ess": summ["ess"],
-        "ess_fraction": summ["ess_fraction"],
-        "khat": summ["khat"],
-        "log_weight_sd": summ["log_weight_sd"],
-        "num_nonfinite_weights": summ["num_nonfinite_weights"],
-        "base": q.describe(),
-        "defaults": defaults,
-    }
-    diag.update(batch_homogeneity(log_w, num_batches))
-    rounding = rounding_error(log_w, dist.beta.dtype)
-    diag["rounding_error"] = rounding
-    return LogZEstimate(
-        log_z=summ["log_mean"],
-        stderr=math.sqrt(summ["stderr"] ** 2 + rounding**2),
-        method="importance",
-        num_energy_evals=counter.n,
-        diagnostics=diag,
+    plan = ImportancePlan(
+        dist,
+        generator,
+        num_samples=num_samples,
+        base=base,
+        base_scale=base_scale,
+        num_batches=num_batches,
+        chunk_size=chunk_size,
     )
+    return run_here(plan, progress=progress)
+
+
+class ImportancePlan(LogZPlan):
+    """``method="importance"`` as a plan: the base is fitted once, the draws are sharded and
+    their log-weights pooled before the log-mean-exp."""
+
+    method = "importance"
+
+    def __init__(
+        self,
+        dist: Gibbs,
+        generator: torch.Generator,
+        *,
+        seed: int | None = None,
+        num_samples: int | None = None,
+        base: Any = None,
+        base_scale: float = 1.0,
+        num_batches: int = DEFAULT_NUM_BATCHES,
+        chunk_size: int = _CHUNK,
+    ) -> None:
+        given = {"num_samples": num_samples, "base": base, "base_scale": base_scale}
+        super().__init__(
+            dist, seed, {**given, "num_batches": num_batches, "chunk_size": chunk_size}
+        )
+        self.defaults: dict[str, Any] = {}
+        if num_samples is None:
+            num_samples = DEFAULT_NUM_SAMPLES
+            self.defaults["num_samples"] = num_samples
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+            raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
+            raise ValueError(f"num_batches must be an int >= 0, got {num_batches!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        if base is None:
+            self.defaults["base"] = "uniform" if dist.is_discrete else "laplace"
+        self.base = make_base(dist, base, generator, base_scale=base_scale)
+        self.num_items = num_samples
+        self.num_batches = num_batches
+        self.chunk_size = chunk_size
+        self._finish_setup(generator)
+
+    def transport_parts(self) -> dict[str, Any]:
+        return {**super().transport_parts(), "the base distribution": self.base}
+
+    def run_shard(self, shard: Shard, *, progress: bool | str = False) -> dict[str, Any]:
+        dist, q = self.dist, self.base
+        counter = EvalCounter()
+        ld = counter.wrap(dist.logdensity, len(dist.event_shape))
+        g = self.shard_generator(shard)
+        out = []
+        bar = progress_bar(shard.size, "importance", bool(progress))
+        with torch.no_grad():
+            for start in range(0, shard.size, self.chunk_size):
+                n = min(self.chunk_size, shard.size - start)
+                y = q.sample(n, g)
+                lw = ld(y).to(torch.float64) - q.log_prob(y).to(torch.float64)
+                out.append(torch.where(torch.isnan(lw), torch.full_like(lw, -math.inf), lw))
+                bar.update(n)
+        bar.close()
+        return {
+            "log_w": torch.cat(out).detach().to("cpu", torch.float64),
+            "num_energy_evals": counter.n,
+        }
+
+    def merge(
+        self, results: list[dict[str, Any]], run_info: dict[str, Any] | None = None
+    ) -> LogZEstimate:
+        log_w = torch.cat([r["log_w"] for r in results])
+        summ, se, wdiag = weights_estimate(
+            log_w, self.num_batches, self.dist.beta.dtype, batch_floor=False
+        )
+        diag: dict[str, Any] = {**wdiag, "base": self.base.describe(), "defaults": self.defaults}
+        if run_info is not None:
+            diag["shards"] = {
+                **self.shard_record(run_info, results),
+                "shard_log_z": [summarize_log_weights(r["log_w"])["log_mean"] for r in results],
+            }
+        return LogZEstimate(
+            log_z=summ["log_mean"],
+            stderr=se,
+            method="importance",
+            num_energy_evals=sum(r["num_energy_evals"] for r in results),
+            diagnostics=diag,
+        )

@@ -20,10 +20,11 @@ from typing import Any
 import torch
 
 from ..distribution import Gibbs
-from ._rungs import RungData, ladder_rungs
+from ..runtime.plan import run_here
+from ._rungs import LadderPlan, RungData
 from .result import LogZEstimate
 
-__all__ = ["ti_log_partition", "ti_from_rungs"]
+__all__ = ["ti_log_partition", "TIPlan", "ti_from_rungs"]
 
 
 def _trapezoid(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -136,12 +137,13 @@ def ti_log_partition(
     >>> abs(est.log_z - float(d.log_partition())) < 5 * est.stderr
     True
     """
-    rungs, defaults, counter, desc = ladder_rungs(
-        dist, generator, "ti", progress=progress, samples=samples, **options
-    )
-    log_z, se, diag = ti_from_rungs(rungs)
-    diag.update(desc)
-    diag["defaults"] = defaults
-    return LogZEstimate(
-        log_z=log_z, stderr=se, method="ti", num_energy_evals=counter.n, diagnostics=diag
-    )
+    return run_here(TIPlan(dist, generator, samples=samples, **options), progress=progress)
+
+
+class TIPlan(LadderPlan):
+    """``method="ti"`` as a plan (see :class:`~gibbsebm.partition._rungs.LadderPlan`)."""
+
+    method = "ti"
+
+    def reduce(self, rungs: RungData) -> tuple[float, float, dict[str, Any]]:
+        return ti_from_rungs(rungs)

@@ -1,0 +1,205 @@
+"""The result of a sampling run: :class:`Samples` (draws, per-draw statistics, provenance).
+
+Draws are shaped ``(chain, draw, *batch, *event)`` (the arviz order); diagnostics and arviz
+export are methods; :meth:`Samples.save` / :meth:`Samples.load` write and read plain data only
+(:mod:`gibbsebm.runtime.files`), and :meth:`Samples.concatenate` joins the shards of a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ._json import to_jsonable
+from .runtime.files import load_tensors, save_tensors
+
+__all__ = ["Samples"]
+
+
+def _options_json(obj: Any) -> Any:
+    """Options and attrs as recorded with a run: small tensors as lists, large ones described."""
+    return to_jsonable(obj, nonfinite="keep", max_tensor_numel=16)
+
+
+@dataclasses.dataclass
+class Samples:
+    """Draws and per-draw statistics of a sampling run.
+
+    Attributes
+    ----------
+    draws : Tensor
+        ``(num_chains, num_samples, *batch_shape, *event_shape)``.
+    stats : dict of str to Tensor
+        Per-draw statistics shaped ``(num_chains, num_samples, *batch_shape, ...)``: every
+        field of the sampler's ``Info`` (``acceptance_prob``, ``is_accepted``,
+        ``is_divergent``, ``is_nonfinite``, ...), plus ``step_size``, ``beta``, ``logdensity``
+        (:math:`\\log b(y) - \\beta E(y)`) and ``energy`` (:math:`E(y)` of the draw).
+    extra : dict of str to Tensor
+        Additional per-draw arrays the sampler asks to keep (e.g. all replicas of ``pt``).
+    method : str
+        The ``method=`` name.
+    options : dict
+        The kernel options given to :func:`sample`.
+    seed : int or None
+        The seed of the run (``None`` for runs started from a caller-supplied generator).
+    num_warmup, thin : int
+        Warmup length and thinning.
+    batch_shape, event_shape : tuple of int
+        Shapes of the distribution.
+    adaptation : dict
+        Tuned parameters (step size, inverse mass matrix, trajectory length, ...).
+    attrs : dict
+        Extra JSON-serialisable metadata.
+    """
+
+    draws: torch.Tensor
+    stats: dict[str, torch.Tensor]
+    extra: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    method: str = ""
+    options: dict = dataclasses.field(default_factory=dict)
+    seed: int | None = None
+    num_warmup: int = 0
+    thin: int = 1
+    batch_shape: tuple = ()
+    event_shape: tuple = ()
+    adaptation: dict = dataclasses.field(default_factory=dict)
+    attrs: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.draws.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.draws.shape[1])
+
+    def __repr__(self) -> str:
+        acc = self.stats.get("acceptance_prob")
+        acc_s = f", mean acceptance={float(acc.double().mean()):.3f}" if acc is not None else ""
+        return (
+            f"Samples(method={self.method!r}, draws={tuple(self.draws.shape)}, "
+            f"stats={sorted(self.stats)}{acc_s})"
+        )
+
+    # -- diagnostics ----------------------------------------------------------------------
+    def to_inference_data(self, var_name: str = "y"):
+        """An :class:`arviz.InferenceData` with ``posterior``, ``sample_stats`` and attrs.
+
+        See :func:`gibbsebm.interop.arviz.to_inference_data`.
+        """
+        from .interop.arviz import to_inference_data
+
+        return to_inference_data(self, var_name=var_name)
+
+    def summary(self, **kwargs: Any):
+        """Per-coordinate mean, sd, MCSE, bulk/tail ESS and R-hat (:func:`arviz.summary`).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        from .interop.arviz import summary
+
+        return summary(self, **kwargs)
+
+    # -- persistence ----------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {
+            "format": "gibbsebm.Samples",
+            "version": 1,
+            "draws": self.draws.detach().cpu(),
+            "stats": {k: v.detach().cpu() for k, v in self.stats.items()},
+            "extra": {k: v.detach().cpu() for k, v in self.extra.items()},
+            "meta": {
+                "method": self.method,
+                "options": _options_json(self.options),
+                "seed": self.seed,
+                "num_warmup": self.num_warmup,
+                "thin": self.thin,
+                "batch_shape": list(self.batch_shape),
+                "event_shape": list(self.event_shape),
+                "attrs": _options_json(self.attrs),
+            },
+            "adaptation": _tensor_or_json(self.adaptation),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to ``path`` (a torch file with tensors and JSON-like metadata only), atomically."""
+        save_tensors(self._payload(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Samples:
+        """Read a file written by :meth:`save` (safe: ``torch.load(weights_only=True)``)."""
+        payload = load_tensors(path, what="gibbsebm Samples file")
+        if not isinstance(payload, dict) or payload.get("format") != "gibbsebm.Samples":
+            raise ValueError(f"{path} is not a gibbsebm Samples file")
+        m = payload["meta"]
+        return cls(
+            draws=payload["draws"],
+            stats=dict(payload["stats"]),
+            extra=dict(payload["extra"]),
+            method=m["method"],
+            options=m["options"],
+            seed=m["seed"],
+            num_warmup=m["num_warmup"],
+            thin=m["thin"],
+            batch_shape=tuple(m["batch_shape"]),
+            event_shape=tuple(m["event_shape"]),
+            adaptation=payload["adaptation"],
+            attrs=m["attrs"],
+        )
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Samples]) -> Samples:
+        """Join runs of the same sampler along the chain dimension (e.g. shards).
+
+        Raises
+        ------
+        ValueError
+            If the parts differ in method, number of draws, shapes or recorded statistics.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ValueError("concatenate needs at least one Samples")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.method != first.method:
+                raise ValueError(f"cannot concatenate methods {first.method!r} and {p.method!r}")
+            if p.draws.shape[1:] != first.draws.shape[1:]:
+                raise ValueError(
+                    f"draws shapes differ beyond the chain dim: {tuple(first.draws.shape)} vs "
+                    f"{tuple(p.draws.shape)}"
+                )
+            if set(p.stats) != set(first.stats) or set(p.extra) != set(first.extra):
+                raise ValueError("the parts record different statistics")
+        return cls(
+            draws=torch.cat([p.draws for p in parts], 0),
+            stats={k: torch.cat([p.stats[k] for p in parts], 0) for k in first.stats},
+            extra={k: torch.cat([p.extra[k] for p in parts], 0) for k in first.extra},
+            method=first.method,
+            options=first.options,
+            seed=first.seed if all(p.seed == first.seed for p in parts) else None,
+            num_warmup=first.num_warmup,
+            thin=first.thin,
+            batch_shape=first.batch_shape,
+            event_shape=first.event_shape,
+            adaptation={"shards": [p.adaptation for p in parts]},
+            attrs={**first.attrs, "shard_seeds": [p.seed for p in parts]},
+        )
+
+
+def _tensor_or_json(obj: Any) -> Any:
+    """Keep tensors (on CPU) and JSON-able values; render anything else with repr."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {str(k): _tensor_or_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_tensor_or_json(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return repr(obj)
