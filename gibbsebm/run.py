@@ -35,24 +35,23 @@ Set ``torch.set_num_threads`` to the number of cores you really have to yourself
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
-import math
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.distributions import constraints
 
 from ._json import to_jsonable
-from .constraints import support_values
-from .runtime.files import atomic_write_bytes
-from .runtime.plan import Plan, Shard, resolve_seed, shard_seeds
+from ._run_init import (
+    _batch_size,
+    _dist_device,
+    flat_logdensity,
+    initial_positions,
+)
+from ._run_loop import _fingerprint, _run_flat
+from .runtime.plan import Plan, Shard, resolve_seed, shard_seeds, tensor_digest
 from .runtime.transport import map_tensors
-from .samplers.base import SamplerSpec
 from .samplers.registry import get_spec
 from .samples import Samples, _tensor_or_json
 
@@ -67,351 +66,6 @@ __all__ = [
 ]
 
 #: Stan's default initialisation: uniform on (-2, 2) in the unconstrained space.
-INIT_RADIUS = 2.0
-_CHECKPOINT_VERSION = 1
-
-
-# ---------------------------------------------------------------------------------- helpers
-def _dist_device(dist: Any) -> torch.device:
-    beta = getattr(dist, "beta", None)
-    if isinstance(beta, torch.Tensor):
-        return beta.device
-    return torch.device("cpu")
-
-
-def _dist_dtype(dist: Any) -> torch.dtype:
-    beta = getattr(dist, "beta", None)
-    if isinstance(beta, torch.Tensor) and beta.dtype.is_floating_point:
-        return beta.dtype
-    return torch.get_default_dtype()
-
-
-def _batch_size(dist: Any) -> int:
-    return math.prod(tuple(getattr(dist, "batch_shape", ())))
-
-
-def flat_logdensity(dist: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``dist.logdensity`` on flattened chains ``(n * prod(batch), *event) -> (n * prod(batch),)``.
-
-    For an unbatched distribution without base measure, condition or latent variables whose
-    beta is a scalar, this is ``energy(y) * (-beta)`` directly (one kernel fewer than the
-    general path, which goes through :meth:`gibbsebm.Gibbs.logdensity`).
-    """
-    batch = tuple(dist.batch_shape)
-    event = tuple(dist.event_shape)
-    energy = getattr(dist, "energy", None)
-    simple = (
-        not batch
-        and getattr(dist, "base", None) is None
-        and getattr(dist, "x", None) is None
-        and getattr(dist, "latent", None) is None
-        and energy is not None
-        and getattr(energy, "tempered_energy", None) is None
-        and isinstance(getattr(dist, "beta", None), torch.Tensor)
-    )
-    if simple:
-        neg_beta = -dist.beta.detach()
-
-        def fn(y: torch.Tensor) -> torch.Tensor:
-            e = energy(y)
-            return e * neg_beta.to(e.dtype)
-
-        return fn
-    if not batch:
-        return dist.logdensity
-    b = math.prod(batch)
-
-    def fn_batched(y: torch.Tensor) -> torch.Tensor:
-        n = y.shape[0] // b
-        return dist.logdensity(y.reshape((n,) + batch + event)).reshape(n * b)
-
-    return fn_batched
-
-
-def initial_positions(
-    dist: Any,
-    num_chains: int,
-    generator: torch.Generator | None = None,
-    init: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Initial positions ``(num_chains * prod(batch), *event)`` (flattened chain layout).
-
-    Defaults, by support:
-
-    * real (``real``, ``real_vector``, independent reals): uniform on ``(-2, 2)`` per
-      coordinate, as Stan;
-    * ``positive``: ``exp`` of uniform ``(-2, 2)``; an interval ``[a, b]``: uniform on it;
-    * finite discrete supports (binary, spin, integer intervals): uniformly random states.
-
-    An explicit ``init`` is a tensor ``(num_chains, *event)`` (shared across the batch) or
-    ``(num_chains, *batch, *event)``.
-
-    Raises
-    ------
-    ValueError
-        For a wrong ``init`` shape, a non-finite ``init``, or a support without a default.
-    """
-    device, dtype = _dist_device(dist), _dist_dtype(dist)
-    batch = tuple(dist.batch_shape)
-    event = tuple(dist.event_shape)
-    b = math.prod(batch)
-    full = (num_chains,) + batch + event
-    if init is not None:
-        init = torch.as_tensor(init)
-        if init.device != device:
-            raise ValueError(f"init is on {init.device} but the distribution is on {device}")
-        if tuple(init.shape) == (num_chains,) + event and batch:
-            init = init.reshape((num_chains,) + (1,) * len(batch) + event).expand(full)
-        if tuple(init.shape) != full:
-            raise ValueError(
-                f"init must have shape {(num_chains,) + event} or {full}, got {tuple(init.shape)}"
-            )
-        if init.dtype.is_floating_point and not bool(torch.isfinite(init).all()):
-            raise ValueError("init has non-finite values")
-        return init.reshape((num_chains * b,) + event).clone()
-    shape = (num_chains * b,) + event
-    support = dist.support
-    values = support_values(support, dtype=dtype, device=device)
-    if values is not None:
-        idx = torch.randint(values.numel(), shape, generator=generator, device=device)
-        return values[idx]
-    base = support
-    while isinstance(base, constraints.independent):
-        base = base.base_constraint
-    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
-    # type checks, not identity: copies of torch's constraint singletons travel with pickled
-    # distributions (e.g. to Ray workers)
-    if type(base) is type(constraints.real):
-        return (2.0 * u - 1.0) * INIT_RADIUS
-    if isinstance(base, constraints.greater_than) and float(base.lower_bound) == 0.0:
-        return torch.exp((2.0 * u - 1.0) * INIT_RADIUS)
-    if isinstance(base, constraints.interval):
-        lo, hi = float(base.lower_bound), float(base.upper_bound)
-        return lo + (hi - lo) * u
-    raise ValueError(
-        f"no default initialisation for support {support}; pass init=tensor of shape "
-        f"{(num_chains,) + event}"
-    )
-
-
-# ---------------------------------------------------------------------------------- progress
-class _Progress:
-    """tqdm bar over warmup + sampling iterations: draws/s (all chains) and mean acceptance.
-
-    ``progress=True`` shows it when stderr is a terminal, ``"always"`` forces it, ``False``
-    hides it. The acceptance is read from the device only when the bar refreshes.
-    """
-
-    def __init__(self, progress: bool | str, total: int, desc: str, num_chains: int = 1) -> None:
-        self.bar = None
-        if progress is False or total == 0:
-            return
-        if progress is True:
-            if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
-                return
-        elif progress != "always":
-            raise ValueError(f"progress must be True, False or 'always', got {progress!r}")
-        from tqdm import tqdm
-
-        # one iteration moves every chain: count draws (all chains) so the rate is draws/s
-        self.bar = tqdm(
-            total=total,
-            desc=desc,
-            unit="draw",
-            unit_scale=num_chains if num_chains > 1 else False,
-            dynamic_ncols=True,
-            leave=True,
-        )
-        self.acc_sum = None
-        self.count = 0
-        self.every = max(1, total // 200)
-
-    def update(self, phase: str, info: Any) -> None:
-        if self.bar is None:
-            return
-        acc = getattr(info, "acceptance_prob", None)
-        if acc is not None:
-            m = acc.detach().double().mean()
-            self.acc_sum = m if self.acc_sum is None else self.acc_sum + m
-            self.count += 1
-        self.bar.update(1)
-        if self.bar.n % self.every == 0 and self.acc_sum is not None:
-            self.bar.set_postfix_str(f"{phase} acc={float(self.acc_sum) / self.count:.3f}")
-            self.acc_sum, self.count = None, 0
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-# ---------------------------------------------------------------------------------- driver core
-def _as_tensor_field(value: Any, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    return torch.full((like.shape[0],), value, device=like.device)
-
-
-def _fingerprint(**kw: Any) -> str:
-    return json.dumps(to_jsonable(kw, nonfinite="keep", max_tensor_numel=16), sort_keys=True)
-
-
-def _atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(buf.getvalue(), path)
-
-
-def _run_flat(
-    spec: SamplerSpec,
-    logdensity_fn: Callable,
-    position: torch.Tensor,
-    generator: torch.Generator | None,
-    *,
-    num_samples: int,
-    num_warmup: int,
-    thin: int,
-    progress: bool | str,
-    checkpoint: str | os.PathLike | None,
-    checkpoint_every: int,
-    fingerprint: str,
-) -> dict:
-    """Run on flattened chains; returns flat arrays ``(C, D, ...)``."""
-    total_iters = num_warmup + num_samples * thin
-    bar = _Progress(progress, total_iters, spec.name, position.shape[0])
-    try:
-        if spec.run is not None:
-            if checkpoint is not None:
-                raise ValueError(
-                    f"checkpoint= is not supported for method={spec.name!r}, which runs its "
-                    "own loop"
-                )
-            out = spec.run(
-                generator,
-                position,
-                logdensity_fn,
-                num_samples,
-                num_warmup,
-                thin,
-                lambda i, st, info: bar.update("sample" if i >= num_warmup else "warmup", info),
-            )
-            out.setdefault("extra", {})
-            return out
-
-        params = dict(spec.default_params)
-        ckpt = None
-        if checkpoint is not None and os.path.exists(checkpoint):
-            ckpt = torch.load(checkpoint, map_location=position.device, weights_only=False)
-            if not isinstance(ckpt, dict) or ckpt.get("version") != _CHECKPOINT_VERSION:
-                raise ValueError(f"{checkpoint} is not a gibbsebm checkpoint")
-            if ckpt["fingerprint"] != fingerprint:
-                raise ValueError(
-                    f"checkpoint {checkpoint} belongs to a different run (method, options, "
-                    "chains, draws or seed differ); delete it or pass another path"
-                )
-        if ckpt is None:
-            state = spec.init(position, logdensity_fn)
-            adapt_info: dict = {}
-            if spec.adapt is not None:
-                state, params, adapt_info = spec.adapt(
-                    generator,
-                    state,
-                    logdensity_fn,
-                    num_warmup,
-                    params,
-                    lambda i, st, info: bar.update("warmup", info),
-                )
-            else:
-                for _ in range(num_warmup):
-                    state, info = spec.step(generator, state, logdensity_fn, **params)
-                    bar.update("warmup", info)
-            start = 0
-            buffers: dict[str, torch.Tensor] | None = None
-            extra_buf: dict[str, torch.Tensor] | None = None
-            draws = torch.empty(
-                (position.shape[0], num_samples) + tuple(position.shape[1:]),
-                dtype=position.dtype,
-                device=position.device,
-            )
-            logd = None
-        else:
-            state, params, adapt_info = ckpt["state"], ckpt["params"], ckpt["adapt_info"]
-            generator.set_state(ckpt["generator_state"])
-            start = ckpt["k"]
-            draws, buffers, extra_buf, logd = (
-                ckpt["draws"],
-                ckpt["stats"],
-                ckpt["extra"],
-                ckpt["logdensity"],
-            )
-            if bar.bar is not None:
-                bar.bar.update(num_warmup + start * thin)
-
-        def save(k: int) -> None:
-            if checkpoint is None:
-                return
-            _atomic_save(
-                {
-                    "version": _CHECKPOINT_VERSION,
-                    "fingerprint": fingerprint,
-                    "k": k,
-                    "state": state,
-                    "params": params,
-                    "adapt_info": adapt_info,
-                    "generator_state": generator.get_state(),
-                    "draws": draws,
-                    "stats": buffers,
-                    "extra": extra_buf,
-                    "logdensity": logd,
-                },
-                checkpoint,
-            )
-
-        if ckpt is None:
-            save(0)
-        c = position.shape[0]
-        for k in range(start, num_samples):
-            for _ in range(thin):
-                state, info = spec.step(generator, state, logdensity_fn, **params)
-                bar.update("sample", info)
-            if buffers is None:
-                buffers = {}
-                for name, value in info._asdict().items():
-                    v = _as_tensor_field(value, state.position)
-                    buffers[name] = torch.empty(
-                        (c, num_samples) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
-                    )
-                logd = torch.empty(
-                    (c, num_samples), dtype=state.logdensity.dtype, device=position.device
-                )
-                if spec.extra_draws is not None:
-                    extra_buf = {}
-                    for name, v in spec.extra_draws(state).items():
-                        extra_buf[name] = torch.empty(
-                            (c, num_samples) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
-                        )
-            draws[:, k] = state.position
-            logd[:, k] = state.logdensity
-            for name, value in info._asdict().items():
-                buffers[name][:, k] = _as_tensor_field(value, state.position)
-            if extra_buf is not None:
-                for name, v in spec.extra_draws(state).items():
-                    extra_buf[name][:, k] = v
-            if checkpoint is not None and (k + 1) % checkpoint_every == 0 and k + 1 < num_samples:
-                save(k + 1)
-        if checkpoint is not None:
-            save(num_samples)
-        return {
-            "draws": draws,
-            "stats": buffers or {},
-            "extra": extra_buf or {},
-            "logdensity": logd
-            if logd is not None
-            else torch.empty((c, 0), dtype=position.dtype, device=position.device),
-            "params": params,
-            "adapt_info": adapt_info,
-        }
-    finally:
-        bar.close()
 
 
 def _unflatten(t: torch.Tensor, n: int, batch: tuple) -> torch.Tensor:
@@ -734,17 +388,6 @@ def _save_samples(s: Samples, path: str | os.PathLike) -> None:
     dataclasses.replace(s, attrs=to_jsonable(s.attrs, nonfinite="keep")).save(path)
 
 
-def _tensor_digest(t: torch.Tensor | None) -> str | None:
-    if t is None:
-        return None
-    import hashlib
-
-    t = torch.as_tensor(t).detach().to("cpu").contiguous()
-    h = hashlib.sha256(str((tuple(t.shape), str(t.dtype))).encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 class SamplePlan(Plan):
     """The chains of a sampling run as shards (see :mod:`gibbsebm.runtime.plan`).
 
@@ -842,7 +485,7 @@ class SamplePlan(Plan):
             "seed": self.seed,
             "batch_shape": list(self.dist.batch_shape),
             "event_shape": list(self.dist.event_shape),
-            "init": _tensor_digest(self.init),
+            "init": tensor_digest(self.init),
         }
 
     def transport_parts(self) -> dict[str, Any]:

@@ -11,14 +11,13 @@ generator, so it is the in-process run bit for bit.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-from ..runtime.plan import Plan, Shard, shard_seeds, shard_sizes
+from ..runtime.plan import Plan, Shard, shard_seeds, shard_sizes, tensor_digest
 
 __all__ = ["LogZPlan", "check_options", "tensor_digest"]
 
@@ -40,16 +39,6 @@ def keyword_options(fn: Callable[..., Any], *exclude: str) -> list[str]:
         for p in inspect.signature(fn).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in exclude
     ]
-
-
-def tensor_digest(t: torch.Tensor | None) -> str | None:
-    """SHA-256 of a tensor's shape, dtype and bytes (identifies a schedule in checkpoints)."""
-    if t is None:
-        return None
-    t = torch.as_tensor(t).detach().to("cpu").contiguous()
-    h = hashlib.sha256(str((tuple(t.shape), str(t.dtype))).encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 class LogZPlan(Plan):

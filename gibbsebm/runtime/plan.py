@@ -26,6 +26,7 @@ the shards run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from abc import ABC, abstractmethod
@@ -44,6 +45,7 @@ __all__ = [
     "shard_stream_seeds",
     "same_device",
     "resolve_seed",
+    "tensor_digest",
 ]
 
 
@@ -156,6 +158,17 @@ def resolve_seed(seed: Any, checkpoint: Any = None) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
     return seed
+
+
+def tensor_digest(t: torch.Tensor | None) -> str | None:
+    """SHA-256 of a tensor's shape, dtype and bytes (identifies ``init`` or a schedule in a
+    run's fingerprint); ``None`` for ``None``."""
+    if t is None:
+        return None
+    t = torch.as_tensor(t).detach().to("cpu").contiguous()
+    h = hashlib.sha256(str((tuple(t.shape), str(t.dtype))).encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def same_device(a: torch.device, b: torch.device) -> bool:
