@@ -295,20 +295,17 @@ class LadderPlan(LogZPlan):
         from .ais import PILOT_CESS, PILOT_NUM_CHAINS, _resample_schedule, pilot_schedule
 
         options = {
-            k: v
-            for k, v in dict(
-                num_chains=num_chains,
-                num_rungs=num_rungs,
-                burn=burn,
-                draws=draws,
-                kernel=kernel,
-                steps_per_stage=steps_per_stage,
-                kernel_options=kernel_options,
-                base=base,
-                base_scale=base_scale,
-                cess=cess,
-                hysteresis=hysteresis,
-            ).items()
+            "num_chains": num_chains,
+            "num_rungs": num_rungs,
+            "burn": burn,
+            "draws": draws,
+            "kernel": kernel,
+            "steps_per_stage": steps_per_stage,
+            "kernel_options": kernel_options,
+            "base": base,
+            "base_scale": base_scale,
+            "cess": cess,
+            "hysteresis": hysteresis,
         }
         super().__init__(dist, seed, options)
         self.defaults: dict[str, Any] = {}

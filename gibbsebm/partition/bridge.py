@@ -155,18 +155,9 @@ def bridge_log_partition(
 ) -> LogZEstimate:
     """``method="bridge"``: optimal bridge sampling chained along a ladder.
 
-    Parameters
-    ----------
-    dist : Gibbs
-        Scalar-batch target.
-    generator : torch.Generator
-        Randomness.
-    progress : bool
-        Progress bar on a terminal.
-    samples : Samples, optional
-        A parallel-tempering run to reuse (see :func:`~gibbsebm.partition.ti.ti_log_partition`).
-    **options
-        As for ``method="ti"``.
+    The arguments (the distribution, a generator, ``progress``, an optional parallel-tempering
+    run ``samples`` to reuse, and the ladder options) are those of
+    :func:`~gibbsebm.partition.ti.ti_log_partition`.
 
     Returns
     -------

@@ -542,37 +542,6 @@ def _check_progress(progress: Any) -> None:
 def _raise_failures(
     failures: dict[int, str],
     results: dict[int, Any],
-    ranges: list[tuple[int, int]],
-    seeds: list[int] | list[None],
-    unit: str,
-    executor: Executor,
-    checkpoint: Any,
-) -> None:
-    if not failures:
-        return
-    lines = []
-    for k in sorted(failures):
-        a, b = ranges[k]
-        seed = "" if seeds[k] is None else f", seed {seeds[k]}"
-        lines.append(f"shard {k} ({unit} {a}-{b - 1}{seed}): {failures[k]}")
-    tries = executor.max_retries + 1
-    keep = (
-        f"the {len(results)} finished shards are stored in {os.fspath(checkpoint)!r}; rerun with "
-        "the same arguments to compute only the lost ones"
-        if checkpoint is not None
-        else "pass checkpoint=<directory> to keep finished shards across reruns"
-    )
-    raise ShardError(
-        f"{len(failures)} of {len(ranges)} shards failed after {tries} attempt(s) each and were "
-        f"lost: shard(s) {sorted(failures)}.\n  " + "\n  ".join(lines) + f"\n{keep}.",
-        failures,
-        results,
-    )
-
-
-def _raise_failures(
-    failures: dict[int, str],
-    results: dict[int, Any],
     shards: list[Shard],
     plan: Plan,
     executor: Executor,
