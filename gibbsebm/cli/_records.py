@@ -13,6 +13,7 @@ __all__ = ["summary_records", "plot_samples"]
 
 
 def summary_records(samples: Any) -> list[dict[str, Any]]:
+    """One dict per coordinate: arviz's summary (mean, sd, MCSE, ESS, R-hat), unrounded."""
     import numpy as np
 
     # a coordinate that never moved has undefined ESS/R-hat: arviz divides by zero and
@@ -24,6 +25,8 @@ def summary_records(samples: Any) -> list[dict[str, Any]]:
 
 
 def plot_samples(run: Path, samples: Any, dist: Any) -> list[str]:
+    """Write ``samples.png`` (traces and marginals, or lattice states) and, when the sampler
+    recorded an energy, ``energy_trace.png`` into ``run``; returns the file names written."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
