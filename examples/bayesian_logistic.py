@@ -24,11 +24,8 @@ Run:  python examples/bayesian_logistic.py --output-dir out/logistic   (--smoke:
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 import warnings
-from pathlib import Path
 
 import matplotlib
 
@@ -40,6 +37,7 @@ import pyro  # noqa: E402
 import pyro.distributions as dist  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _common import example_parser, parse_example_args, write_results  # noqa: E402
 from pyro.infer import MCMC, NUTS  # noqa: E402
 from sklearn.datasets import load_breast_cancer  # noqa: E402
 
@@ -73,13 +71,8 @@ def markdown_table(df) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/bayesian_logistic")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    parser = example_parser(__doc__, "bayesian_logistic")
+    args, out = parse_example_args(parser, argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     x, y = load_data()
@@ -246,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         "figures": ["bayesian_logistic.png"],
         "tables": ["hmc_vs_nuts.md"],
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(
         f"tempering: median posterior sd relative to beta = 1: {sd_ratio} "
         f"(1/sqrt(beta) = {[round(b**-0.5, 2) for b in betas]} if the data dominated the "

@@ -24,13 +24,13 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import example_parser, parse_example_args
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.distributions import constraints
@@ -150,11 +150,7 @@ def train_mlp(x, y, epochs: int, seed: int, lr: float = 1e-2) -> MLPEnergy:
 
 
 def main(argv=None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny run (a few seconds)")
-    ap.add_argument("--output-dir", default="runs/calibration_digits", help="report folder")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    args, out = parse_example_args(example_parser(__doc__, "calibration_digits"), argv)
     # small tensors: one intra-op thread is faster than two that wait on each other
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -185,7 +181,7 @@ def main(argv=None) -> Path:
     rep = report(
         test,
         y_te,
-        output_dir=args.output_dir,
+        output_dir=out,
         fit_energies=cal,
         fit_labels=y_cal,
         ood_energies=ood,

@@ -17,10 +17,7 @@ Run:  python examples/double_well.py --output-dir out/double_well      (--smoke:
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -29,6 +26,7 @@ import arviz as az  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import example_parser, parse_example_args, write_results  # noqa: E402
 
 import gibbsebm  # noqa: E402
 from gibbsebm import Gibbs  # noqa: E402
@@ -61,13 +59,8 @@ def check(draws: torch.Tensor, energy: DoubleWell, beta: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/double_well")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    parser = example_parser(__doc__, "double_well")
+    args, out = parse_example_args(parser, argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     energy = DoubleWell(dim=1, a=2.0, c=0.25, dtype=torch.float64)
@@ -137,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_time_s": time.perf_counter() - t0,
         "figures": ["double_well_histograms.png"],
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(f"wrote {out}")
     return result
 

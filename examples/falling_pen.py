@@ -27,11 +27,8 @@ Run:  python examples/falling_pen.py --output-dir out/pen      (--smoke: a few s
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -39,6 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import example_parser, parse_example_args, write_results  # noqa: E402
 
 import gibbsebm  # noqa: E402
 from gibbsebm import Gibbs  # noqa: E402
@@ -111,13 +109,8 @@ def conditional_density(x: float, ys: torch.Tensor, beta: float) -> torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/falling_pen")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    parser = example_parser(__doc__, "falling_pen")
+    args, out = parse_example_args(parser, argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)
@@ -261,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_time_s": time.perf_counter() - t0,
         "figures": ["falling_pen.png"],
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     p0 = preds[0.0]
     print(
         f"upright pen: regression predicts y = {p0['regression_prediction']:+.2f} "

@@ -27,11 +27,8 @@ Run:  python examples/gibbs_posterior_calibration.py --output-dir out/gpc   (--s
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -39,6 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pyro.distributions as dist  # noqa: E402
 import torch  # noqa: E402
+from _common import example_parser, parse_example_args, write_results  # noqa: E402
 
 from gibbsebm.workflow import calibrate_learning_rate  # noqa: E402
 
@@ -76,13 +74,8 @@ def region_covers(data, w: float, theta: torch.Tensor) -> bool:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/gibbs_posterior_calibration")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    parser = example_parser(__doc__, "gibbs_posterior_calibration")
+    args, out = parse_example_args(parser, argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)
@@ -194,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_time_s": time.perf_counter() - t0,
         "figures": ["coverage.png"],
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(f"wrote {out}")
     return result
 

@@ -18,18 +18,16 @@ Run:  python examples/ising_phase_transition.py --output-dir out/ising   (--smok
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 import warnings
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from _common import example_parser, parse_example_args, write_results  # noqa: E402
 
 import gibbsebm  # noqa: E402
 from gibbsebm import Gibbs  # noqa: E402
@@ -37,14 +35,9 @@ from gibbsebm.energies import BETA_CRITICAL, Ising2D  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/ising_phase_transition")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = example_parser(__doc__, "ising_phase_transition")
     parser.add_argument("--L", type=int, default=None, help="lattice side (default 8)")
-    args = parser.parse_args(argv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = parse_example_args(parser, argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     L = args.L or (4 if args.smoke else 8)
@@ -125,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if not all(math.isfinite(x) for x in result["log_z"]):
         raise SystemExit("non-finite log Z")
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(f"wrote {out}")
     return result
 

@@ -21,17 +21,15 @@ Run:  python examples/kmeans_spiral.py --output-dir out/kmeans     (--smoke: a f
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from _common import example_parser, parse_example_args, write_results  # noqa: E402
 
 from gibbsebm.energies.kmeans import KMeansEnergy, fit_kmeans  # noqa: E402
 from gibbsebm.latent import free_energy  # noqa: E402
@@ -45,14 +43,9 @@ def spiral(n: int, noise: float, generator: torch.Generator) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/kmeans_spiral")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = example_parser(__doc__, "kmeans_spiral")
     parser.add_argument("--clusters", type=int, default=8)
-    args = parser.parse_args(argv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = parse_example_args(parser, argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)
@@ -153,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_time_s": time.perf_counter() - t0,
         "figures": ["energy_surface.png", "free_energy_vs_beta.png"],
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(
         f"k-means distortion {distortion:.4f} (annealed {result['annealed_distortion']:.4f}); "
         f"F_beta monotone: {monotone}, within bounds: {within_bounds}; wrote {out}"

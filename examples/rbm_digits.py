@@ -17,17 +17,15 @@ Run:  python examples/rbm_digits.py --output-dir out/rbm      (--smoke: a few se
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 import warnings
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from _common import example_parser, parse_example_args, write_results  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import gibbsebm  # noqa: E402
@@ -45,14 +43,9 @@ def binarized_digits(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/rbm_digits")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the tests")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = example_parser(__doc__, "rbm_digits")
     parser.add_argument("--hidden", type=int, default=None, help="hidden units (<= 20)")
-    args = parser.parse_args(argv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = parse_example_args(parser, argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(args.seed)
@@ -127,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_time_s": time.perf_counter() - t0,
         "figures": ["rbm_samples.png"],
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(f"wrote {out}")
     return result
 

@@ -8,15 +8,20 @@ probabilities made from energies.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .distribution import Gibbs, UnnormalizedLogProbWarning, energy_factor
+if TYPE_CHECKING:  # for type checkers and the API docs; at run time through __getattr__
+    from .distribution import Gibbs, UnnormalizedLogProbWarning, energy_factor  # noqa: F401
 
 __version__ = "0.1.0"
 
 # Public names that live in submodules, imported on first use so that `import gibbsebm`
-# stays light (matplotlib, arviz and the samplers load only when needed).
+# stays light: torch and pyro load with the first of these names that is used, matplotlib,
+# arviz and the samplers only when needed (`gibbsebm --help` loads none of them).
 _LAZY = {
+    "Gibbs": "gibbsebm.distribution",
+    "UnnormalizedLogProbWarning": "gibbsebm.distribution",
+    "energy_factor": "gibbsebm.distribution",
     "free_energy": "gibbsebm.latent",
     "FreeEnergy": "gibbsebm.latent",
     "DiscreteLatent": "gibbsebm.latent",
@@ -38,7 +43,7 @@ _LAZY = {
     "partition": "gibbsebm.partition",
 }
 
-__all__ = ["Gibbs", "UnnormalizedLogProbWarning", "energy_factor", "__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ import textwrap
 import pytest
 import torch
 
+import gibbsebm
 from gibbsebm.cli import BUILTIN_ENERGIES, main, make_energy
 
 COMMANDS = ["demo", "sample", "logz", "calibrate"]
@@ -248,7 +249,7 @@ def test_logz_curve_over_betas(tmp_path, capsys):
 def test_calibrate_is_mounted(tmp_path, capsys):
     import numpy as np
 
-    from gibbsebm.demo import synthetic_classifier
+    from gibbsebm.cli.demo import synthetic_classifier
 
     e_fit, y_fit = synthetic_classifier(400, 4, overconfidence=2.0, seed=0)
     e, y = synthetic_classifier(400, 4, overconfidence=2.0, seed=1)
@@ -281,6 +282,8 @@ def test_calibrate_is_mounted(tmp_path, capsys):
 INTERRUPTING_ENERGY = """
 import os
 import torch
+
+import gibbsebm
 from gibbsebm.energies import Gaussian
 
 CALLS = [0]
@@ -366,3 +369,70 @@ def test_make_energy_builds_on_requested_dtype():
     e = make_energy("gaussian", {"dim": 3}, dtype=torch.float64)
     assert e.mean.dtype == torch.float64
     assert e(torch.zeros(1, 3, dtype=torch.float64)).shape == (1,)
+
+
+HEAVY_MODULES = ("torch", "pyro", "matplotlib", "arviz")
+
+HELP_PROBE = """
+import sys
+from gibbsebm.cli import main
+for argv in ([], ["sample"], ["logz"], ["calibrate"], ["demo"]):
+    try:
+        main([*argv, "--help"])
+    except SystemExit:
+        pass
+print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def test_help_does_not_import_torch():
+    # every help in a fresh interpreter (this one has torch loaded already): the command
+    # line must answer --help without loading torch, pyro, matplotlib or arviz (seconds)
+    proc = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE.format(heavy=HEAVY_MODULES)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY=", proc.stdout[-300:]
+
+
+def _imports(path) -> set[str]:
+    """Absolute names of the gibbsebm modules that ``path`` imports (at any level)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(gibbsebm.__file__).parent
+    parts = ["gibbsebm", *path.relative_to(root).with_suffix("").parts]
+    package = parts if parts[-1] == "__init__" else parts[:-1]
+    package = [p for p in package if p != "__init__"]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            mod = ".".join([*base, *([node.module] if node.module else [])])
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] == "gibbsebm"}
+
+
+def test_import_direction_of_the_command_line():
+    from pathlib import Path
+
+    root = Path(gibbsebm.__file__).parent
+    commands = {f"gibbsebm.cli.{c}" for c in ("sample", "logz", "calibrate", "demo")}
+    for lower in ("_common", "_energies", "_records"):
+        bad = _imports(root / "cli" / f"{lower}.py") & (commands | {"gibbsebm.demo"})
+        assert not bad, f"gibbsebm/cli/{lower}.py imports a command module: {bad}"
+    for path in (root / "cli").glob("*.py"):
+        assert "gibbsebm.demo" not in _imports(path), path  # gibbsebm.demo re-exports cli.demo
+    faces = {root / "__main__.py", root / "demo.py"}
+    for path in root.rglob("*.py"):
+        if path.parent.name == "cli" or path in faces:
+            continue
+        bad = {m for m in _imports(path) if m == "gibbsebm.cli" or m.startswith("gibbsebm.cli.")}
+        assert not bad, f"{path.relative_to(root)} imports the command line: {bad}"
+    assert not {m for m in _imports(root / "interop" / "arviz.py") if m.startswith("gibbsebm.run")}

@@ -1,8 +1,9 @@
 """Every script in examples/ runs with --smoke and writes its figures and numbers.
 
-The scripts run in-process (``runpy``, as ``__main__`` with a patched ``sys.argv``, exactly
-as ``python examples/<name>.py --smoke --output-dir DIR`` would run them), which saves the
-seconds of imports that a subprocess per script costs.
+The scripts run in-process (``runpy``, as ``__main__`` with a patched ``sys.argv`` and the
+examples folder first on ``sys.path``, exactly as ``python examples/<name>.py --smoke
+--output-dir DIR`` would run them: their shared ``_common.py`` is found the same way), which
+saves the seconds of imports that a subprocess per script costs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def test_examples_are_found():
 def test_example_smoke(script, tmp_path, monkeypatch):
     out = tmp_path / script.stem
     monkeypatch.setattr(sys, "argv", [str(script), "--smoke", "--output-dir", str(out)])
+    monkeypatch.syspath_prepend(str(EXAMPLES))
     matplotlib.use("Agg", force=True)
     runpy.run_path(str(script), run_name="__main__")
     files = [p for p in out.rglob("*") if p.is_file()]

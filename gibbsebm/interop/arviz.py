@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .._json import to_jsonable
+
 __all__ = ["to_inference_data", "summary", "STAT_NAMES"]
 
 #: gibbsebm stat name -> arviz sample_stats name.
@@ -48,14 +50,13 @@ def _numpy(t: Any) -> np.ndarray:
 
 
 def _attrs(samples: Any) -> dict:
-    from .._json import to_jsonable
-
+    # tensors of more than 16 numbers become a short description; NaN stays NaN, as in the
+    # run record of :class:`gibbsebm.Samples` (``samples`` is duck-typed: no import of the driver)
+    options = to_jsonable(samples.options, nonfinite="keep", max_tensor_numel=16)
     attrs: dict[str, Any] = {
         "inference_library": "gibbsebm",
         "method": samples.method,
-        "options": json.dumps(
-            to_jsonable(samples.options, nonfinite="keep", max_tensor_numel=16), sort_keys=True
-        ),
+        "options": json.dumps(options, sort_keys=True),
         "seed": -1 if samples.seed is None else int(samples.seed),
         "num_warmup": int(samples.num_warmup),
         "thin": int(samples.thin),

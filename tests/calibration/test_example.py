@@ -16,8 +16,10 @@ def _load_example():
     return mod
 
 
-def test_calibration_digits_smoke(tmp_path, capsys):
-    # run in-process (the modules it needs are already imported by the test session)
+def test_calibration_digits_smoke(tmp_path, capsys, monkeypatch):
+    # run in-process (the modules it needs are already imported by the test session), with
+    # examples/ on sys.path as for `python examples/calibration_digits.py` (for _common.py)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
     out = tmp_path / "digits"
     returned = _load_example().main(["--smoke", "--output-dir", str(out)])
     stdout = capsys.readouterr().out

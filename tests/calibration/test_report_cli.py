@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from gibbsebm.calibration import report
-from gibbsebm.calibration.cli import (
-    add_calibrate_parser,
-    load_energies,
-    load_labels,
-    run_calibrate,
-)
 from gibbsebm.calibration.report import METRIC_NAMES, _fmt, _fmt_beta
+from gibbsebm.cli.calibrate import add_parser, load_energies, load_labels, run_calibrate
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -148,7 +143,7 @@ def test_report_with_separate_fit_data_and_bad_inputs(tmp_path):
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="gibbsebm")
-    add_calibrate_parser(parser.add_subparsers())
+    add_parser(parser.add_subparsers())
     return parser.parse_args(argv)
 
 
@@ -169,7 +164,7 @@ def test_cli_npz_and_errors(tmp_path, capsys):
             "3",
         ]
     )
-    assert args.func is run_calibrate
+    assert args._run is run_calibrate
     assert run_calibrate(args) == 0
     assert capsys.readouterr().out.strip() == str(out)
     data = json.loads((out / "report.json").read_text())

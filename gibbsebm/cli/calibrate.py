@@ -1,7 +1,7 @@
 """``gibbsebm calibrate``: a calibration report from energies stored in files.
 
-Mounted by :mod:`gibbsebm.cli` through :func:`add_calibrate_parser` and
-:func:`run_calibrate`. Input files:
+The face of :mod:`gibbsebm.calibration` on the command line (the calibration package itself
+never imports the command line). Input files:
 
 * ``.npz``: arrays ``energies`` (N, K) and ``labels`` (N,); several systems as
   ``energies_<name>``; optionally ``fit_energies[_<name>]``/``fit_labels`` (data to fit beta
@@ -22,16 +22,21 @@ import argparse
 import csv
 import datetime as _dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ._common import UsageError
 
-__all__ = ["add_calibrate_parser", "run_calibrate", "load_energies", "load_labels"]
+if TYPE_CHECKING:  # numpy is imported where it is used: ``--help`` does not need it
+    import numpy as np
+
+__all__ = ["add_parser", "run_calibrate", "load_energies", "load_labels"]
 
 _REPORT_FILES = {"report.html", "report.json", "report.md", "figures"}
 
 
 def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
+    import numpy as np
+
     with path.open(newline="") as fh:
         rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     if not rows:
@@ -57,6 +62,8 @@ def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
 
 
 def _load_array(path: Path) -> np.ndarray:
+    import numpy as np
+
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -72,6 +79,8 @@ def load_energies(path: str | Path, name: str | None = None) -> dict[str, Any]:
         ``{"energies": {name: (N, K)}, "labels": (N,) or None, "fit_energies": {...} or None,
         "fit_labels": ..., "ood_energies": {...} or None}``.
     """
+    import numpy as np
+
     p = Path(path)
     if not p.exists():
         raise ValueError(f"energies file {str(p)!r} does not exist")
@@ -139,6 +148,8 @@ def load_energies(path: str | Path, name: str | None = None) -> dict[str, Any]:
 
 def load_labels(path: str | Path) -> np.ndarray:
     """Read integer labels from ``.npy``, ``.npz`` (array ``labels``), ``.csv`` or ``.txt``."""
+    import numpy as np
+
     p = Path(path)
     if not p.exists():
         raise ValueError(f"labels file {str(p)!r} does not exist")
@@ -168,6 +179,8 @@ def load_labels(path: str | Path) -> np.ndarray:
 
 
 def _merge(files: list[str], names: list[str] | None, what: str) -> dict[str, Any]:
+    import numpy as np
+
     if names is not None and len(names) != len(files):
         raise ValueError(
             f"--names has {len(names)} names for {len(files)} {what} files; give one per file"
@@ -198,7 +211,7 @@ def _merge(files: list[str], names: list[str] | None, what: str) -> dict[str, An
     return merged
 
 
-def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``calibrate`` command to an ``argparse`` subparsers object.
 
     Parameters
@@ -209,7 +222,7 @@ def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        The new ``calibrate`` parser (its default ``func`` is :func:`run_calibrate`).
+        The new ``calibrate`` parser (its default ``_run`` is :func:`run_calibrate`).
     """
     p = subparsers.add_parser(
         "calibrate",
@@ -268,7 +281,7 @@ def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--title", default="Calibration report", help="report title")
     p.add_argument("--description", help="free text describing the data, copied into the report")
-    p.set_defaults(func=run_calibrate)
+    p.set_defaults(_run=run_calibrate)
     return p
 
 
@@ -353,9 +366,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
         sources["fit_labels"] = args.fit_labels
     if args.ood_energies:
         sources["ood_energies"] = ", ".join(args.ood_energies)
-    import torch
+    try:
+        import torch
 
-    from .report import report
+        from ..calibration.report import report
+    except ImportError as exc:
+        raise UsageError(f"calibrate is unavailable: {exc}") from None
 
     # every tensor here is small (N x K): intra-op threads only add synchronisation, which on
     # a busy machine costs more than the work (measured 0.2 ms -> 30 ms per log-softmax)
