@@ -34,6 +34,7 @@ import torch
 
 from ..distribution import Gibbs
 from ._common import check_dist, make_generator, progress_bar
+from ._plan import check_options, keyword_options
 from ._rungs import jackknife_stderr
 from ._stats import batch_homogeneity, summarize_log_weights
 from .ais import DEFAULT_NUM_BATCHES, anneal, prepare_annealing
@@ -199,6 +200,7 @@ def log_partition_curve(
         raise ValueError(f"draws_per_beta must be a positive int, got {draws_per_beta!r}")
     if on_untrusted not in ("warn", "raise", "ignore"):
         raise ValueError(f"on_untrusted must be 'warn', 'raise' or 'ignore', got {on_untrusted!r}")
+    check_options("curve", options, keyword_options(prepare_annealing))
     t0 = time.perf_counter()
     gen = make_generator(seed, dist.beta.device)
     b_max = float(b[-1])
