@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from pinned_cases import LOGZ_CASES, PATH, SAMPLE_CASES, close, run_logz_case, run_sample_case
 
 with open(PATH) as _fh:
