@@ -349,7 +349,14 @@ class ReplicaExchange(NamedTuple):
     per_beta_step_size: bool
 
 
-def make_spec(
+def make_spec(dist: Any, **options: Any) -> SamplerSpec:
+    """:class:`SamplerSpec` of the ``method="pt"`` kernel (``adapt=None``): ``build(dist,
+    **options).spec``; the options, ``kernel_factory`` among them, are those of :func:`build`.
+    """
+    return build(dist, **options).spec
+
+
+def build(
     dist: Any,
     *,
     kernel_factory: KernelFactory,
@@ -359,12 +366,13 @@ def make_spec(
     beta_min: float | None = None,
     per_beta_step_size: bool = True,
     **kernel_options: Any,
-) -> SamplerSpec:
-    """:class:`SamplerSpec` of the ``method="pt"`` kernel: parallel tempering around ``kernel``.
+) -> ReplicaExchange:
+    """Assemble parallel tempering around ``kernel``: the ``method="pt"`` kernel and the pieces
+    its warmup needs.
 
-    The kernel alone (``adapt=None``); :func:`gibbsebm.samplers.registry.get_spec` passes
-    ``kernel_factory`` and attaches the warmup described in the module notes
-    (:func:`gibbsebm.samplers.adaptation.tempering.pt_adapt`).
+    :func:`gibbsebm.samplers.registry.get_spec` calls it with its ``kernel_factory`` and
+    attaches the warmup described in the module notes
+    (:func:`gibbsebm.samplers.adaptation.tempering.pt_adapt`) to ``.spec``.
 
     Parameters
     ----------
@@ -389,8 +397,9 @@ def make_spec(
 
     Returns
     -------
-    SamplerSpec
-        With ``extra_draws`` keeping every replica (see :func:`replica_draws`).
+    ReplicaExchange
+        ``.spec`` (``adapt=None``) has ``extra_draws`` keeping every replica (see
+        :func:`replica_draws`).
 
     Raises
     ------
@@ -408,31 +417,6 @@ def make_spec(
     >>> spec.name
     'pt'
     """
-    return build(
-        dist,
-        kernel_factory=kernel_factory,
-        kernel=kernel,
-        betas=betas,
-        num_betas=num_betas,
-        beta_min=beta_min,
-        per_beta_step_size=per_beta_step_size,
-        **kernel_options,
-    ).spec
-
-
-def build(
-    dist: Any,
-    *,
-    kernel_factory: KernelFactory,
-    kernel: str | None = None,
-    betas: Any = None,
-    num_betas: int | None = None,
-    beta_min: float | None = None,
-    per_beta_step_size: bool = True,
-    **kernel_options: Any,
-) -> ReplicaExchange:
-    """Assemble parallel tempering (arguments of :func:`make_spec`); returns the kernel's
-    spec with the pieces its warmup needs."""
     if tuple(dist.batch_shape) != ():
         raise ValueError(
             "parallel tempering needs a distribution with a scalar beta and no batch shape, got "
