@@ -39,32 +39,28 @@ Hoffman & Gelman (2014). The No-U-Turn sampler. JMLR 15, sec. 3.2.
 
 Example
 -------
->>> import torch
->>> from gibbsebm import Gibbs
->>> from gibbsebm.constraints import spin
+>>> import torch, gibbsebm
+>>> from gibbsebm.energies import Ising2D
 >>> from gibbsebm.samplers import dmala
->>> J = torch.tensor([[0.0, 0.5], [0.5, 0.0]])
->>> energy = lambda s: -0.5 * torch.einsum("ni,ij,nj->n", s, J, s)
->>> dist = Gibbs(energy, beta=1.0, event_shape=(2,), support=spin)
->>> spec = dmala.make_spec(dist)
+>>> dist = gibbsebm.Gibbs(Ising2D(3), beta=0.4)  # 3 x 3 spins
+>>> kernel = dmala.make_spec(dist)
 >>> g = torch.Generator().manual_seed(0)
->>> state = spec.init(torch.ones(8, 2), dist.logdensity)
->>> state, info = spec.step(g, state, dist.logdensity, **spec.default_params)
->>> info.acceptance_prob.shape
-torch.Size([8])
+>>> state = kernel.init(torch.ones(8, 3, 3), dist.logdensity)
+>>> for _ in range(5):
+...     state, info = kernel.step(g, state, dist.logdensity, **kernel.default_params)
+>>> state.position.shape, info.num_changed.shape
+(torch.Size([8, 3, 3]), torch.Size([8]))
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from .adaptation.dual_averaging import dual_averaging
 from .base import (
     LogDensityFn,
     SamplerSpec,
@@ -246,42 +242,6 @@ def step(
     return new_state, info
 
 
-def _adapt(step_fn: Callable, target_accept: float) -> Callable:
-    def adapt(
-        generator: torch.Generator | None,
-        state: DMALAState,
-        logdensity_fn: LogDensityFn,
-        num_warmup: int,
-        params: dict,
-        callback: Callable | None = None,
-    ) -> tuple[DMALAState, dict, dict]:
-        """Warmup with dual averaging of the shared step size toward ``target_accept``."""
-        da_init, da_update, da_final = dual_averaging()
-        ref = state.logdensity
-        alpha0 = torch.as_tensor(params["step_size"], dtype=ref.dtype, device=ref.device)
-        da = da_init(alpha0.mean())
-        params = dict(params)
-        acc_trace = []
-        for i in range(num_warmup):
-            params["step_size"] = da.log_step_size.exp()
-            state, info = step_fn(generator, state, logdensity_fn, **params)
-            da = da_update(da, info.acceptance_prob.mean(), target_accept)
-            acc_trace.append(info.acceptance_prob.mean())
-            if callback is not None:
-                callback(i, state, info)
-        params["step_size"] = da_final(da) if num_warmup > 0 else alpha0
-        mean_acc = (
-            torch.stack(acc_trace).mean() if acc_trace else torch.full_like(alpha0, float("nan"))
-        )
-        return (
-            state,
-            params,
-            dict(step_size=params["step_size"], mean_acceptance=mean_acc),
-        )
-
-    return adapt
-
-
 def make_spec(
     dist: Any,
     *,
@@ -290,7 +250,11 @@ def make_spec(
     target_accept: float = TARGET_ACCEPT,
     **unknown: Any,
 ) -> SamplerSpec:
-    """:class:`SamplerSpec` of ``method="dmala"`` for a discrete :class:`gibbsebm.Gibbs`.
+    """:class:`SamplerSpec` of the ``method="dmala"`` kernel for a discrete :class:`gibbsebm.Gibbs`.
+
+    The kernel alone (``adapt=None``); :func:`gibbsebm.samplers.registry.get_spec` attaches
+    the step-size warmup (:func:`gibbsebm.samplers.adaptation.step_size.dmala_warmup`), which
+    reads ``adapt_step_size`` and ``target_accept``.
 
     Parameters
     ----------
@@ -331,7 +295,6 @@ def make_spec(
         name="dmala",
         init=init,
         step=bound_step,
-        adapt=_adapt(bound_step, float(target_accept)) if adapt_step_size else None,
         default_params=dict(step_size=float(step_size)),
         discrete=True,
     )

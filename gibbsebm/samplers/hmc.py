@@ -7,8 +7,9 @@ probability :math:`\\min(1, e^{-\\Delta H})`, :math:`H = -\\log\\tilde p(y) + K(
 and flagged ``is_nonfinite``; a transition is *divergent* when it is non-finite or its energy
 error :math:`\\Delta H` exceeds 1000 (Stan's threshold).
 
-Warmup (``adapt``, used by :func:`gibbsebm.sample`, see
-:mod:`gibbsebm.samplers.adaptation.warmup`) tunes, with statistics pooled across chains:
+Warmup (``adapt``, attached to this kernel's spec by
+:func:`gibbsebm.samplers.registry.get_spec` from
+:mod:`gibbsebm.samplers.adaptation.hamiltonian`, used by :func:`gibbsebm.sample`) tunes, with statistics pooled across chains:
 
 * the step size by dual averaging (Hoffman & Gelman 2014) towards a harmonic-mean acceptance
   of ``target_accept`` (default 0.651, the asymptotically optimal HMC acceptance of Beskos et
@@ -62,13 +63,21 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .adaptation.chees import halton
-from .adaptation.warmup import run_warmup
 from .base import LogDensityFn, SamplerSpec, logdensity_and_grad, mh_accept, where_chain
 from .integrators import IntegratorState, leapfrog
+from .jitter import halton
 from .metrics import Metric, as_metric
 
-__all__ = ["HMCState", "HMCInfo", "init", "step", "make_spec", "DIVERGENCE_THRESHOLD"]
+__all__ = [
+    "HMCState",
+    "HMCInfo",
+    "HamiltonianOptions",
+    "init",
+    "step",
+    "parse_options",
+    "make_spec",
+    "DIVERGENCE_THRESHOLD",
+]
 
 #: Energy error beyond which a transition counts as divergent (Stan's value).
 DIVERGENCE_THRESHOLD = 1000.0
@@ -278,8 +287,96 @@ def _positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
+class HamiltonianOptions(NamedTuple):
+    """The options of ``method="hmc"`` or ``"mala"`` after validation, with their defaults.
+
+    Parsed once here (the kernel layer owns its option checks) and read by the warmup that
+    :func:`gibbsebm.samplers.registry.get_spec` attaches
+    (:mod:`gibbsebm.samplers.adaptation.hamiltonian`). ``step_size`` is ``None`` when not
+    given (the warmup then finds one); the trajectory fields are HMC's (MALA keeps their
+    defaults).
+    """
+
+    step_size: float | None
+    inverse_mass_matrix: Any
+    dense_mass: bool
+    target_accept: float
+    adapt_step_size: bool
+    adapt_mass_matrix: bool
+    divergence_threshold: float
+    windows: tuple[int, int, int]
+    event_dim: int
+    num_steps: int | None = None
+    trajectory_length: float | None = None
+    adapt_trajectory_length: Any = False
+    jitter: Any = False
+    jitter_without_warmup: bool = False
+    max_num_steps: int = MAX_NUM_STEPS
+
+
+def warmup_options(
+    dist: Any, options: dict, target_accept: float, **trajectory: Any
+) -> HamiltonianOptions:
+    """The options shared by HMC and MALA (already checked by the caller), with defaults.
+
+    ``trajectory`` sets HMC's trajectory fields of :class:`HamiltonianOptions`.
+    """
+    return HamiltonianOptions(
+        step_size=options.get("step_size"),
+        inverse_mass_matrix=options.get("inverse_mass_matrix"),
+        dense_mass=bool(options.get("dense_mass", False)),
+        target_accept=float(options.get("target_accept", target_accept)),
+        adapt_step_size=bool(options.get("adapt_step_size", True)),
+        adapt_mass_matrix=bool(options.get("adapt_mass_matrix", True)),
+        divergence_threshold=float(options.get("divergence_threshold", DIVERGENCE_THRESHOLD)),
+        windows=(
+            int(options.get("init_buffer", 75)),
+            int(options.get("base_window", 25)),
+            int(options.get("term_buffer", 50)),
+        ),
+        event_dim=len(dist.event_shape),
+        **trajectory,
+    )
+
+
+def parse_options(dist: Any, options: dict) -> HamiltonianOptions:
+    """Check the options of ``method="hmc"`` (see :func:`make_spec`) and fill in defaults.
+
+    Raises
+    ------
+    ValueError
+        For an unknown or out-of-range option or a discrete support.
+    """
+    check_options(options, _OPTIONS, "hmc")
+    if getattr(dist, "is_discrete", False):
+        raise ValueError("method='hmc' needs a continuous support; use 'gwg' or 'dmala'")
+    for name in ("step_size", "trajectory_length", "target_accept", "divergence_threshold"):
+        _positive(name, options.get(name))
+    num_steps = options.get("num_steps")
+    if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 1):
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    traj = options.get("trajectory_length")
+    adapt_traj = options.get("adapt_trajectory_length", num_steps is None and traj is None)
+    return warmup_options(
+        dist,
+        options,
+        0.651,
+        num_steps=num_steps,
+        trajectory_length=traj,
+        adapt_trajectory_length=adapt_traj,
+        jitter=options.get("jitter", bool(adapt_traj)),
+        jitter_without_warmup=bool(options.get("jitter", False)),
+        max_num_steps=int(options.get("max_num_steps", MAX_NUM_STEPS)),
+    )
+
+
 def make_spec(dist: Any, **options: Any) -> SamplerSpec:
-    """:class:`SamplerSpec` for ``method="hmc"``.
+    """:class:`SamplerSpec` of the ``method="hmc"`` kernel.
+
+    This is the kernel alone (``adapt=None``: warmup steps would be plain steps);
+    :func:`gibbsebm.samplers.registry.get_spec` attaches the warmup described in the module
+    notes (:mod:`gibbsebm.samplers.adaptation.hamiltonian`), which reads the warmup options
+    below.
 
     Parameters
     ----------
@@ -310,83 +407,20 @@ def make_spec(dist: Any, **options: Any) -> SamplerSpec:
     init_buffer, base_window, term_buffer : int
         Stan's warmup window sizes (defaults 75, 25, 50).
     """
-    check_options(options, _OPTIONS, "hmc")
-    if getattr(dist, "is_discrete", False):
-        raise ValueError("method='hmc' needs a continuous support; use 'gwg' or 'dmala'")
-    for name in ("step_size", "trajectory_length", "target_accept", "divergence_threshold"):
-        _positive(name, options.get(name))
-    num_steps = options.get("num_steps")
-    if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 1):
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-    dense = bool(options.get("dense_mass", False))
-    traj = options.get("trajectory_length")
-    adapt_traj = options.get("adapt_trajectory_length", num_steps is None and traj is None)
-    jitter = options.get("jitter", bool(adapt_traj))
-    max_num_steps = int(options.get("max_num_steps", MAX_NUM_STEPS))
-    div = float(options.get("divergence_threshold", DIVERGENCE_THRESHOLD))
-    target = float(options.get("target_accept", 0.651))
-    windows = (
-        int(options.get("init_buffer", 75)),
-        int(options.get("base_window", 25)),
-        int(options.get("term_buffer", 50)),
-    )
-    event_dim = len(dist.event_shape)
-    imm = options.get("inverse_mass_matrix")
-
+    o = parse_options(dist, options)
     default_params = {
         "step_size": float(options.get("step_size", 0.1)),
-        "num_steps": num_steps if num_steps is not None else 10,
-        "trajectory_length": traj,
-        "jitter": jitter,
-        "max_num_steps": max_num_steps,
-        "divergence_threshold": div,
+        "num_steps": o.num_steps if o.num_steps is not None else 10,
+        "trajectory_length": o.trajectory_length,
+        "jitter": o.jitter,
+        "max_num_steps": o.max_num_steps,
+        "divergence_threshold": o.divergence_threshold,
     }
-
-    def adapt(generator, state, logdensity_fn, num_warmup, params, callback):
-        metric = params.get("metric")
-        if not isinstance(metric, Metric):
-            metric = as_metric(imm, state.position, event_dim, dense=dense)
-        if num_warmup == 0:
-            out = dict(params)
-            out["metric"] = metric
-            out["jitter"] = bool(options.get("jitter", False))
-            return state, out, {"step_size": out["step_size"], "inverse_mass": metric.inverse_mass}
-
-        def trans(g, st, eps, m, n):
-            return transition(g, st, logdensity_fn, eps, n, m, div)
-
-        state, tuned, info = run_warmup(
-            generator,
-            state,
-            logdensity_fn,
-            num_warmup,
-            transition=trans,
-            step_size=options.get("step_size"),
-            metric=metric,
-            to_leapfrog=lambda e: e,
-            from_leapfrog=lambda e: e,
-            target_accept=target,
-            accept_statistic="harmonic",
-            adapt_step_size=bool(options.get("adapt_step_size", True)),
-            adapt_mass_matrix=bool(options.get("adapt_mass_matrix", True)),
-            dense=dense,
-            num_steps=num_steps if num_steps is not None else (None if traj or adapt_traj else 10),
-            trajectory_length=traj,
-            adapt_trajectory_length=bool(adapt_traj),
-            jitter=bool(jitter),
-            max_num_steps=max_num_steps,
-            windows=windows,
-            callback=callback,
-        )
-        out = dict(params)
-        out.update(tuned)
-        return state, out, info
-
     return SamplerSpec(
         name="hmc",
         init=init,
         step=step,
-        adapt=adapt,
+        adapt=None,
         default_params=default_params,
         discrete=False,
     )

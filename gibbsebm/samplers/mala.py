@@ -21,7 +21,9 @@ leapfrog integrator; the test suite checks the ratio against the explicit Gaussi
 
 Warmup tunes :math:`\\tau` by dual averaging towards a mean acceptance of 0.574, the
 optimal MALA acceptance rate of Roberts & Rosenthal (1998), and the metric over Stan's
-windows (pooled across chains, shared by all chains).
+windows (pooled across chains, shared by all chains). It is HMC's warmup
+(:mod:`gibbsebm.samplers.adaptation.hamiltonian`), attached to this kernel's spec by
+:func:`gibbsebm.samplers.registry.get_spec`.
 
 References
 ----------
@@ -49,12 +51,26 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .adaptation.warmup import run_warmup
 from .base import LogDensityFn, SamplerSpec, logdensity_and_grad, where_chain
-from .hmc import DIVERGENCE_THRESHOLD, _positive, check_options, hamiltonian_proposal
+from .hmc import (
+    DIVERGENCE_THRESHOLD,
+    HamiltonianOptions,
+    _positive,
+    check_options,
+    hamiltonian_proposal,
+    warmup_options,
+)
 from .metrics import Metric, as_metric
 
-__all__ = ["MALAState", "MALAInfo", "init", "step", "make_spec", "OPTIMAL_ACCEPTANCE"]
+__all__ = [
+    "MALAState",
+    "MALAInfo",
+    "init",
+    "step",
+    "parse_options",
+    "make_spec",
+    "OPTIMAL_ACCEPTANCE",
+]
 
 #: Roberts & Rosenthal (1998): asymptotically optimal MALA acceptance rate.
 OPTIMAL_ACCEPTANCE = 0.574
@@ -171,8 +187,28 @@ _OPTIONS = {
 }
 
 
+def parse_options(dist: Any, options: dict) -> HamiltonianOptions:
+    """Check the options of ``method="mala"`` (see :func:`make_spec`) and fill in defaults.
+
+    Raises
+    ------
+    ValueError
+        For an unknown or out-of-range option or a discrete support.
+    """
+    check_options(options, _OPTIONS, "mala")
+    if getattr(dist, "is_discrete", False):
+        raise ValueError("method='mala' needs a continuous support; use 'dmala' for discrete y")
+    for name in ("step_size", "target_accept", "divergence_threshold"):
+        _positive(name, options.get(name))
+    return warmup_options(dist, options, OPTIMAL_ACCEPTANCE)
+
+
 def make_spec(dist: Any, **options: Any) -> SamplerSpec:
-    """:class:`SamplerSpec` for ``method="mala"``.
+    """:class:`SamplerSpec` of the ``method="mala"`` kernel.
+
+    The kernel alone (``adapt=None``); :func:`gibbsebm.samplers.registry.get_spec` attaches
+    the warmup (:mod:`gibbsebm.samplers.adaptation.hamiltonian`), which reads the warmup
+    options below.
 
     Parameters
     ----------
@@ -194,60 +230,9 @@ def make_spec(dist: Any, **options: Any) -> SamplerSpec:
     init_buffer, base_window, term_buffer : int
         Stan's warmup windows.
     """
-    check_options(options, _OPTIONS, "mala")
-    if getattr(dist, "is_discrete", False):
-        raise ValueError("method='mala' needs a continuous support; use 'dmala' for discrete y")
-    for name in ("step_size", "target_accept", "divergence_threshold"):
-        _positive(name, options.get(name))
-    dense = bool(options.get("dense_mass", False))
-    div = float(options.get("divergence_threshold", DIVERGENCE_THRESHOLD))
-    target = float(options.get("target_accept", OPTIMAL_ACCEPTANCE))
-    windows = (
-        int(options.get("init_buffer", 75)),
-        int(options.get("base_window", 25)),
-        int(options.get("term_buffer", 50)),
-    )
-    event_dim = len(dist.event_shape)
-    imm = options.get("inverse_mass_matrix")
+    o = parse_options(dist, options)
     default_params = {
         "step_size": float(options.get("step_size", 0.01)),
-        "divergence_threshold": div,
+        "divergence_threshold": o.divergence_threshold,
     }
-
-    def adapt(generator, state, logdensity_fn, num_warmup, params, callback):
-        metric = params.get("metric")
-        if not isinstance(metric, Metric):
-            metric = as_metric(imm, state.position, event_dim, dense=dense)
-        if num_warmup == 0:
-            out = dict(params)
-            out["metric"] = metric
-            return state, out, {"step_size": out["step_size"], "inverse_mass": metric.inverse_mass}
-
-        def trans(g, st, tau, m, n):
-            return transition(g, st, logdensity_fn, tau, m, div)
-
-        state, tuned, info = run_warmup(
-            generator,
-            state,
-            logdensity_fn,
-            num_warmup,
-            transition=trans,
-            step_size=options.get("step_size"),
-            metric=metric,
-            to_leapfrog=lambda tau: math.sqrt(2.0 * tau),
-            from_leapfrog=lambda eps: 0.5 * eps * eps,
-            target_accept=target,
-            accept_statistic="mean",
-            adapt_step_size=bool(options.get("adapt_step_size", True)),
-            adapt_mass_matrix=bool(options.get("adapt_mass_matrix", True)),
-            dense=dense,
-            windows=windows,
-            callback=callback,
-        )
-        out = dict(params)
-        out.update(tuned)
-        return state, out, info
-
-    return SamplerSpec(
-        name="mala", init=init, step=step, adapt=adapt, default_params=default_params
-    )
+    return SamplerSpec(name="mala", init=init, step=step, default_params=default_params)

@@ -51,7 +51,9 @@ temperatures grows like :math:`\\sqrt d \\log(\\beta/\\beta_{\\min})`.
 
 Adaptation
 ----------
-With ``num_warmup`` warmup steps, the first half runs the inner kernel's own warmup
+The warmup (:func:`gibbsebm.samplers.adaptation.tempering.pt_adapt`, attached by
+:func:`gibbsebm.samplers.registry.get_spec`): with ``num_warmup`` warmup steps, the first half
+runs the inner kernel's own warmup
 (``spec.adapt``: e.g. MALA's step size and mass matrix, pooled over all replicas, so the
 metric is a compromise across temperatures); the second half runs full PT steps (swaps
 included, so the replicas equilibrate across the ladder) and re-tunes the step size **per
@@ -97,13 +99,15 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .adaptation.dual_averaging import dual_averaging
 from .base import LogDensityFn, SamplerSpec, mh_accept, sanitize_logdensity, where_chain
 
 __all__ = [
     "PTState",
     "PTInfo",
+    "ReplicaExchange",
+    "KernelFactory",
     "beta_ladder",
+    "build",
     "make_spec",
     "replica_draws",
     "HOTTEST_RATIO",
@@ -111,6 +115,12 @@ __all__ = [
 
 #: Default ratio between the target beta and the hottest replica's beta (see the module notes).
 HOTTEST_RATIO = 20.0
+
+#: ``kernel_factory(name) -> make(ladder_dist, **kernel_options) -> SamplerSpec``: gives the
+#: inner kernel's spec builder (warmup included) for a method name, and raises ``ValueError``
+#: for a name that cannot run inside parallel tempering. Injected by
+#: :func:`gibbsebm.samplers.registry.get_spec`, so that this module needs no registry.
+KernelFactory = Callable[[str], Callable[..., SamplerSpec]]
 
 #: Optimal acceptance rates used for per-temperature step-size tuning (cited in those modules:
 #: Roberts & Rosenthal 1998 for MALA, Beskos et al. 2013 for HMC, Sun et al. 2023 for DMALA).
@@ -308,22 +318,70 @@ def _exchanged_by_rescaling(
     return type(state)(*fields)
 
 
-def make_spec(
+class ReplicaExchange(NamedTuple):
+    """Parallel tempering assembled around an inner kernel by :func:`build`.
+
+    Attributes
+    ----------
+    spec : SamplerSpec
+        The ``method="pt"`` kernel (``adapt=None``; the registry attaches
+        :func:`gibbsebm.samplers.adaptation.tempering.pt_adapt`).
+    inner : SamplerSpec
+        The inner kernel's spec on the ladder distribution (with its own warmup).
+    betas : Tensor
+        ``(R,)`` the ladder, decreasing.
+    logdensity_fn : callable
+        Log-density of the ``C * R`` replicas laid out as ``(C, R)`` flattened.
+    wrap : callable
+        ``wrap(inner_state, swap_parity) -> PTState``.
+    target_accept : float or None
+        Target acceptance of per-temperature step-size tuning (``None``: not tuned).
+    per_beta_step_size : bool
+        Whether the warmup tunes the inner step size per temperature.
+    """
+
+    spec: SamplerSpec
+    inner: SamplerSpec
+    betas: torch.Tensor
+    logdensity_fn: LogDensityFn
+    wrap: Callable[[Any, torch.Tensor], PTState]
+    target_accept: float | None
+    per_beta_step_size: bool
+
+
+def make_spec(dist: Any, **options: Any) -> SamplerSpec:
+    """:class:`SamplerSpec` of the ``method="pt"`` kernel (``adapt=None``): ``build(dist,
+    **options).spec``; the options, ``kernel_factory`` among them, are those of :func:`build`.
+    """
+    return build(dist, **options).spec
+
+
+def build(
     dist: Any,
     *,
+    kernel_factory: KernelFactory,
     kernel: str | None = None,
     betas: Any = None,
     num_betas: int | None = None,
     beta_min: float | None = None,
     per_beta_step_size: bool = True,
     **kernel_options: Any,
-) -> SamplerSpec:
-    """:class:`SamplerSpec` of ``method="pt"``: parallel tempering around ``kernel``.
+) -> ReplicaExchange:
+    """Assemble parallel tempering around ``kernel``: the ``method="pt"`` kernel and the pieces
+    its warmup needs.
+
+    :func:`gibbsebm.samplers.registry.get_spec` calls it with its ``kernel_factory`` and
+    attaches the warmup described in the module notes
+    (:func:`gibbsebm.samplers.adaptation.tempering.pt_adapt`) to ``.spec``.
 
     Parameters
     ----------
     dist : Gibbs
         Target distribution (scalar beta, no batch shape).
+    kernel_factory : callable
+        ``kernel_factory(name)`` returns the inner kernel's spec builder
+        ``make(ladder_dist, **kernel_options) -> SamplerSpec`` and raises ``ValueError`` for
+        a name it cannot run inside parallel tempering (see :data:`KernelFactory`).
     kernel : str, optional
         Inner method: any registered method with ``init``/``step`` (not ``pt`` or ``nuts``);
         default ``"mala"`` for continuous and ``"gwg"`` for discrete y.
@@ -339,8 +397,9 @@ def make_spec(
 
     Returns
     -------
-    SamplerSpec
-        With ``extra_draws`` keeping every replica (see :func:`replica_draws`).
+    ReplicaExchange
+        ``.spec`` (``adapt=None``) has ``extra_draws`` keeping every replica (see
+        :func:`replica_draws`).
 
     Raises
     ------
@@ -352,13 +411,12 @@ def make_spec(
     -------
     >>> import torch, gibbsebm
     >>> from gibbsebm.energies import Gaussian
+    >>> from gibbsebm.samplers.registry import get_spec
     >>> d = gibbsebm.Gibbs(Gaussian(torch.zeros(2)), beta=1.0)
-    >>> spec = make_spec(d, kernel="mala", betas=[1.0, 0.5, 0.25])
+    >>> spec = get_spec("pt", d, kernel="mala", betas=[1.0, 0.5, 0.25])
     >>> spec.name
     'pt'
     """
-    from .registry import METHODS, get_spec
-
     if tuple(dist.batch_shape) != ():
         raise ValueError(
             "parallel tempering needs a distribution with a scalar beta and no batch shape, got "
@@ -366,9 +424,7 @@ def make_spec(
         )
     if kernel is None:
         kernel = "gwg" if dist.is_discrete else "mala"
-    if kernel not in METHODS or kernel in ("pt", "nuts"):
-        allowed = sorted(set(METHODS) - {"pt", "nuts"})
-        raise ValueError(f"kernel must be one of {allowed} for parallel tempering, got {kernel!r}")
+    make_inner = kernel_factory(kernel)
     target = dist.beta.detach()
     if betas is None:
         ladder_b = beta_ladder(
@@ -392,7 +448,7 @@ def make_spec(
     ladder_b = torch.where(hit, target.to(ladder_b.dtype), ladder_b)
     num_r = ladder_b.numel()
     ladder = dist.at(ladder_b)
-    inner = get_spec(kernel, ladder, **kernel_options)
+    inner = make_inner(ladder, **kernel_options)
     if inner.run is not None:
         raise ValueError(f"kernel {kernel!r} runs its own loop and cannot be used inside pt")
     ld_flat = _ladder_logdensity(ladder, num_r)
@@ -488,61 +544,6 @@ def make_spec(
         )
         return new_state, info
 
-    def adapt(
-        generator: torch.Generator | None,
-        state: PTState,
-        logdensity_fn: LogDensityFn | None,
-        num_warmup: int,
-        params: dict,
-        callback: Callable | None = None,
-    ) -> tuple[PTState, dict, dict]:
-        """Inner warmup (first half), then PT steps with per-temperature step sizes."""
-        params = dict(params)
-        adapt_info: dict = {"betas": ladder_b}
-        n1 = num_warmup // 2 if inner.adapt is not None else 0
-        if n1 > 0:
-
-            def cb(i: int, st: Any, inf: Any) -> None:
-                if callback is not None:
-                    callback(i, wrap(st, state.swap_parity), inf)
-
-            inner_state, params, inner_adapt_info = inner.adapt(
-                generator, state.inner, ld_flat, n1, params, cb
-            )
-            adapt_info["inner"] = inner_adapt_info
-            state = wrap(inner_state, state.swap_parity)
-        c = state.position.shape[0]
-        tune = (
-            per_beta_step_size and target_accept is not None and params.get("step_size") is not None
-        )
-        if tune and params.get("trajectory_length") is not None:
-            # hmc: a trajectory length T needs one step size; with one step size per
-            # temperature the number of leapfrog steps n = ceil(T / eps) is fixed instead
-            eps = torch.as_tensor(params["step_size"]).reshape(-1)[0]
-            n_steps = math.ceil(float(params["trajectory_length"]) / float(eps))
-            params["num_steps"] = max(1, min(n_steps, int(params.get("max_num_steps", n_steps))))
-            params["trajectory_length"] = None
-            adapt_info["num_steps"] = params["num_steps"]
-        if tune:
-            da_init, da_update, da_final = dual_averaging()
-            ref = state.logdensity
-            s0 = torch.as_tensor(params["step_size"], dtype=ref.dtype, device=ref.device)
-            s0 = s0.reshape(-1, num_r).mean(0) if s0.numel() == c * num_r else s0.expand(num_r)
-            da = da_init(s0.clone())
-        for i in range(n1, num_warmup):
-            if tune:
-                params["step_size"] = da.log_step_size.exp().repeat(c)
-            state, info = step(generator, state, None, **params)
-            if tune:
-                da = da_update(da, info.replica_acceptance_prob.mean(0), target_accept)
-            if callback is not None:
-                callback(i, state, info)
-        if tune and num_warmup > n1:
-            per_beta = da_final(da)
-            params["step_size"] = per_beta.repeat(c)
-            adapt_info["step_size_per_beta"] = per_beta
-        return state, params, adapt_info
-
     def extra_draws(state: PTState) -> dict[str, torch.Tensor]:
         """Every replica's position, energy and beta (``(C, R, ...)``)."""
         inner_state = state.inner
@@ -555,12 +556,14 @@ def make_spec(
         b = ladder_b.to(device=ld.device, dtype=ld.dtype).expand(c, num_r)
         return {"replicas": reps, "replica_energy": -ld / b, "replica_beta": b}
 
-    return SamplerSpec(
+    spec = SamplerSpec(
         name="pt",
         init=init,
         step=step,
-        adapt=adapt,
         default_params=dict(inner.default_params),
         discrete=inner.discrete,
         extra_draws=extra_draws,
+    )
+    return ReplicaExchange(
+        spec, inner, ladder_b, ld_flat, wrap, target_accept, bool(per_beta_step_size)
     )

@@ -245,7 +245,8 @@ def test_ula_bias_matches_its_closed_form_and_fails_the_exact_check(device):
     assert abs(zscore(sq, [1.0 / (1.0 - 0.25)])[0]) < K  # the ULA fixed point is not
 
 
-def test_mala_with_the_same_step_is_exact(device):
+def _mala_fixed_step_run(device):
+    """MALA with the step 0.5 fixed (no adaptation) on N(0, 1)."""
     d = gibbsebm.Gibbs(Gaussian(torch.zeros(1, dtype=DT, device=device)))
     s = gibbsebm.sample(
         d,
@@ -259,6 +260,11 @@ def test_mala_with_the_same_step_is_exact(device):
         adapt_step_size=False,
         adapt_mass_matrix=False,
     )
+    return s
+
+
+def test_mala_with_the_same_step_is_exact(device):
+    s = _mala_fixed_step_run(device)
     check_moments(s.draws, [0.0], [1.0])
 
 
@@ -273,19 +279,7 @@ def test_wrong_mh_ratio_is_detected(device, monkeypatch):
 
     orig = metrics.Metric.kinetic_energy
     monkeypatch.setattr(metrics.Metric, "kinetic_energy", lambda self, p: 0.0 * orig(self, p))
-    d = gibbsebm.Gibbs(Gaussian(torch.zeros(1, dtype=DT, device=device)))
-    s = gibbsebm.sample(
-        d,
-        "mala",
-        num_chains=64,
-        num_samples=400,
-        num_warmup=50,
-        seed=6,
-        progress=False,
-        step_size=0.5,
-        adapt_step_size=False,
-        adapt_mass_matrix=False,
-    )
+    s = _mala_fixed_step_run(device)
     assert abs(zscore(s.draws.double() ** 2, [1.0])[0]) > K
 
 

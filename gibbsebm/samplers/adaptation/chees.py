@@ -27,7 +27,8 @@ warmup is the iterate average of :math:`\\log T` with weights :math:`t^{-\\kappa
 :math:`\\kappa = 0.75`, the averaging that dual averaging uses for the step size.
 
 Trajectory lengths are jittered, :math:`t_i = u_i T`, with :math:`u_i` the base-2 Halton
-(van der Corput) sequence, a quasi-random choice that the ChEES paper recommends over i.i.d.
+(van der Corput) sequence (:func:`~gibbsebm.samplers.jitter.halton`, a kernel-level block
+re-exported here), a quasi-random choice that the ChEES paper recommends over i.i.d.
 uniform jitter; the same :math:`u_i` serves all chains at iteration :math:`i`, so every chain
 runs the same number of leapfrog steps (no masking, full SIMD width).
 
@@ -48,25 +49,9 @@ from typing import NamedTuple
 
 import torch
 
+from ..jitter import halton
+
 __all__ = ["ChEESState", "chees", "halton"]
-
-
-def halton(i: int, base: int = 2) -> float:
-    """The ``i``-th element (``i >= 1``) of the van der Corput sequence in ``base``.
-
-    Examples
-    --------
-    >>> [halton(i) for i in range(1, 5)]
-    [0.5, 0.25, 0.75, 0.125]
-    """
-    if i < 1:
-        raise ValueError(f"the Halton index starts at 1, got {i}")
-    f, r = 1.0, 0.0
-    while i > 0:
-        f /= base
-        r += f * (i % base)
-        i //= base
-    return r
 
 
 class ChEESState(NamedTuple):
