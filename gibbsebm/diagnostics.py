@@ -7,9 +7,9 @@ the draws' device. Arithmetic is in float64; results come back in the draws' flo
 (float64 for integer or boolean draws).
 
 The estimators are those of Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), as
-implemented by Stan and arviz, and agree with :func:`arviz.rhat` (``method="rank"``),
-:func:`arviz.ess` (``method="bulk"``, ``"tail"``, ``"mean"``) and :func:`arviz.mcse`
-(``method="mean"``) to rounding (the tests check :math:`10^{-6}` relative).
+implemented by Stan and arviz, and agree with `arviz.rhat` (``method="rank"``),
+`arviz.ess` (``method="bulk"``, ``"tail"``, ``"mean"``) and `arviz.mcse`
+(``method="mean"``) to rounding (the tests check \(10^{-6}\) relative).
 
 Edge cases (the same as arviz unless stated):
 
@@ -17,28 +17,28 @@ Edge cases (the same as arviz unless stated):
   autocorrelations);
 * R-hat with a single chain: NaN (arviz's rule; split R-hat of one chain only compares its two
   halves, run several chains);
-* a coordinate containing NaN or :math:`\pm\infty` in any draw: NaN everywhere (arviz ranks
+* a coordinate containing NaN or \(\pm\infty\) in any draw: NaN everywhere (arviz ranks
   infinities and returns finite bulk values; we refuse to summarise non-finite draws);
 * a coordinate that is constant over all draws of all chains: ESS equals the number of draws
   (nothing to estimate), R-hat is NaN (0/0: no variance to compare). Chains that are each
-  constant at *different* values give R-hat :math:`+\infty` (no within-chain variance, some
-  between-chain variance): they have not mixed. :func:`check` reports the second case as an
+  constant at *different* values give R-hat \(+\infty\) (no within-chain variance, some
+  between-chain variance): they have not mixed. `check` reports the second case as an
   R-hat problem and the first as none (but a chain that never moves is reported as stuck).
 
-Besides the estimators, this module defines :class:`SamplingWarning` and :func:`check`, the
-Stan-style checks that :func:`gibbsebm.sample` runs after every run (``warn=True``) and that
-:meth:`gibbsebm.Samples.diagnose` returns as data.
+Besides the estimators, this module defines `SamplingWarning` and `check`, the
+Stan-style checks that `gibbsebm.sample` runs after every run (``warn=True``) and that
+`gibbsebm.Samples.diagnose` returns as data.
 
 References
 ----------
 Vehtari, A., Gelman, A., Simpson, D., Carpenter, B., Bürkner, P.-C. (2021). Rank-normalization,
-folding, and localization: an improved :math:`\widehat{R}` for assessing convergence of MCMC.
+folding, and localization: an improved \(\widehat{R}\) for assessing convergence of MCMC.
 *Bayesian Analysis* 16(2), 667-718.
 
 Geyer, C. J. (1992). Practical Markov chain Monte Carlo. *Statistical Science* 7(4), 473-483.
 
 Margossian, C. C., Hoffman, M. D., Sountsov, P., Riou-Durand, L., Vehtari, A., Gelman, A. (2023).
-Nested :math:`\widehat{R}`: assessing the convergence of Markov chain Monte Carlo when running
+Nested \(\widehat{R}\): assessing the convergence of Markov chain Monte Carlo when running
 many short chains. *Bayesian Analysis* (advance publication), arXiv:2110.13017.
 
 Betancourt, M. (2016). Diagnosing suboptimal cotangent disintegrations in Hamiltonian Monte
@@ -75,7 +75,7 @@ __all__ = [
 #: R-hat above this signals chains that disagree (Vehtari et al. 2021, section 4).
 RHAT_THRESHOLD = 1.01
 #: Bulk and tail ESS should reach 100 per chain, counted for at most 4 chains (Vehtari et al.
-#: 2021 recommend 100 per chain with Stan's 4 chains; see :func:`check` for many chains).
+#: 2021 recommend 100 per chain with Stan's 4 chains; see `check` for many chains).
 ESS_PER_CHAIN = 100
 #: E-BFMI below this signals poor momentum resampling (Betancourt 2016; Stan's threshold).
 EBFMI_THRESHOLD = 0.3
@@ -88,8 +88,8 @@ _BLOM_C = 3.0 / 8.0
 class SamplingWarning(UserWarning):
     """The draws of a sampling run failed a convergence check (R-hat, ESS, divergences, ...).
 
-    Issued once per :func:`gibbsebm.sample` call (``warn=True``), listing every problem with
-    its figure; :meth:`gibbsebm.Samples.diagnose` returns the same problems as data.
+    Issued once per `gibbsebm.sample` call (``warn=True``), listing every problem with
+    its figure; `gibbsebm.Samples.diagnose` returns the same problems as data.
     """
 
 
@@ -133,7 +133,7 @@ def _ranks(flat: torch.Tensor, sorted_flat: torch.Tensor) -> torch.Tensor:
 
 
 def _z_scale(x: torch.Tensor, sorted_flat: torch.Tensor | None = None) -> torch.Tensor:
-    """Rank-normalise over all chains and draws of each coordinate: :math:`\\Phi^{-1}((r - 3/8) / (S + 1/4))`."""
+    """Rank-normalise over all chains and draws of each coordinate: Phi^-1((r - 3/8) / (S + 1/4))."""
     b = x.shape[0]
     flat = x.reshape(b, -1).contiguous()
     if sorted_flat is None:
@@ -161,7 +161,7 @@ def _quantile_sorted(sorted_flat: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def _plain_rhat(x: torch.Tensor) -> torch.Tensor:
-    r"""Gelman-Rubin :math:`\sqrt{(B/W + N - 1) / N}` with :math:`B = N\,\mathrm{var}(\bar x_c)`."""
+    r"""Gelman-Rubin \(\sqrt{(B/W + N - 1) / N}\) with \(B = N\,\mathrm{var}(\bar x_c)\)."""
     n = x.shape[-1]
     chain_mean = x.mean(-1)
     within = x.var(-1, correction=1).mean(-1)
@@ -170,7 +170,7 @@ def _plain_rhat(x: torch.Tensor) -> torch.Tensor:
 
 
 def _fast_len(n: int) -> int:
-    """Smallest :math:`2^a 3^b 5^c \\ge n` (an FFT length every backend handles fast)."""
+    """Smallest 2^a 3^b 5^c >= n (an FFT length every backend handles fast)."""
     best = 1 << max(0, (n - 1).bit_length())
     p5 = 1
     while p5 < best:
@@ -198,10 +198,10 @@ def _autocov(x: torch.Tensor) -> torch.Tensor:
 def _ess_raw(x: torch.Tensor) -> torch.Tensor:
     r"""Multi-chain ESS of ``x`` ``(B, C, N)`` (Stan / arviz ``_ess``), ``(B,)``.
 
-    :math:`\hat\rho_t = 1 - (W - \overline{\mathrm{acov}}_t) / \widehat{\mathrm{var}}^+`, summed
-    in pairs :math:`P_k = \hat\rho_{2k} + \hat\rho_{2k+1}` while they are positive (Geyer's
+    \(\hat\rho_t = 1 - (W - \overline{\mathrm{acov}}_t) / \widehat{\mathrm{var}}^+\), summed
+    in pairs \(P_k = \hat\rho_{2k} + \hat\rho_{2k+1}\) while they are positive (Geyer's
     initial positive sequence), made non-increasing (initial monotone sequence), and
-    :math:`\hat\tau = -1 + 2 \sum_{k<K} P_k + \hat\rho_{2K}`, :math:`\mathrm{ESS} = CN/\hat\tau`.
+    \(\hat\tau = -1 + 2 \sum_{k<K} P_k + \hat\rho_{2K}\), \(\mathrm{ESS} = CN/\hat\tau\).
     """
     b, c, n = x.shape
     size = c * n
@@ -261,19 +261,19 @@ def _rhat_x(x: torch.Tensor) -> torch.Tensor:
 
 
 def rhat(draws: torch.Tensor) -> torch.Tensor:
-    r"""Rank-normalised split :math:`\widehat{R}`: the larger of the bulk and the folded (tail) one.
+    r"""Rank-normalised split \(\widehat{R}\): the larger of the bulk and the folded (tail) one.
 
     Each chain is split in half (``2C`` chains of ``N // 2`` draws); the draws of each
     coordinate are replaced by normal scores of their ranks over all chains,
-    :math:`z = \Phi^{-1}((r - 3/8) / (S + 1/4))` (:math:`S` draws in all, ties averaged), and
+    \(z = \Phi^{-1}((r - 3/8) / (S + 1/4))\) (\(S\) draws in all, ties averaged), and
 
-    .. math::
+    $$
+    \widehat{R} = \sqrt{\frac{\frac{N-1}{N} W + \frac{1}{N} B}{W}},\quad
+    W = \frac{1}{C}\sum_c s_c^2,\quad B = \frac{N}{C-1}\sum_c (\bar z_c - \bar z)^2 .
+    $$
 
-        \widehat{R} = \sqrt{\frac{\frac{N-1}{N} W + \frac{1}{N} B}{W}},\quad
-        W = \frac{1}{C}\sum_c s_c^2,\quad B = \frac{N}{C-1}\sum_c (\bar z_c - \bar z)^2 .
-
-    The folded version does the same with :math:`|x - \mathrm{median}(x)|`. Equal to
-    :func:`arviz.rhat` with ``method="rank"``.
+    The folded version does the same with \(|x - \mathrm{median}(x)|\). Equal to
+    `arviz.rhat` with ``method="rank"``.
 
     Parameters
     ----------
@@ -284,7 +284,7 @@ def rhat(draws: torch.Tensor) -> torch.Tensor:
     -------
     Tensor
         ``event``-shaped; NaN with one chain, fewer than 4 draws or non-finite draws, NaN for a
-        coordinate constant over all draws, :math:`+\infty` for chains constant at different
+        coordinate constant over all draws, \(+\infty\) for chains constant at different
         values (see the module notes).
 
     References
@@ -323,20 +323,20 @@ def ess(draws: torch.Tensor, kind: str = "bulk") -> torch.Tensor:
 
     All three split the chains in half and estimate
 
-    .. math::
+    $$
+    \mathrm{ESS} = \frac{C N}{\hat\tau},\qquad
+    \hat\tau = -1 + 2\sum_{k=0}^{K-1} P_k + \hat\rho_{2K},\qquad
+    \hat\rho_t = 1 - \frac{W - \frac{1}{C}\sum_c \hat\gamma_{c,t}}{\widehat{\mathrm{var}}^+},
+    $$
 
-        \mathrm{ESS} = \frac{C N}{\hat\tau},\qquad
-        \hat\tau = -1 + 2\sum_{k=0}^{K-1} P_k + \hat\rho_{2K},\qquad
-        \hat\rho_t = 1 - \frac{W - \frac{1}{C}\sum_c \hat\gamma_{c,t}}{\widehat{\mathrm{var}}^+},
-
-    where :math:`\hat\gamma_{c,t}` are the FFT autocovariances of chain :math:`c`,
-    :math:`\widehat{\mathrm{var}}^+ = \frac{N-1}{N} W + \frac{B}{N}`, and the pair sums
-    :math:`P_k = \hat\rho_{2k} + \hat\rho_{2k+1}` are taken while positive (Geyer's initial
+    where \(\hat\gamma_{c,t}\) are the FFT autocovariances of chain \(c\),
+    \(\widehat{\mathrm{var}}^+ = \frac{N-1}{N} W + \frac{B}{N}\), and the pair sums
+    \(P_k = \hat\rho_{2k} + \hat\rho_{2k+1}\) are taken while positive (Geyer's initial
     positive sequence) and made non-increasing (initial monotone sequence);
-    :math:`\hat\tau \ge 1/\log_{10}(CN)`. ``"mean"`` applies this to the draws, ``"bulk"`` to
-    their rank-normalised z-scores, ``"tail"`` to the indicators :math:`x \le q_{0.05}` and
-    :math:`x \le q_{0.95}` (type-7 quantiles over all draws), taking the smaller.
-    Equal to :func:`arviz.ess` with ``method=kind``.
+    \(\hat\tau \ge 1/\log_{10}(CN)\). ``"mean"`` applies this to the draws, ``"bulk"`` to
+    their rank-normalised z-scores, ``"tail"`` to the indicators \(x \le q_{0.05}\) and
+    \(x \le q_{0.95}\) (type-7 quantiles over all draws), taking the smaller.
+    Equal to `arviz.ess` with ``method=kind``.
 
     Parameters
     ----------
@@ -380,10 +380,10 @@ def ess(draws: torch.Tensor, kind: str = "bulk") -> torch.Tensor:
 
 
 def mcse(draws: torch.Tensor) -> torch.Tensor:
-    r"""Monte Carlo standard error of the mean: :math:`\mathrm{sd}(x) / \sqrt{\mathrm{ESS}_\mathrm{mean}}`.
+    r"""Monte Carlo standard error of the mean: \(\mathrm{sd}(x) / \sqrt{\mathrm{ESS}_\mathrm{mean}}\).
 
-    :math:`\mathrm{sd}` over all chains and draws (``ddof=1``) and the split-chain ESS of the
-    draws (:func:`ess` with ``kind="mean"``); equal to :func:`arviz.mcse` with
+    \(\mathrm{sd}\) over all chains and draws (``ddof=1``) and the split-chain ESS of the
+    draws (`ess` with ``kind="mean"``); equal to `arviz.mcse` with
     ``method="mean"``.
 
     Parameters
@@ -394,7 +394,7 @@ def mcse(draws: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor
-        ``event``-shaped; NaN where :func:`ess` is NaN.
+        ``event``-shaped; NaN where `ess` is NaN.
 
     Examples
     --------
@@ -415,30 +415,32 @@ def mcse(draws: torch.Tensor) -> torch.Tensor:
 
 
 def nested_rhat(draws: torch.Tensor, num_superchains: int) -> torch.Tensor:
-    r"""Nested :math:`\widehat{R}` for many short chains grouped in superchains (Margossian et al. 2023).
+    r"""Nested \(\widehat{R}\) for many short chains grouped in superchains (Margossian et al. 2023).
 
     The ``C`` chains form ``K = num_superchains`` superchains of ``M = C / K`` consecutive
     chains (chains ``k M, ..., (k+1) M - 1``), which should each start from one common point
-    (drawn independently per superchain). With chain means :math:`\bar x_{\cdot mk}`,
-    superchain means :math:`\bar x_{\cdot\cdot k}` and the overall mean
-    :math:`\bar x_{\cdot\cdot\cdot}`,
+    (drawn independently per superchain). With chain means \(\bar x_{\cdot mk}\),
+    superchain means \(\bar x_{\cdot\cdot k}\) and the overall mean
+    \(\bar x_{\cdot\cdot\cdot}\),
 
-    .. math::
+    $$
+    \widehat{B}_\nu = \frac{1}{K-1}\sum_k (\bar x_{\cdot\cdot k} - \bar x_{\cdot\cdot\cdot})^2,
+    \quad
+    \widehat{W}_\nu = \frac{1}{K}\sum_k \big(\tilde B_k + \tilde W_k\big),
+    $$
 
-        \widehat{B}_\nu = \frac{1}{K-1}\sum_k (\bar x_{\cdot\cdot k} - \bar x_{\cdot\cdot\cdot})^2,
-        \quad
-        \widehat{W}_\nu = \frac{1}{K}\sum_k \big(\tilde B_k + \tilde W_k\big),
+    $$
+    \tilde B_k = \frac{1}{M-1}\sum_m (\bar x_{\cdot mk} - \bar x_{\cdot\cdot k})^2,
+    \quad
+    \tilde W_k = \frac{1}{M}\sum_m \frac{1}{N-1}\sum_n (x_{nmk} - \bar x_{\cdot mk})^2,
+    $$
 
-        \tilde B_k = \frac{1}{M-1}\sum_m (\bar x_{\cdot mk} - \bar x_{\cdot\cdot k})^2,
-        \quad
-        \tilde W_k = \frac{1}{M}\sum_m \frac{1}{N-1}\sum_n (x_{nmk} - \bar x_{\cdot mk})^2,
-
-    and :math:`\mathfrak{n}\widehat{R} = \sqrt{1 + \widehat{B}_\nu / \widehat{W}_\nu}`
-    (:math:`\tilde B_k = 0` when :math:`M = 1`, :math:`\tilde W_k = 0` when :math:`N = 1`).
-    Unlike :func:`rhat` it is neither split nor rank-normalised (as in the paper), and it
+    and \(\mathfrak{n}\widehat{R} = \sqrt{1 + \widehat{B}_\nu / \widehat{W}_\nu}\)
+    (\(\tilde B_k = 0\) when \(M = 1\), \(\tilde W_k = 0\) when \(N = 1\)).
+    Unlike `rhat` it is neither split nor rank-normalised (as in the paper), and it
     stays informative with very short chains (even one draw each), where split R-hat and ESS
-    cannot be estimated. Values near 1 (the paper discusses thresholds :math:`1 + \delta`
-    with :math:`\delta` about 0.01 to 0.05 depending on ``M``) mean the superchains agree.
+    cannot be estimated. Values near 1 (the paper discusses thresholds \(1 + \delta\)
+    with \(\delta\) about 0.01 to 0.05 depending on ``M``) mean the superchains agree.
 
     Parameters
     ----------
@@ -451,7 +453,7 @@ def nested_rhat(draws: torch.Tensor, num_superchains: int) -> torch.Tensor:
     -------
     Tensor
         ``event``-shaped; NaN for non-finite draws or a constant coordinate (0/0),
-        :math:`+\infty` if every superchain is constant but they differ.
+        \(+\infty\) if every superchain is constant but they differ.
 
     Raises
     ------
@@ -494,13 +496,13 @@ def nested_rhat(draws: torch.Tensor, num_superchains: int) -> torch.Tensor:
 def ebfmi(hamiltonian: torch.Tensor) -> torch.Tensor:
     r"""Energy Bayesian fraction of missing information, per chain.
 
-    .. math::
+    $$
+    \mathrm{E\text{-}BFMI}_c = \frac{\frac{1}{N-1}\sum_{n=2}^{N} (H_{c,n} - H_{c,n-1})^2}
+    {\frac{1}{N-1}\sum_{n=1}^{N} (H_{c,n} - \bar H_c)^2}
+    $$
 
-        \mathrm{E\text{-}BFMI}_c = \frac{\frac{1}{N-1}\sum_{n=2}^{N} (H_{c,n} - H_{c,n-1})^2}
-        {\frac{1}{N-1}\sum_{n=1}^{N} (H_{c,n} - \bar H_c)^2}
-
-    where :math:`H` is the *Hamiltonian* (potential plus kinetic energy) of each transition,
-    as :func:`arviz.bfmi`. The potential energy :math:`E(y)` of the draws alone is not that
+    where \(H\) is the *Hamiltonian* (potential plus kinetic energy) of each transition,
+    as `arviz.bfmi`. The potential energy \(E(y)\) of the draws alone is not that
     quantity; a kernel that does not record its Hamiltonian cannot be checked.
 
     Parameters
@@ -533,7 +535,7 @@ def ebfmi(hamiltonian: torch.Tensor) -> torch.Tensor:
 
 
 def summary_stats(draws: torch.Tensor, hdi_prob: float = 0.94) -> dict[str, torch.Tensor]:
-    """The columns of :func:`arviz.summary` (``stat_focus="mean"``), computed in torch.
+    """The columns of `arviz.summary` (``stat_focus="mean"``), computed in torch.
 
     Parameters
     ----------
@@ -546,8 +548,8 @@ def summary_stats(draws: torch.Tensor, hdi_prob: float = 0.94) -> dict[str, torc
     -------
     dict of str to Tensor
         ``mean``, ``sd``, ``hdi_low``, ``hdi_high``, ``mcse_mean``, ``mcse_sd``, ``ess_bulk``,
-        ``ess_tail``, ``r_hat``, each ``event``-shaped, as :func:`arviz.summary` computes them
-        (R-hat as :func:`rhat`, whose folding uses the median of the split chains).
+        ``ess_tail``, ``r_hat``, each ``event``-shaped, as `arviz.summary` computes them
+        (R-hat as `rhat`, whose folding uses the median of the split chains).
 
     Examples
     --------
@@ -684,21 +686,22 @@ def check(
 
     Checks, each reported only when it fails:
 
-    * ``rhat``: the largest rank-normalised split R-hat (:func:`rhat`) over coordinates
-      exceeds 1.01 (:math:`+\infty` included: chains constant at different values). With
-      ``num_superchains`` it is replaced by ``nested_rhat`` (:func:`nested_rhat`, same
+    * ``rhat``: the largest rank-normalised split R-hat (`rhat`) over coordinates
+      exceeds 1.01 (\(+\infty\) included: chains constant at different values). With
+      ``num_superchains`` it is replaced by ``nested_rhat`` (`nested_rhat`, same
       threshold), the check meant for many short chains.
     * ``ess_bulk``, ``ess_tail``: the smallest bulk / tail ESS is below
-      :math:`100 \times \min(C, 4)`. Stan asks 100 per chain for its 4 chains; with many
+      \(100 \times \min(C, 4)\). Stan asks 100 per chain for its 4 chains; with many
       short chains 100 per chain is out of reach and beside the point (the ESS sets the
-      Monte Carlo error, :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}}`, sd/20 at 400), so the
+      Monte Carlo error, \(\mathrm{sd}/\sqrt{\mathrm{ESS}}\), sd/20 at 400), so the
       threshold stops growing at 400 in total.
     * ``divergences``: transitions with ``is_divergent`` (hmc, nuts, mala: energy error above
-      the kernel's threshold), any.
+      the kernel's threshold), any; proposals with a non-finite log-density, which the
+      kernels also mark divergent, are counted by ``nonfinite_proposals`` instead.
     * ``tree_depth``: transitions whose recorded ``tree_depth`` reached ``max_tree_depth``
       (only for kernels that record ``tree_depth``; the Pyro-backed ``nuts`` does not yet).
-    * ``ebfmi``: chains with E-BFMI below 0.3 (:func:`ebfmi`), only for kernels that record
-      their ``hamiltonian``: the stat ``energy`` is the potential :math:`E(y)` of the draw,
+    * ``ebfmi``: chains with E-BFMI below 0.3 (`ebfmi`), only for kernels that record
+      their ``hamiltonian``: the stat ``energy`` is the potential \(E(y)\) of the draw,
       not the Hamiltonian, and E-BFMI computed from it would be a different quantity; no
       kernel of the library records it yet, so this check is skipped for them.
     * ``nonfinite_proposals``: transitions whose proposal had a non-finite log-density
@@ -810,9 +813,13 @@ def check(
                         count,
                     )
                 )
+    div = stats.get("is_divergent")
+    nonfinite = stats.get("is_nonfinite")
+    if div is not None and nonfinite is not None and nonfinite.shape == div.shape:
+        div = div.bool() & ~nonfinite.bool()  # non-finite proposals are counted on their own
     _count_check(
         problems,
-        stats,
+        {"is_divergent": div},
         "is_divergent",
         "divergences",
         who,
@@ -910,7 +917,7 @@ def _count_check(problems: list, stats: Mapping, key: str, name: str, who: str, 
 
 
 def format_problems(problems: list[Problem]) -> str:
-    """The lines of a :class:`SamplingWarning`: one per problem (what the CLI prints).
+    """The lines of a `SamplingWarning`: one per problem (what the CLI prints).
 
     Examples
     --------
@@ -924,6 +931,6 @@ def format_problems(problems: list[Problem]) -> str:
 
 
 def warn_problems(problems: list[Problem], stacklevel: int = 2) -> None:
-    """Issue one :class:`SamplingWarning` listing ``problems`` (nothing when empty)."""
+    """Issue one `SamplingWarning` listing ``problems`` (nothing when empty)."""
     if problems:
         warnings.warn(format_problems(problems), SamplingWarning, stacklevel=stacklevel + 1)
