@@ -106,7 +106,7 @@ def _prepare(draws: torch.Tensor, what: str) -> tuple[torch.Tensor, tuple, torch
     c, n = draws.shape[0], draws.shape[1]
     event = tuple(draws.shape[2:])
     out_dtype = draws.dtype if draws.dtype.is_floating_point else torch.float64
-    x = draws.detach().to(torch.float64).reshape(c, n, -1).permute(2, 0, 1)
+    x = draws.detach().to(torch.float64).reshape(c, n, -1).permute(2, 0, 1).contiguous()
     return x, event, out_dtype
 
 
@@ -125,22 +125,31 @@ def _split(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x[..., :half], x[..., x.shape[-1] - half :]], dim=-2)
 
 
-def _ranks(flat: torch.Tensor, sorted_flat: torch.Tensor) -> torch.Tensor:
-    """Average ranks (1-based, ties averaged as ``scipy.stats.rankdata``) along the last dim."""
-    left = torch.searchsorted(sorted_flat, flat, side="left")
-    right = torch.searchsorted(sorted_flat, flat, side="right")
-    return (left + right + 1).to(torch.float64) / 2.0
+def _z_sorted(values: torch.Tensor) -> torch.Tensor:
+    """Normal scores of the average ranks of sorted rows (ties averaged, as ``scipy.stats.rankdata``).
+
+    Works on the sorted order: a tie group spans positions ``start..end`` and all its members
+    get the rank ``(start + end) / 2 + 1``; no search, two cumulative scans.
+    """
+    b, s = values.shape
+    pos = torch.arange(s, device=values.device).expand(b, s)
+    new = torch.ones_like(values, dtype=torch.bool)
+    new[:, 1:] = values[:, 1:] != values[:, :-1]
+    last = torch.ones_like(new)
+    last[:, :-1] = new[:, 1:]
+    start = torch.cummax(torch.where(new, pos, torch.zeros_like(pos)), dim=-1).values
+    end_rev = torch.where(last, pos, torch.full_like(pos, s)).flip(-1)
+    end = torch.cummin(end_rev, dim=-1).values.flip(-1)
+    rank = (start + end).to(torch.float64) / 2.0 + 1.0
+    return torch.special.ndtri((rank - _BLOM_C) / (s - 2 * _BLOM_C + 1))
 
 
-def _z_scale(x: torch.Tensor, sorted_flat: torch.Tensor | None = None) -> torch.Tensor:
+def _z_scale(x: torch.Tensor, sort: tuple | None = None) -> torch.Tensor:
     """Rank-normalise over all chains and draws of each coordinate: Phi^-1((r - 3/8) / (S + 1/4))."""
     b = x.shape[0]
-    flat = x.reshape(b, -1).contiguous()
-    if sorted_flat is None:
-        sorted_flat = torch.sort(flat, dim=-1).values
-    s = flat.shape[-1]
-    r = _ranks(flat, sorted_flat)
-    z = torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1))
+    flat = x.reshape(b, -1)
+    values, order = torch.sort(flat, dim=-1) if sort is None else sort
+    z = torch.empty_like(values).scatter_(1, order, _z_sorted(values))
     return z.reshape(x.shape)
 
 
@@ -149,14 +158,35 @@ def _median_sorted(sorted_flat: torch.Tensor) -> torch.Tensor:
     return 0.5 * (sorted_flat[:, (s - 1) // 2] + sorted_flat[:, s // 2])
 
 
+def _quantile_index(s: int, p: float) -> tuple[int, float]:
+    """``k, gamma`` of the type-7 quantile: ``(1 - gamma) x_(k-1) + gamma x_(k)`` (0-based order stats)."""
+    aleph = s * p + (1.0 - p)
+    k = min(max(int(math.floor(aleph)), 1), s - 1) if s > 1 else 1
+    return k, min(max(aleph - k, 0.0), 1.0)
+
+
 def _quantile_sorted(sorted_flat: torch.Tensor, p: float) -> torch.Tensor:
     """Type-7 quantile (R's default; ``scipy.stats.mstats.mquantiles(alphap=1, betap=1)``)."""
     s = sorted_flat.shape[-1]
-    aleph = s * p + (1.0 - p)
-    k = min(max(int(math.floor(aleph)), 1), s - 1) if s > 1 else 1
-    gamma = min(max(aleph - k, 0.0), 1.0)
+    k, gamma = _quantile_index(s, p)
     lo = sorted_flat[:, k - 1]
     hi = sorted_flat[:, min(k, s - 1)]
+    return (1.0 - gamma) * lo + gamma * hi
+
+
+def _quantile_select(flat: torch.Tensor, p: float) -> torch.Tensor:
+    """:func:`_quantile_sorted` without a full sort: the two order statistics by ``topk``."""
+    s = flat.shape[-1]
+    k, gamma = _quantile_index(s, p)
+    if s < 2:
+        return flat[:, 0]
+    if k + 1 <= s - k + 1:  # order stats 0..k hold x_(k-1), x_(k) as their two largest
+        two = torch.topk(flat, k + 1, dim=-1, largest=False, sorted=False).values.topk(2, dim=-1).values
+        lo, hi = two[:, 1], two[:, 0]
+    else:  # order stats k-1..s-1 hold them as their two smallest
+        part = torch.topk(flat, s - k + 1, dim=-1, largest=True, sorted=False).values
+        two = part.topk(2, dim=-1, largest=False).values
+        lo, hi = two[:, 0], two[:, 1]
     return (1.0 - gamma) * lo + gamma * hi
 
 
@@ -191,7 +221,8 @@ def _autocov(x: torch.Tensor) -> torch.Tensor:
     m = _fast_len(2 * n)
     xc = x - x.mean(-1, keepdim=True)
     f = torch.fft.rfft(xc, n=m, dim=-1)
-    acov = torch.fft.irfft(f * f.conj(), n=m, dim=-1)[..., :n]
+    power = torch.view_as_real(f).square().sum(-1)  # |f|^2
+    acov = torch.fft.irfft(power, n=m, dim=-1)[..., :n]
     return acov / n
 
 
@@ -252,8 +283,9 @@ def _rhat_x(x: torch.Tensor) -> torch.Tensor:
     split = _split(x)
     b = split.shape[0]
     flat = split.reshape(b, -1).contiguous()
-    sorted_flat = torch.sort(flat, dim=-1).values
-    bulk = _plain_rhat(_z_scale(split, sorted_flat))
+    sort = torch.sort(flat, dim=-1)
+    sorted_flat = sort.values
+    bulk = _plain_rhat(_z_scale(split, sort))
     folded = (split - _median_sorted(sorted_flat)[:, None, None]).abs()
     tail = _plain_rhat(_z_scale(folded))
     out = torch.where(tail > bulk, tail, bulk)  # Python's max(bulk, tail), as arviz
@@ -308,11 +340,12 @@ def rhat(draws: torch.Tensor) -> torch.Tensor:
 
 def _ess_tail_x(x: torch.Tensor, sorted_full: torch.Tensor | None = None) -> torch.Tensor:
     b = x.shape[0]
-    if sorted_full is None:
-        sorted_full = torch.sort(x.reshape(b, -1), dim=-1).values
     out = []
     for p in (0.05, 0.95):
-        q = _quantile_sorted(sorted_full, p)
+        if sorted_full is None:
+            q = _quantile_select(x.reshape(b, -1), p)
+        else:
+            q = _quantile_sorted(sorted_full, p)
         ind = (x <= q[:, None, None]).to(torch.float64)
         out.append(_ess_raw(_split(ind)))
     return torch.minimum(out[0], out[1])
