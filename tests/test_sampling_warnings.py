@@ -21,7 +21,7 @@ def test_two_modes_from_one_mode_starts_warn(device):
     with pytest.warns(gibbsebm.SamplingWarning) as rec:
         s = gibbsebm.sample(
             _mixture(device),
-            "hmc",
+            "mala",
             num_chains=8,
             num_samples=50,
             num_warmup=50,
@@ -70,7 +70,7 @@ def test_good_run_is_silent_and_warn_false_skips(device):
         warnings.simplefilter("error")
         bad = gibbsebm.sample(
             _mixture(device),
-            "hmc",
+            "mala",
             num_chains=8,
             num_samples=20,
             num_warmup=20,
