@@ -30,6 +30,8 @@ _LAZY = {
     "ImportanceLatent": "gibbsebm.latent",
     "sample": "gibbsebm.run",
     "Samples": "gibbsebm.run",
+    "SamplingWarning": "gibbsebm.diagnostics",
+    "diagnostics": "gibbsebm.diagnostics",
     "log_partition": "gibbsebm.partition",
     "log_partition_curve": "gibbsebm.partition",
     "compare_estimates": "gibbsebm.partition",

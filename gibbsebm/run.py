@@ -260,6 +260,7 @@ def sample(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     executor: Any = None,
+    warn: bool = True,
     **kernel_options: Any,
 ) -> Samples:
     """Draw MCMC samples from a Gibbs distribution with many chains in one tensor.
@@ -300,6 +301,11 @@ def sample(
         ``None`` (default) runs here; otherwise the chains are split into shards run by
         :class:`gibbsebm.executors.LocalExecutor` or :class:`gibbsebm.RayExecutor` and merged
         (see :func:`gibbsebm.executors.run_sample`; ``checkpoint`` is then a directory).
+    warn : bool
+        After the run, check the draws as Stan does (R-hat, bulk and tail ESS, divergences,
+        tree depth, E-BFMI, non-finite proposals, stuck chains: `Samples.diagnose()`) and
+        issue one `gibbsebm.SamplingWarning` listing every problem with its figure.
+        ``False`` skips the checks.
     **kernel_options
         Options of the sampler (e.g. ``step_size``, ``num_steps``, ``dense_mass``,
         ``target_accept`` for ``hmc``).
@@ -349,9 +355,10 @@ def sample(
     if executor is None:
         plan = SamplePlan(dist, method, **plan_args)
         (shard,) = plan.shards(1)
-        return plan.run_shard(
+        out = plan.run_shard(
             shard, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every
         )
+        return _warned(out) if warn else out
     from .runtime.executors import _check_progress, execute, resolve_executor
 
     _check_progress(progress)
@@ -366,7 +373,16 @@ def sample(
                 f"{(num_chains,) + batch + event}, got {tuple(init.shape)}"
             )
     plan = SamplePlan(dist, method, **{**plan_args, "init": init})
-    return execute(plan, executor, checkpoint=checkpoint, progress=progress)
+    out = execute(plan, executor, checkpoint=checkpoint, progress=progress)
+    return _warned(out) if warn else out
+
+
+def _warned(samples: Samples) -> Samples:
+    """Issue one :class:`~gibbsebm.diagnostics.SamplingWarning` for the run's problems, if any."""
+    from .diagnostics import warn_problems
+
+    warn_problems(samples.diagnose(), stacklevel=3)
+    return samples
 
 
 def _samples_to(s: Samples, device: torch.device) -> Samples:

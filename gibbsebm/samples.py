@@ -95,16 +95,59 @@ class Samples:
 
         return to_inference_data(self, var_name=var_name)
 
-    def summary(self, **kwargs: Any):
-        """Per-coordinate mean, sd, MCSE, bulk/tail ESS and R-hat (:func:`arviz.summary`).
+    def summary(self, var_name: str = "y", **kwargs: Any):
+        """Per-coordinate mean, sd, HDI, MCSE, bulk/tail ESS and R-hat (arviz's columns).
+
+        Computed in torch on the draws' device by `gibbsebm.diagnostics`, with the
+        columns, labels and rounding of `arviz.summary`: ``mean``, ``sd``, ``hdi_3%``,
+        ``hdi_97%``, ``mcse_mean``, ``mcse_sd``, ``ess_bulk``, ``ess_tail``, ``r_hat``.
+        ``hdi_prob``, ``round_to`` and ``kind`` are honoured here (see
+        `gibbsebm._summary.summary`); any other keyword argument (``stat_focus``,
+        ``fmt``, ...) hands the call to `arviz.summary` through
+        `gibbsebm.interop.arviz.summary`.
 
         Returns
         -------
         pandas.DataFrame
+            One row per coordinate of ``(*batch_shape, *event_shape)``.
         """
-        from .interop.arviz import summary
+        if set(kwargs) <= {"hdi_prob", "round_to", "kind"}:
+            from ._summary import summary
 
-        return summary(self, **kwargs)
+            return summary(self, var_name=var_name, **kwargs)
+        from .interop.arviz import summary as arviz_summary
+
+        return arviz_summary(self, var_name=var_name, **kwargs)
+
+    def diagnose(self, num_superchains: int | None = None) -> list:
+        """Stan-style convergence checks of this run; the failed ones as data.
+
+        R-hat > 1.01, bulk or tail ESS < 100 per chain up to 4 chains, divergences, tree-depth
+        saturation, E-BFMI < 0.3 (where the kernel records its Hamiltonian), non-finite
+        proposals, stuck chains and non-finite draws: see `gibbsebm.diagnostics.check`
+        for each rule. `gibbsebm.sample` (``warn=True``) issues one
+        `gibbsebm.SamplingWarning` with these problems after every run.
+
+        Parameters
+        ----------
+        num_superchains : int, optional
+            For many short chains: check nested R-hat with this many superchains of
+            consecutive chains (each started from one point) instead of split R-hat.
+
+        Returns
+        -------
+        list of gibbsebm.diagnostics.Problem
+            Empty when every check passes; ``[p.to_dict() for p in ...]`` gives plain data.
+        """
+        from .diagnostics import check
+
+        return check(
+            self.draws,
+            self.stats,
+            method=self.method,
+            max_tree_depth=self.options.get("max_tree_depth"),
+            num_superchains=num_superchains,
+        )
 
     # -- persistence ----------------------------------------------------------------------
     def _payload(self) -> dict:

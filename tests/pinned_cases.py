@@ -81,7 +81,7 @@ def run_sample_case(name: str) -> dict:
     _, ti, method, opts = next(c for c in SAMPLE_CASES if c[0] == name)
     s = gibbsebm.sample(
         targets[ti], method, num_chains=4, num_samples=30, num_warmup=40, seed=11,
-        progress=False, **opts,
+        progress=False, warn=False, **opts,
     )
     out = {"draws": _summ(s.draws), "logdensity": _summ(s.stats["logdensity"])}
     return out

@@ -112,6 +112,7 @@ def test_every_builtin_energy_builds_with_defaults():
         assert spec.default_method
 
 
+@pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning")  # short CLI run
 def test_sample_writes_netcdf_summary_and_plots(tmp_path, capsys):
     import arviz as az
 
@@ -136,6 +137,7 @@ def test_sample_writes_netcdf_summary_and_plots(tmp_path, capsys):
     assert abs(float(idata.posterior["y"].std()) - 2.0) < 0.5
 
 
+@pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning")  # short CLI run
 def test_sample_options_from_toml_and_cli_override(tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text(
@@ -166,6 +168,7 @@ def test_sample_options_from_toml_and_cli_override(tmp_path, capsys):
     assert len(summary["summary"]) == 9  # 3 x 3 spins
 
 
+@pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning")  # short CLI run
 def test_user_energy_from_file(tmp_path, capsys):
     mod = tmp_path / "my_energy.py"
     mod.write_text(
@@ -304,6 +307,7 @@ class Interrupting(Gaussian):
 """
 
 
+@pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning")  # short CLI run
 def test_resume_gives_the_draws_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
     import arviz as az
 

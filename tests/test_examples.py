@@ -35,6 +35,9 @@ def test_examples_are_found():
     assert expected <= names
 
 
+# --smoke budgets are deliberately tiny (seconds), so their runs fail the convergence checks;
+# the warning is meant for the examples' full runs
+@pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning")
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_example_smoke(script, tmp_path, monkeypatch):
     out = tmp_path / script.stem

@@ -152,8 +152,8 @@ def test_one_shard_is_the_in_process_run():
     torch.set_num_threads(1)
     d = gaussian_dist()
     kw = dict(num_chains=4, num_samples=30, num_warmup=30, seed=3, progress=False)
-    plain = gibbsebm.sample(d, "mala", **kw)
-    sharded = gibbsebm.sample(d, "mala", executor="local", **kw)
+    plain = gibbsebm.sample(d, "mala", **kw, warn=False)
+    sharded = gibbsebm.sample(d, "mala", executor="local", **kw, warn=False)
     assert torch.equal(plain.draws, sharded.draws)
     assert torch.equal(plain.stats["acceptance_prob"], sharded.stats["acceptance_prob"])
     # AIS: the driver's setup and the one shard continue the same stream
@@ -241,9 +241,9 @@ def test_checkpoint_reruns_only_missing_shards(tmp_path):
         run_sample(gaussian_dist(FailsOnTwoChains), "mala", executor=ex, checkpoint=ckpt, **kw)
     assert set(info.value.failed) == {1} and set(info.value.completed) == {0}
     assert (ckpt / "shard-00000.pt").exists() and not (ckpt / "shard-00001.pt").exists()
-    resumed = run_sample(gaussian_dist(), "mala", executor=ex, checkpoint=ckpt, **kw)
+    resumed = run_sample(gaussian_dist(), "mala", executor=ex, checkpoint=ckpt, **kw, warn=False)
     assert resumed.attrs["shards_from_checkpoint"] == [0]
-    fresh = run_sample(gaussian_dist(), "mala", executor=ex, **kw)
+    fresh = run_sample(gaussian_dist(), "mala", executor=ex, **kw, warn=False)
     assert torch.equal(resumed.draws, fresh.draws)
     with pytest.raises(ValueError, match="different run"):
         run_sample(gaussian_dist(), "mala", executor=ex, checkpoint=ckpt, **{**kw, "seed": 10})
@@ -312,6 +312,7 @@ def test_one_progress_bar_for_the_run(capsys):
         num_warmup=5,
         seed=0,
         progress="always",
+        warn=False,
     )
     err = capsys.readouterr().err
     assert "shards 3/3" in err
@@ -389,9 +390,13 @@ def test_ray_retries_a_shard_that_raises_once(ray_local, tmp_path):
     marker = str(tmp_path / "failed-once")
     flaky = gibbsebm.Gibbs(FlakyGaussian(MEAN, VAR, marker, os.getpid()), beta=1.0)
     kw = {**SAMPLE_ARGS, "num_samples": 20, "num_warmup": 20}
-    out = run_sample(flaky, "mala", executor=RayExecutor(num_workers=2, max_retries=1), **kw)
+    out = run_sample(
+        flaky, "mala", executor=RayExecutor(num_workers=2, max_retries=1), **kw, warn=False
+    )
     assert os.path.exists(marker)  # a shard did fail once
-    ref = run_sample(gaussian_dist(), "mala", executor=LocalExecutor(num_shards=2), **kw)
+    ref = run_sample(
+        gaussian_dist(), "mala", executor=LocalExecutor(num_shards=2), **kw, warn=False
+    )
     assert torch.equal(out.draws, ref.draws)  # the retried shard recomputed the same draws
 
 

@@ -55,6 +55,7 @@ def test_ti_and_bridge_reuse_parallel_tempering_draws():
         progress=False,
         kernel="metropolis",
         betas=torch.linspace(0.05, 0.44, 6),
+        warn=False,
     )
     truth = float(dist.log_partition())
     for method in ("ti", "bridge"):

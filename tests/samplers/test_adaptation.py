@@ -134,6 +134,7 @@ def test_hmc_warmup_recovers_dense_covariance_and_target_acceptance():
         seed=0,
         progress=False,
         dense_mass=True,
+        warn=False,
     )
     est = s.adaptation["inverse_mass"]
     assert est.shape == (3, 3)
@@ -148,7 +149,14 @@ def test_hmc_warmup_recovers_dense_covariance_and_target_acceptance():
 def test_mala_step_size_adapts_to_its_target():
     d = gibbsebm.Gibbs(Gaussian(torch.zeros(10, dtype=DT), covariance=torch.logspace(-1, 1, 10)))
     s = gibbsebm.sample(
-        d, "mala", num_chains=64, num_samples=100, num_warmup=300, seed=1, progress=False
+        d,
+        "mala",
+        num_chains=64,
+        num_samples=100,
+        num_warmup=300,
+        seed=1,
+        progress=False,
+        warn=False,
     )
     assert abs(float(s.stats["acceptance_prob"].double().mean()) - 0.574) < 0.06
     ratio = s.adaptation["inverse_mass"].double() / torch.logspace(-1, 1, 10, dtype=DT)
@@ -199,7 +207,15 @@ def test_hmc_warmup_trajectory_survives_the_transient():
     d = gibbsebm.Gibbs(Gaussian(torch.zeros(10, dtype=DT), covariance=cov))
     init = torch.full((64, 10), 30.0, dtype=DT)
     s = gibbsebm.sample(
-        d, "hmc", num_chains=64, num_samples=10, num_warmup=300, seed=0, init=init, progress=False
+        d,
+        "hmc",
+        num_chains=64,
+        num_samples=10,
+        num_warmup=300,
+        seed=0,
+        init=init,
+        progress=False,
+        warn=False,
     )
     length, eps = s.adaptation["trajectory_length"], s.adaptation["step_size"]
     assert length > 1.25 * eps, (length, eps)

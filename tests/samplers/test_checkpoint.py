@@ -51,7 +51,7 @@ def test_resume_gives_the_uninterrupted_draws(tmp_path, device, monkeypatch, met
         checkpoint_every=7,
         **options,
     )
-    full = gibbsebm.sample(d, method, **kw)
+    full = gibbsebm.sample(d, method, **kw, warn=False)
     path = tmp_path / "run.ckpt"
     # crash after warmup and 25 sampling iterations (12 recorded draws; last save at 7)
     interrupting(monkeypatch, after=(0 if method in ("hmc", "mala") else 60) + 25)
@@ -62,12 +62,12 @@ def test_resume_gives_the_uninterrupted_draws(tmp_path, device, monkeypatch, met
     saved = torch.load(path, weights_only=False)
     assert saved["k"] == 7
     assert not any(p.name.startswith("run.ckpt.tmp") for p in tmp_path.iterdir())
-    resumed = gibbsebm.sample(d, method, checkpoint=path, **kw)
+    resumed = gibbsebm.sample(d, method, checkpoint=path, **kw, warn=False)
     assert torch.equal(resumed.draws, full.draws)
     for name in full.stats:
         assert torch.equal(resumed.stats[name], full.stats[name]), name
     # a finished checkpoint returns the same result without sampling again
-    again = gibbsebm.sample(d, method, checkpoint=path, **kw)
+    again = gibbsebm.sample(d, method, checkpoint=path, **kw, warn=False)
     assert torch.equal(again.draws, full.draws)
 
 
@@ -75,7 +75,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path, device):
     d = gibbsebm.Gibbs(Gaussian(torch.zeros(2, dtype=DT, device=device)))
     path = tmp_path / "c.ckpt"
     kw = dict(num_chains=2, num_samples=5, num_warmup=5, progress=False, checkpoint=path)
-    gibbsebm.sample(d, "ula", seed=1, **kw)
+    gibbsebm.sample(d, "ula", seed=1, **kw, warn=False)
     with pytest.raises(ValueError, match="different run"):
         gibbsebm.sample(d, "ula", seed=2, **kw)
     with pytest.raises(ValueError, match="seed"):

@@ -1,5 +1,10 @@
 """Tier 1 and 3 for ula / mala / hmc: hand-checked MH ratios, NaN handling, determinism,
-moments within 5 MCSE of closed forms with >= 16 chains, and negative controls."""
+moments within 5 MCSE of closed forms with >= 16 chains, and negative controls.
+
+Statistical runs pass ``warn=False``: they use many short chains, whose split R-hat exceeds
+1.01 even when every chain is stationary (about :math:`1 + (\tau - 1)/(2N)` for N draws with
+integrated autocorrelation time tau), and estimate their errors across chains instead.
+"""
 
 import math
 
@@ -111,17 +116,18 @@ def test_sample_counts_nonfinite_in_stats(device):
 
     d = gibbsebm.Gibbs(energy, event_shape=(2,))
     init = torch.zeros(16, 2, device=device)
-    s = gibbsebm.sample(
-        d,
-        "hmc",
-        num_chains=16,
-        num_samples=50,
-        num_warmup=50,
-        seed=0,
-        init=init,
-        progress=False,
-        num_steps=5,
-    )
+    with pytest.warns(gibbsebm.SamplingWarning, match="non-finite log-density"):
+        s = gibbsebm.sample(
+            d,
+            "hmc",
+            num_chains=16,
+            num_samples=50,
+            num_warmup=50,
+            seed=0,
+            init=init,
+            progress=False,
+            num_steps=5,
+        )
     assert int(s.stats["is_nonfinite"].sum()) > 0
     assert bool(torch.isfinite(s.draws).all()) and bool((s.draws[..., 0] <= 1.0).all())
 
@@ -131,9 +137,9 @@ def test_sample_counts_nonfinite_in_stats(device):
 def test_same_seed_same_draws(device, method):
     d = gibbsebm.Gibbs(Gaussian(torch.zeros(3, device=device)))
     kw = dict(num_chains=4, num_samples=20, num_warmup=30, progress=False)
-    a = gibbsebm.sample(d, method, seed=11, **kw)
-    b = gibbsebm.sample(d, method, seed=11, **kw)
-    c = gibbsebm.sample(d, method, seed=12, **kw)
+    a = gibbsebm.sample(d, method, seed=11, **kw, warn=False)
+    b = gibbsebm.sample(d, method, seed=11, **kw, warn=False)
+    c = gibbsebm.sample(d, method, seed=12, **kw, warn=False)
     assert torch.equal(a.draws, b.draws)
     for k in a.stats:
         assert torch.equal(a.stats[k], b.stats[k]), k
@@ -157,7 +163,7 @@ def test_hmc_ill_conditioned_gaussian(device, dim):
     mean = torch.linspace(-3, 3, dim, dtype=DT, device=device)
     d = gibbsebm.Gibbs(Gaussian(mean, covariance=sd**2))
     s = gibbsebm.sample(
-        d, "hmc", num_chains=32, num_samples=150, num_warmup=300, seed=1, progress=False
+        d, "hmc", num_chains=32, num_samples=150, num_warmup=300, seed=1, progress=False, warn=False
     )
     assert float(s.stats["is_divergent"].double().mean()) < 0.01
     check_moments(s.draws, mean.cpu().numpy(), (sd**2).cpu().numpy())
@@ -199,7 +205,7 @@ def test_hmc_double_well_against_quadrature(device):
     dw = DoubleWell(dim=2, a=1.0, c=0.3, dtype=DT, device=device)
     d = gibbsebm.Gibbs(dw, beta=2.0)
     s = gibbsebm.sample(
-        d, "hmc", num_chains=32, num_samples=200, num_warmup=200, seed=4, progress=False
+        d, "hmc", num_chains=32, num_samples=200, num_warmup=200, seed=4, progress=False, warn=False
     )
     mean, var = dw.exact_moments(2.0)
     check_moments(s.draws, np.full(2, float(mean)), np.full(2, float(var)))
@@ -211,7 +217,7 @@ def test_hmc_mixture_mode_weights(device):
     gm = GaussianMixture(means, torch.tensor([0.7, 0.7], dtype=DT), torch.tensor([0.3, 0.7]))
     d = gibbsebm.Gibbs(gm)
     s = gibbsebm.sample(
-        d, "hmc", num_chains=32, num_samples=300, num_warmup=200, seed=5, progress=False
+        d, "hmc", num_chains=32, num_samples=300, num_warmup=200, seed=5, progress=False, warn=False
     )
     normal = torch.distributions.Normal(torch.tensor(0.0, dtype=DT), 1.0)
     exact = 0.3 * (1 - normal.cdf(torch.tensor(1.5 / 0.7))) + 0.7 * normal.cdf(
@@ -298,6 +304,7 @@ def test_ula_decoupled_mode_reports_effective_beta(device):
         step_size=0.05,
         noise_scale=0.2,
         thin=2,
+        warn=False,
     )
     assert torch.allclose(s.stats["effective_beta"], torch.tensor(2.5, dtype=DT))
     assert ula.effective_beta(0.05, 0.2) == pytest.approx(2.5)
@@ -326,16 +333,18 @@ def test_nan_region_acts_as_truncation(device, method):
 
     d = gibbsebm.Gibbs(energy, event_shape=(2,))
     init = torch.zeros(32, 2, dtype=DT, device=device)
-    s = gibbsebm.sample(
-        d,
-        method,
-        num_chains=32,
-        num_samples=200,
-        num_warmup=200,
-        seed=9,
-        init=init,
-        progress=False,
-    )
+    # the rejected NaN proposals are reported (and are expected at the edge of the support)
+    with pytest.warns(gibbsebm.SamplingWarning, match="non-finite log-density"):
+        s = gibbsebm.sample(
+            d,
+            method,
+            num_chains=32,
+            num_samples=200,
+            num_warmup=200,
+            seed=9,
+            init=init,
+            progress=False,
+        )
     phi = math.exp(-0.5) / math.sqrt(2 * math.pi)
     cdf = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
     assert np.abs(zscore(s.draws, [-phi / cdf, 0.0])).max() < K

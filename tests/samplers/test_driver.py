@@ -25,7 +25,15 @@ def gaussian(device, d=2, **kw):
 def test_shapes_and_recorded_stats(device):
     d = gaussian(device, 3)
     s = gibbsebm.sample(
-        d, "hmc", num_chains=5, num_samples=7, num_warmup=10, seed=0, progress=False, num_steps=3
+        d,
+        "hmc",
+        num_chains=5,
+        num_samples=7,
+        num_warmup=10,
+        seed=0,
+        progress=False,
+        num_steps=3,
+        warn=False,
     )
     assert s.draws.shape == (5, 7, 3) and s.num_chains == 5 and s.num_samples == 7
     from gibbsebm.samplers.hmc import HMCInfo
@@ -45,7 +53,14 @@ def test_batched_beta_ladder(device):
     betas = torch.tensor([0.5, 1.0, 4.0], dtype=DT, device=device)
     d = gaussian(device, 2).at(betas)
     s = gibbsebm.sample(
-        d, "mala", num_chains=16, num_samples=200, num_warmup=200, seed=1, progress=False
+        d,
+        "mala",
+        num_chains=16,
+        num_samples=200,
+        num_warmup=200,
+        seed=1,
+        progress=False,
+        warn=False,
     )
     assert s.draws.shape == (16, 200, 3, 2)
     assert s.stats["acceptance_prob"].shape == (16, 200, 3)
@@ -67,7 +82,7 @@ def test_conditional_distribution_batch(device):
     x = torch.tensor([[-2.0], [0.0], [3.0]], dtype=DT, device=device)
     d = gibbsebm.Gibbs(energy, condition=x, event_shape=(1,))
     s = gibbsebm.sample(
-        d, "hmc", num_chains=16, num_samples=100, num_warmup=100, seed=2, progress=False
+        d, "hmc", num_chains=16, num_samples=100, num_warmup=100, seed=2, progress=False, warn=False
     )
     assert s.draws.shape == (16, 100, 3, 1)
     assert np.abs(zscore(s.draws, x.cpu().numpy())).max() < 5
@@ -76,8 +91,8 @@ def test_conditional_distribution_batch(device):
 def test_thinning_keeps_every_kth_iteration(device):
     d = gaussian(device)
     kw = dict(num_chains=3, num_warmup=5, seed=4, progress=False, step_size=0.3)
-    a = gibbsebm.sample(d, "ula", num_samples=12, thin=1, **kw)
-    b = gibbsebm.sample(d, "ula", num_samples=4, thin=3, **kw)
+    a = gibbsebm.sample(d, "ula", num_samples=12, thin=1, **kw, warn=False)
+    b = gibbsebm.sample(d, "ula", num_samples=4, thin=3, **kw, warn=False)
     assert torch.equal(b.draws, a.draws[:, 2::3])
     assert b.thin == 3
 
@@ -149,7 +164,7 @@ def test_default_method_and_seed(device):
 def test_arviz_conversion_and_summary(device):
     d = gaussian(device, 2)
     s = gibbsebm.sample(
-        d, "hmc", num_chains=4, num_samples=50, num_warmup=50, seed=3, progress=False
+        d, "hmc", num_chains=4, num_samples=50, num_warmup=50, seed=3, progress=False, warn=False
     )
     idata = s.to_inference_data()
     assert idata.posterior["y"].shape == (4, 50, 2)
@@ -170,12 +185,20 @@ def test_arviz_conversion_and_summary(device):
     np.testing.assert_allclose(
         summ["mean"].to_numpy(), s.draws.mean((0, 1)).cpu().numpy(), atol=1e-3
     )
+    # the torch summary has arviz's columns, labels and numbers
+    from gibbsebm.interop.arviz import summary as arviz_summary
+
+    ours = s.summary(round_to="none")
+    ref = arviz_summary(s, round_to="none")
+    assert list(ours.columns) == list(ref.columns) and list(ours.index) == list(ref.index)
+    np.testing.assert_allclose(ours.to_numpy(), ref.to_numpy(), rtol=1e-5)
+    assert list(s.summary(kind="diagnostics").columns) == list(ref.columns[4:])
 
 
 def test_many_chains_few_draws_convert_without_warnings(device):
     d = gaussian(device, 1)
     s = gibbsebm.sample(
-        d, "ula", num_chains=64, num_samples=4, num_warmup=0, seed=0, progress=False
+        d, "ula", num_chains=64, num_samples=4, num_warmup=0, seed=0, progress=False, warn=False
     )
     s.to_inference_data()
     s.summary()  # filterwarnings=error: arviz's "more chains than draws" must not leak
@@ -192,6 +215,7 @@ def test_save_load_roundtrip(tmp_path, device):
         seed=5,
         progress=False,
         dense_mass=True,
+        warn=False,
     )
     path = tmp_path / "s.pt"
     s.save(path)
@@ -221,7 +245,9 @@ def test_shards_concatenate(device):
     assert s.draws.shape == (12, 6, 2)
     assert torch.equal(s.draws[4:8], parts[1].draws)
     assert s.attrs["shard_seeds"] == seeds
-    other = gibbsebm.sample(d, "ula", num_chains=2, num_samples=6, num_warmup=0, progress=False)
+    other = gibbsebm.sample(
+        d, "ula", num_chains=2, num_samples=6, num_warmup=0, progress=False, warn=False
+    )
     with pytest.raises(ValueError, match="methods"):
         Samples.concatenate([parts[0], other])
     with pytest.raises(ValueError):
@@ -231,11 +257,20 @@ def test_shards_concatenate(device):
 def test_progress_bar_forced(device, capsys):
     d = gaussian(device, 2)
     gibbsebm.sample(
-        d, "mala", num_chains=2, num_samples=30, num_warmup=30, seed=0, progress="always"
+        d,
+        "mala",
+        num_chains=2,
+        num_samples=30,
+        num_warmup=30,
+        seed=0,
+        progress="always",
+        warn=False,
     )
     err = capsys.readouterr().err
     assert "mala" in err and "acc=" in err and "draw/s" in err and "100%" in err
-    gibbsebm.sample(d, "mala", num_chains=2, num_samples=3, num_warmup=0, seed=0, progress=True)
+    gibbsebm.sample(
+        d, "mala", num_chains=2, num_samples=3, num_warmup=0, seed=0, progress=True, warn=False
+    )
     assert capsys.readouterr().err == ""  # not a terminal: hidden
 
 

@@ -19,10 +19,24 @@ def target():
 
 def test_nuts_and_hmc_agree_on_a_gaussian(target):
     nuts = gibbsebm.sample(
-        target, "nuts", num_chains=2, num_samples=300, num_warmup=150, seed=0, progress=False
+        target,
+        "nuts",
+        num_chains=2,
+        num_samples=300,
+        num_warmup=150,
+        seed=0,
+        progress=False,
+        warn=False,
     )
     hmc = gibbsebm.sample(
-        target, "hmc", num_chains=16, num_samples=200, num_warmup=200, seed=0, progress=False
+        target,
+        "hmc",
+        num_chains=16,
+        num_samples=200,
+        num_warmup=200,
+        seed=0,
+        progress=False,
+        warn=False,
     )
     assert nuts.draws.shape == (2, 300, 2)
     assert set(nuts.stats) >= {"acceptance_prob", "is_divergent", "step_size", "energy"}
@@ -44,11 +58,25 @@ def test_nuts_and_hmc_agree_on_a_gaussian(target):
     # reproducible from the seed, and the caller's global torch RNG is left alone
     state = torch.get_rng_state()
     again = gibbsebm.sample(
-        target, "nuts", num_chains=1, num_samples=20, num_warmup=20, seed=0, progress=False
+        target,
+        "nuts",
+        num_chains=1,
+        num_samples=20,
+        num_warmup=20,
+        seed=0,
+        progress=False,
+        warn=False,
     )
     assert torch.equal(torch.get_rng_state(), state)
     twice = gibbsebm.sample(
-        target, "nuts", num_chains=1, num_samples=20, num_warmup=20, seed=0, progress=False
+        target,
+        "nuts",
+        num_chains=1,
+        num_samples=20,
+        num_warmup=20,
+        seed=0,
+        progress=False,
+        warn=False,
     )
     assert torch.equal(again.draws, twice.draws)
 

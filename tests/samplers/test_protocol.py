@@ -100,7 +100,7 @@ def test_sample_records_every_info_field(method, device):
     d, spec, g, fn, state = first_state(method, device)
     _, info = spec.step(g, state, fn, **spec.default_params)
     s = gibbsebm.sample(
-        d, method, num_chains=3, num_samples=4, num_warmup=4, seed=0, progress=False
+        d, method, num_chains=3, num_samples=4, num_warmup=4, seed=0, progress=False, warn=False
     )
     assert s.draws.shape == (3, 4) + tuple(d.event_shape)
     for f in info._fields:
