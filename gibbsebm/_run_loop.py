@@ -161,7 +161,14 @@ def _feed(h: Any, value: Any, depth: int, seen: set[int]) -> None:
     if inspect.isfunction(value):
         h.update(b"F" + value.__qualname__.encode())
         cells = [c.cell_contents for c in (value.__closure__ or ()) if _has_contents(c)]
-        _feed(h, (cells, value.__defaults__, value.__kwdefaults__), depth - 1, seen)
+        # module-level data the function reads (a weight tensor, a scale): by name
+        data = {
+            name: value.__globals__[name]
+            for name in value.__code__.co_names
+            if isinstance(value.__globals__.get(name), (torch.Tensor, torch.nn.Module, int, float))
+            and not isinstance(value.__globals__.get(name), bool)
+        }
+        _feed(h, (cells, data, value.__defaults__, value.__kwdefaults__), depth - 1, seen)
         return
     if (
         inspect.isclass(value)
@@ -220,8 +227,8 @@ def run_identity(dist: Any, position: torch.Tensor | None, **fields: Any) -> dic
     dict
         JSON-able: ``fields`` plus ``dtype``, ``device`` (its kind, e.g. ``"cuda"``), ``beta``,
         ``condition``, ``base``, ``energy`` (its type), ``energy_parameters`` (SHA-256 of the
-        parameters and buffers of an ``nn.Module`` energy, or of the tensors and numbers a
-        function energy closes over), ``energy_code`` (SHA-256 of the energy's class or
+        parameters and buffers of an ``nn.Module`` energy, or of the tensors, modules and
+        numbers a function energy closes over or reads as module globals), ``energy_code`` (SHA-256 of the energy's class or
         function source; ``None`` with ``energy_code_note`` saying why when the source is
         not available) and ``init``.
     """

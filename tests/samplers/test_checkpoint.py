@@ -353,3 +353,19 @@ def test_resume_on_cuda(tmp_path, monkeypatch):
     resumed = gibbsebm.sample(d, "hmc", checkpoint=path, **kw)
     assert resumed.draws.device.type == "cuda"
     assert torch.equal(resumed.draws, full.draws)
+
+
+_W = torch.ones(2, dtype=DT)
+
+
+def _weighted(y):
+    return 0.5 * (_W * y**2).sum(-1)
+
+
+def test_identity_sees_the_globals_a_function_energy_reads(monkeypatch):
+    from gibbsebm._run_loop import run_identity
+
+    d = gibbsebm.Gibbs(_weighted, event_shape=(2,))
+    a = run_identity(d, None)["energy_parameters"]
+    monkeypatch.setitem(globals(), "_W", torch.full((2,), 2.0, dtype=DT))
+    assert run_identity(d, None)["energy_parameters"] != a
