@@ -340,12 +340,12 @@ def test_ctrl_c_in_warmup_is_resumable_and_links_are_refused(tmp_path, capsys, m
     mod = tmp_path / "interrupting.py"
     mod.write_text(INTERRUPTING_ENERGY)
     argv = ["sample", "--energy", f"{mod}:Interrupting", "--method", "mala"]
-    argv += ["--num-chains", "3", "--num-samples", "20", "--num-warmup", "30"]
+    argv += ["--num-chains", "2", "--num-samples", "5", "--num-warmup", "15"]
     argv += ["--seed", "4", "--no-plots"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     code, _, err = run([*argv, "--output-dir", str(ref)], capsys)
     assert code == 0, err
-    monkeypatch.setenv("GIBBSEBM_TEST_STOP_AFTER", "10")  # inside the adaptive warmup
+    monkeypatch.setenv("GIBBSEBM_TEST_STOP_AFTER", "6")  # inside the adaptive warmup
     code, _, err = run([*argv, "--output-dir", str(cut)], capsys)
     monkeypatch.delenv("GIBBSEBM_TEST_STOP_AFTER")
     assert code == 130 and (cut / "checkpoint.pt").is_file()
