@@ -43,6 +43,8 @@ _LAZY = {
     "energies": "gibbsebm.energies",
     "samplers": "gibbsebm.samplers",
     "partition": "gibbsebm.partition",
+    "CorruptFileError": "gibbsebm.errors",
+    "CheckpointMismatchError": "gibbsebm.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -18,12 +18,17 @@ run it with :func:`run_chains`; :meth:`Samples.concatenate` joins the shards alo
 dimension. A sharded run is reproducible from its seed and shard sizes, but its draws differ
 from an unsharded run with the same seed (and each shard adapts on its own chains).
 
-Checkpoints. With ``checkpoint=path`` the driver writes, atomically (temporary file +
-:func:`os.replace`), the sampler state, the generator state, the tuned parameters and the
-draws so far: once after warmup and every ``checkpoint_every`` recorded draws. Calling
-:func:`sample` again with the same arguments resumes from the file, and the result equals that
-of an uninterrupted run draw for draw. An interrupted warmup restarts from the beginning
-(deterministically). Checkpoints are pickles: load only files you wrote.
+Checkpoints. With ``checkpoint=path`` the driver writes, atomically (temporary file, fsync,
+:func:`os.replace`, fsync of the folder), the sampler state, the generator state, the tuned
+parameters and the draws so far, with a SHA-256 checksum and the run's identity (see
+:mod:`gibbsebm._run_loop`): at the start of the warmup, after it, every ``checkpoint_every``
+recorded draws and on Ctrl-C. Calling :func:`sample` again with the same arguments resumes
+from the file, and the result equals that of an uninterrupted run draw for draw; other
+arguments (``beta``, the energy's parameters or code, method, options, dtype, ...) raise
+:class:`~gibbsebm.errors.CheckpointMismatchError` naming what differs, and a damaged file
+raises :class:`~gibbsebm.errors.CorruptFileError`. An interrupted adaptive warmup restarts
+from its beginning (deterministically, with a warning). Checkpoints hold plain data only and
+are read with ``torch.load(weights_only=True)``: a crafted file cannot run code.
 
 Threads. Batched chains make few, large tensor operations, so intra-op threads help only when
 the cores are free. On small or shared CPUs, oversubscribed BLAS/OpenMP threads spin-wait:
@@ -35,6 +40,7 @@ Set ``torch.set_num_threads`` to the number of cores you really have to yourself
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -49,7 +55,7 @@ from ._run_init import (
     flat_logdensity,
     initial_positions,
 )
-from ._run_loop import _fingerprint, _run_flat
+from ._run_loop import _run_flat, run_identity
 from .runtime.plan import Plan, Shard, resolve_seed, shard_seeds, tensor_digest
 from .runtime.transport import map_tensors
 from .samplers.registry import get_spec
@@ -149,7 +155,7 @@ def run_chains(
     num_samples, num_warmup, thin, progress, checkpoint, checkpoint_every
         As in :func:`sample`.
     seed : int, optional
-        Recorded in the result (and the checkpoint fingerprint) only.
+        Recorded in the result (and the checkpoint's run identity) only.
     **kernel_options
         Passed to the sampler's ``make_spec``.
 
@@ -167,7 +173,10 @@ def run_chains(
         )
     spec = get_spec(method, dist, **kernel_options)
     flat = position.reshape((n * _batch_size(dist),) + event)
-    fp = _fingerprint(
+    identity = functools.partial(
+        run_identity,
+        dist,
+        flat,
         method=method,
         options=kernel_options,
         num_chains=n,
@@ -175,8 +184,8 @@ def run_chains(
         num_warmup=num_warmup,
         thin=thin,
         seed=seed,
-        batch=batch,
-        event=event,
+        batch_shape=batch,
+        event_shape=event,
     )
     out = _run_flat(
         spec,
@@ -189,7 +198,7 @@ def run_chains(
         progress=progress,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
-        fingerprint=fp,
+        identity=identity,
     )
     draws = out["draws"]
     c = draws.shape[0]
@@ -502,6 +511,8 @@ class SamplePlan(Plan):
             "batch_shape": list(self.dist.batch_shape),
             "event_shape": list(self.dist.event_shape),
             "init": tensor_digest(self.init),
+            # beta, dtype, device kind and digests of the energy's parameters and code
+            "target": run_identity(self.dist, None),
         }
 
     def transport_parts(self) -> dict[str, Any]:

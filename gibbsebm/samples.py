@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ._json import to_jsonable
+from .errors import CorruptFileError
 from .runtime.files import load_tensors, save_tensors
 
 __all__ = ["Samples"]
@@ -171,15 +172,33 @@ class Samples:
         }
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write to ``path`` (a torch file with tensors and JSON-like metadata only), atomically."""
-        save_tensors(self._payload(), path)
+        """Write to ``path`` (tensors and JSON-like metadata only, with a SHA-256 checksum),
+        atomically (see :mod:`gibbsebm.runtime.files`)."""
+        save_tensors(self._payload(), path, kind="samples")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Samples:
-        """Read a file written by :meth:`save` (safe: ``torch.load(weights_only=True)``)."""
-        payload = load_tensors(path, what="gibbsebm Samples file")
+        """Read a file written by :meth:`save` (checksum checked, then
+        ``torch.load(weights_only=True)``: no code runs).
+
+        Raises
+        ------
+        gibbsebm.CorruptFileError
+            (a ``ValueError``) If the file is damaged, a link, or not a Samples file.
+        """
+        payload = load_tensors(path, what="gibbsebm Samples file", kind="samples")
         if not isinstance(payload, dict) or payload.get("format") != "gibbsebm.Samples":
-            raise ValueError(f"{path} is not a gibbsebm Samples file")
+            raise CorruptFileError(f"{path} is not a gibbsebm Samples file", os.fspath(path))
+        try:
+            return cls._from_payload(payload)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise CorruptFileError(
+                f"{path} is a damaged gibbsebm Samples file ({type(err).__name__}: {err})",
+                os.fspath(path),
+            ) from None
+
+    @classmethod
+    def _from_payload(cls, payload: dict) -> Samples:
         m = payload["meta"]
         return cls(
             draws=payload["draws"],

@@ -337,6 +337,67 @@ def test_resume_gives_the_draws_of_an_uninterrupted_run(tmp_path, capsys, monkey
     _assert_one_line_error(code, err, "already complete")
 
 
+def test_ctrl_c_in_warmup_is_resumable_and_links_are_refused(tmp_path, capsys, monkeypatch):
+    """Issue 12: an interrupted warmup was a dead end; --resume followed a symlinked file."""
+    import arviz as az
+
+    mod = tmp_path / "interrupting.py"
+    mod.write_text(INTERRUPTING_ENERGY)
+    argv = ["sample", "--energy", f"{mod}:Interrupting", "--method", "mala"]
+    argv += ["--num-chains", "2", "--num-samples", "5", "--num-warmup", "15"]
+    argv += ["--seed", "4", "--no-plots"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    code, _, err = run([*argv, "--output-dir", str(ref)], capsys)
+    assert code == 0, err
+    monkeypatch.setenv("GIBBSEBM_TEST_STOP_AFTER", "6")  # inside the adaptive warmup
+    code, _, err = run([*argv, "--output-dir", str(cut)], capsys)
+    monkeypatch.delenv("GIBBSEBM_TEST_STOP_AFTER")
+    assert code == 130 and (cut / "checkpoint.pt").is_file()
+    # a checkpoint replaced by a link to a file outside the folder is refused, untouched
+    outside = tmp_path / "outside.pt"
+    (cut / "checkpoint.pt").rename(outside)
+    before = outside.read_bytes()
+    (cut / "checkpoint.pt").symlink_to(outside)
+    code, _, err = run(["sample", "--resume", "--output-dir", str(cut)], capsys)
+    _assert_one_line_error(code, err, "symbolic link")
+    assert outside.read_bytes() == before
+    (cut / "checkpoint.pt").unlink()
+    outside.rename(cut / "checkpoint.pt")
+    with pytest.warns(UserWarning, match="restarts from its beginning"):
+        code, _, err = run(["sample", "--resume", "--output-dir", str(cut)], capsys)
+    assert code == 0, err
+    a = az.from_netcdf(str(ref / "samples.nc")).posterior["y"].values
+    b = az.from_netcdf(str(cut / "samples.nc")).posterior["y"].values
+    assert (a == b).all()
+
+
+def test_resume_without_a_checkpoint_starts_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["sample", "--energy", "gaussian", "--method", "ula", "--option", "step_size=0.1"]
+    argv += ["--num-chains", "2", "--num-samples", "5", "--num-warmup", "2", "--no-plots"]
+    code, _, err = run([*argv, "--output-dir", str(out)], capsys)
+    assert code == 0, err
+    (out / "summary.json").unlink()  # as if interrupted before the first checkpoint
+    code, _, err = run(["sample", "--resume", "--output-dir", str(out)], capsys)
+    assert code == 0 and "starting the run again" in err
+    config = out / "config.json"
+    config.write_text(config.read_text().replace('"seed": 0', '"seed": 1'))
+    (out / "summary.json").unlink()
+    code, _, err = run(["sample", "--resume", "--output-dir", str(out)], capsys)
+    _assert_one_line_error(code, err, "checksum")
+
+
+def test_bad_option_creates_no_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["sample", "--energy", "gaussian", "--method", "hmc", "--option", "bogus=1"]
+    code, _, err = run([*argv, "--output-dir", str(out)], capsys)
+    _assert_one_line_error(code, err, "bogus")
+    assert not out.exists()
+    argv = [*argv[:5], "--num-samples", "3", "--num-warmup", "5", "--num-chains", "2", "--no-plots"]
+    code, _, err = run([*argv, "--output-dir", str(out)], capsys)
+    assert code == 0, err  # the same folder is still free for the corrected command
+
+
 def test_demo_quick(tmp_path, capsys):
     out = tmp_path / "demo"
     code, stdout, err = run(["demo", "--quick", "--output-dir", str(out)], capsys)

@@ -232,13 +232,24 @@ def test_ais_pools_weights_before_log_mean_exp():
     assert est.diagnostics["num_chains"] == 60 and sh["shard_sizes"] == [15, 15, 15, 15]
 
 
-def test_checkpoint_reruns_only_missing_shards(tmp_path):
+def test_checkpoint_reruns_only_missing_shards(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     ckpt = tmp_path / "run"
     kw = dict(num_chains=5, num_samples=20, num_warmup=20, seed=9, progress=False)
     ex = LocalExecutor(num_shards=2)  # shards of 3 and 2 chains
+    # a failure of the machine, not of the run: the rerun has the same energy (a different
+    # energy class would be refused as another run)
+    real_forward = Gaussian.forward
+
+    def fails_on_two_chains(self, y):
+        if y.shape[0] == 2:
+            raise RuntimeError("simulated permanent failure")
+        return real_forward(self, y)
+
+    monkeypatch.setattr(Gaussian, "forward", fails_on_two_chains)
     with pytest.raises(ShardError, match=r"shard 1 \(chains 3-4") as info:
-        run_sample(gaussian_dist(FailsOnTwoChains), "mala", executor=ex, checkpoint=ckpt, **kw)
+        run_sample(gaussian_dist(), "mala", executor=ex, checkpoint=ckpt, **kw)
+    monkeypatch.undo()
     assert set(info.value.failed) == {1} and set(info.value.completed) == {0}
     assert (ckpt / "shard-00000.pt").exists() and not (ckpt / "shard-00001.pt").exists()
     resumed = run_sample(gaussian_dist(), "mala", executor=ex, checkpoint=ckpt, **kw, warn=False)

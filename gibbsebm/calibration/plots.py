@@ -56,6 +56,12 @@ def figure_png(fig, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def _text(text: str) -> str:
+    """User text shown literally: a ``$`` would start matplotlib's math mode (and a bad
+    formula would fail the whole figure)."""
+    return str(text).replace("$", r"\$")
+
+
 def _ax(ax):
     if ax is None:
         fig, axes = new_figure()
@@ -134,7 +140,7 @@ def reliability_diagram(result: MetricResult, ax: Any = None, title: str | None 
     ax.text(0.03, 0.97, txt, transform=ax.transAxes, va="top", fontsize=8)
     ax.legend(loc="lower right", fontsize=7)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_text(title), fontsize=10)
     return fig
 
 
@@ -177,7 +183,7 @@ def confidence_histogram(result: MetricResult, ax: Any = None, title: str | None
     ax.set_ylabel("count")
     ax.legend(loc="upper left", fontsize=7)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_text(title), fontsize=10)
     return fig
 
 
@@ -212,7 +218,7 @@ def energy_probability_scatter(
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_text(title), fontsize=10)
     return fig
 
 
@@ -246,7 +252,7 @@ def risk_coverage_plot(comparison: Any, ax: Any = None, title: str | None = None
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_text(title), fontsize=10)
     return fig
 
 
@@ -271,7 +277,7 @@ def ood_histogram(
     ax.set_ylabel("density")
     ax.legend(fontsize=7)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_text(title), fontsize=10)
     return fig
 
 
@@ -289,7 +295,7 @@ def pit_histogram(pit: Any, ax: Any = None, title: str | None = None):
     ax.axhline(h.sum() / m, color="#c44e52", ls="--", lw=1, label="uniform")
     ax.set_xlabel("PIT")
     ax.set_ylabel("count")
-    ax.set_title(title or f"PIT (KS p = {pit.ks_pvalue:.3g})", fontsize=10)
+    ax.set_title(_text(title) if title else f"PIT (KS p = {pit.ks_pvalue:.3g})", fontsize=10)
     ax.legend(fontsize=7)
     return fig
 
@@ -316,8 +322,8 @@ def metric_bars(rows: list, metric: str, ax: Any = None, title: str | None = Non
         ax.plot(lo[ok], ypos[ok], "|", color="0.15", ms=8)
         ax.plot(hi[ok], ypos[ok], "|", color="0.15", ms=8)
         ax.legend(fontsize=7, loc="lower right")
-    ax.set_yticks(ypos, names, fontsize=8)
+    ax.set_yticks(ypos, [_text(n) for n in names], fontsize=8)
     ax.set_xlabel(metric.upper() if metric != "accuracy" else "accuracy")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_text(title), fontsize=10)
     return fig

@@ -18,6 +18,7 @@ import hashlib
 import html
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..runtime.files import atomic_write_bytes
 from ._inputs import as_labels
 from .combine import CombinationResult, check_systems, combine, fold_indices
 from .metrics import (
@@ -174,6 +176,7 @@ def report(
     title: str = "Calibration report",
     data_description: str | None = None,
     sources: Mapping[str, str] | None = None,
+    force: bool = False,
 ) -> CalibrationReport:
     """Write a calibration report (HTML with embedded plots, JSON, Markdown) to ``output_dir``.
 
@@ -210,10 +213,23 @@ def report(
         Free text on what the data are, copied into the report.
     sources : mapping of str to str, optional
         Where the arrays came from (e.g. file paths), copied into the report.
+    force : bool
+        Overwrite the report files of an earlier report in ``output_dir``. Without it a folder
+        that already holds ``report.html``, ``report.json``, ``report.md`` or figures is
+        refused (:class:`FileExistsError`), so a report is never lost silently.
 
     Returns
     -------
     CalibrationReport
+
+    Notes
+    -----
+    System names, the title, the description and the sources are user text: they are escaped
+    in the HTML (``html.escape``) and in the Markdown (HTML-special characters as entities,
+    Markdown punctuation backslash-escaped, line breaks as spaces), and shown literally in the
+    plots. Figure files are named ``<kind>_<slug>-<hash>.png`` where the hash is the first 8
+    hex digits of the SHA-256 of the name, so names that map to the same slug (``a/b`` and
+    ``a_b``) never share a file.
 
     Examples
     --------
@@ -235,6 +251,8 @@ def report(
         raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(force, bool):
+        raise ValueError(f"force must be True or False, got {force!r}")
     systems = check_systems(energies)
     names = list(systems)
     first = systems[names[0]]
@@ -271,6 +289,7 @@ def report(
         if next(iter(ood_sys.values())).shape[1] != k:
             raise ValueError("ood_energies and energies must have the same number of labels K")
     out = Path(output_dir)
+    _check_output_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
 
@@ -278,6 +297,7 @@ def report(
     sys_reports: dict[str, SystemReport] = {}
     figures: dict[str, bytes] = {}
     captions: dict[str, str] = {}
+    captions_md: dict[str, str] = {}
     for s in names:
         e = systems[s]
         before = _metrics(torch.log_softmax(-e, 1), y, n_bins, n_bootstrap, seed)
@@ -314,6 +334,7 @@ def report(
             f"{s}: reliability diagrams and confidence histograms before (beta = 1) and after "
             f"fitting beta; hatched bins are empty ({n_bins} equal-width bins, right-closed)."
         )
+        captions_md[key] = _md(s) + captions[key][len(s) :]  # the caption starts with s
         ncols = 3 if ood is not None else 2
         fig, ax = plots.new_figure(ncols=ncols, size=(4.4, 3.6))
         plots.energy_probability_scatter(e, y, bf.beta, ax[0], title=f"{s}: energy vs probability")
@@ -328,6 +349,7 @@ def report(
             "free energy as confidence scores"
             + ("; free-energy histograms of in- vs out-of-distribution inputs." if ood else ".")
         )
+        captions_md[key] = _md(s) + captions[key][len(s) :]
 
     comb = None
     if len(names) > 1:
@@ -350,6 +372,7 @@ def report(
             "Combination of the systems: each member raw and calibrated, the raw sum of energies, "
             "the product of calibrated experts and jointly fitted weights (95% bootstrap CIs)."
         )
+        captions_md["combination"] = captions["combination"]
 
     fitted_on = (
         f"separate fit data ({int(fy.shape[0])} samples)"
@@ -382,7 +405,7 @@ def report(
     fig_paths = {}
     for key, png in figures.items():
         p = out / "figures" / f"{key}.png"
-        p.write_bytes(png)
+        atomic_write_bytes(png, p)
         fig_paths[key] = p
     from .. import __version__
 
@@ -404,11 +427,11 @@ def report(
         "figures": {k_: {"file": f"figures/{k_}.png", "caption": captions[k_]} for k_ in figures},
     }
     json_path = out / "report.json"
-    json_path.write_text(json.dumps(data, indent=2, allow_nan=False))
+    atomic_write_bytes(json.dumps(data, indent=2, allow_nan=False).encode("utf-8"), json_path)
     md_path = out / "report.md"
-    md_path.write_text(_markdown(data, sys_reports, comb, captions))
+    atomic_write_bytes(_markdown(data, sys_reports, comb, captions_md).encode("utf-8"), md_path)
     html_path = out / "report.html"
-    html_path.write_text(_html(data, sys_reports, comb, figures, captions))
+    atomic_write_bytes(_html(data, sys_reports, comb, figures, captions).encode("utf-8"), html_path)
     return CalibrationReport(
         output_dir=out,
         html_path=html_path,
@@ -421,21 +444,84 @@ def report(
     )
 
 
+#: Files a report writes into its folder.
+REPORT_FILES = ("report.html", "report.json", "report.md", "figures")
+
+
+def _check_output_dir(out: Path, force: bool) -> None:
+    """Refuse links and, without ``force``, a folder that holds an earlier report."""
+    for p in [out] + [out / f for f in REPORT_FILES]:
+        if p.is_symlink():
+            raise ValueError(
+                f"{p} is a symbolic link; a report is not written through links (remove it or "
+                "choose another output folder)"
+            )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} exists and is not a folder")
+    fig = out / "figures"
+    earlier = [f for f in REPORT_FILES[:3] if (out / f).exists()]
+    if fig.is_dir() and any(fig.iterdir()):
+        earlier.append("figures/")
+    if earlier and not force:
+        raise FileExistsError(
+            f"{str(out)!r} already holds a report ({', '.join(earlier)}); choose another output "
+            "folder or pass force=True (--force on the command line) to overwrite it"
+        )
+    if fig.is_dir():
+        links = [c.name for c in fig.iterdir() if c.is_symlink()]
+        if links:
+            raise ValueError(f"{fig} holds symbolic links ({', '.join(links[:3])}); remove them")
+
+
 def _slug(s: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in s)
-    return keep or "system"
+    """A file-name-safe, collision-free key for the name ``s``: ``<slug>-<8 hex digits>``."""
+    keep = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in s)[:40]
+    return f"{keep or 'system'}-{hashlib.sha256(s.encode('utf-8')).hexdigest()[:8]}"
+
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|~>\"'$:")
+
+
+def _md(text: Any) -> str:
+    """User text for Markdown: HTML-special characters as entities, Markdown punctuation
+    backslash-escaped, line breaks and other control characters as spaces."""
+    out = []
+    for c in str(text):
+        if c == "&":
+            out.append("&amp;")
+        elif c == "<":
+            out.append("&lt;")
+        elif c == ">":
+            out.append("&gt;")
+        elif c in _MD_SPECIAL:
+            out.append("\\" + c)
+        elif c < " " or c == "\x7f" or c in "\u2028\u2029\x85":
+            out.append(" ")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_PIPE = re.compile(r"(?<!\\)\|")  # a pipe not escaped yet (user text is escaped already)
+
+
+def _plain(text: Any) -> str:
+    return str(text)
 
 
 # ----------------------------------------------------------------------------- rendering
-def _tables(sys_reports: dict, comb: CombinationResult | None) -> list[tuple[str, list, list]]:
-    """The report's tables as (title, header, rows) with formatted cells."""
+def _tables(
+    sys_reports: dict, comb: CombinationResult | None, u: Any = _plain
+) -> list[tuple[str, list, list]]:
+    """The report's tables as (title, header, rows) with formatted cells; user text (system
+    names) goes through ``u`` (the Markdown escape, or nothing for HTML, escaped whole)."""
     tables = []
     hdr = ["system", "beta (± s.e.)", "T = 1/beta", "fold betas"]
     rows = []
     for s, r in sys_reports.items():
         rows.append(
             [
-                s,
+                u(s),
                 _fmt_beta(r.beta_fit),
                 _fmt(r.beta_fit.temperature, ".4g"),
                 ", ".join(_fmt(b, ".4g") for b in r.fold_betas) if r.fold_betas else "-",
@@ -454,7 +540,7 @@ def _tables(sys_reports: dict, comb: CombinationResult | None) -> list[tuple[str
         rows.append(cons)
         tables.append(
             (
-                f"{s}: metrics before and after fitting beta (95% bootstrap CI)",
+                f"{u(s)}: metrics before and after fitting beta (95% bootstrap CI)",
                 ["metric", "beta = 1", f"beta = {_fmt(r.beta_fit.beta, '.4g')}"],
                 rows,
             )
@@ -472,7 +558,7 @@ def _tables(sys_reports: dict, comb: CombinationResult | None) -> list[tuple[str
             )
         tables.append(
             (
-                f"{s}: confidence scores for error detection (accuracy {_fmt(sc.accuracy)})",
+                f"{u(s)}: confidence scores for error detection (accuracy {_fmt(sc.accuracy)})",
                 ["score", "AUROC correct vs wrong (± DeLong s.e.)", "AURC [95% CI]"],
                 rows,
             )
@@ -488,7 +574,7 @@ def _tables(sys_reports: dict, comb: CombinationResult | None) -> list[tuple[str
             ]
             tables.append(
                 (
-                    f"{s}: out-of-distribution detection ({r.ood.n_in} in, {r.ood.n_out} out)",
+                    f"{u(s)}: out-of-distribution detection ({r.ood.n_in} in, {r.ood.n_out} out)",
                     ["score", "AUROC in vs out (± s.e.)", "FPR at 95% TPR"],
                     rows,
                 )
@@ -496,10 +582,10 @@ def _tables(sys_reports: dict, comb: CombinationResult | None) -> list[tuple[str
     if comb is not None:
         rows = []
         for r in comb.rows:
-            coef = ", ".join(f"{t}: {_fmt(c, '.4g')}" for t, c in r.coefficients.items())
+            coef = ", ".join(f"{u(t)}: {_fmt(c, '.4g')}" for t, c in r.coefficients.items())
             rows.append(
                 [
-                    r.name,
+                    u(r.name),
                     coef,
                     _fmt_metric(r.nll),
                     _fmt_metric(r.ece),
@@ -517,26 +603,26 @@ def _tables(sys_reports: dict, comb: CombinationResult | None) -> list[tuple[str
     return tables
 
 
-def _data_lines(data: dict) -> list[str]:
+def _data_lines(data: dict, u: Any = _plain) -> list[str]:
     d = data["data"]
     lines = [
         f"Evaluation data: {d['n_eval']} samples, {d['num_classes']} labels, systems: "
-        + ", ".join(d["systems"]),
+        + ", ".join(u(x) for x in d["systems"]),
         f"Label counts: {d['label_counts']}",
         f"Beta fitted on: {d['beta_fitted_on']}",
         f"SHA-256 of evaluation labels: {d['eval_labels_sha256']}",
     ]
     for s, h in d["eval_energies_sha256"].items():
-        lines.append(f"SHA-256 of evaluation energies [{s}]: {h}")
+        lines.append(f"SHA-256 of evaluation energies [{u(s)}]: {h}")
     if d["n_fit"] is not None:
         lines.append(f"SHA-256 of fit labels: {d['fit_labels_sha256']}")
     if d["n_ood"] is not None:
         lines.append(f"Out-of-distribution inputs: {d['n_ood']}")
     if d["description"]:
-        lines.append(f"Description: {d['description']}")
+        lines.append(f"Description: {u(d['description'])}")
     if d["sources"]:
         for kk, v in d["sources"].items():
-            lines.append(f"Source [{kk}]: {v}")
+            lines.append(f"Source [{u(kk)}]: {u(v)}")
     st = data["settings"]
     lines.append(
         f"Settings: {st['n_bins']} bins ({st['binning']}), {st['n_bootstrap']} bootstrap "
@@ -557,12 +643,13 @@ _NOTES = (
 
 
 def _markdown(data: dict, sys_reports: dict, comb, captions: dict) -> str:
-    out = [f"# {data['title']}", "", "## Data", ""]
-    out += [f"- {line}" for line in _data_lines(data)]
+    """The Markdown report; ``captions`` are already Markdown (user text escaped)."""
+    out = [f"# {_md(data['title'])}", "", "## Data", ""]
+    out += [f"- {line}" for line in _data_lines(data, _md)]
     out += ["", _NOTES, ""]
-    for title, hdr, rows in _tables(sys_reports, comb):
+    for title, hdr, rows in _tables(sys_reports, comb, _md):
         out += [f"## {title}", "", "| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        out += ["| " + " | ".join(_PIPE.sub(r"\\|", c) for c in r) + " |" for r in rows]
         out.append("")
     out += ["## Figures", ""]
     for key, cap in captions.items():

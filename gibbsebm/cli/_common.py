@@ -11,7 +11,6 @@ import argparse
 import datetime as _dt
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -240,6 +239,8 @@ def _run_dir(cfg: dict[str, Any], command: str, *, resume: bool = False) -> Path
         path = Path("runs") / f"{command}-{stamp}"
     if resume:
         return path
+    if path.is_symlink():
+        raise UsageError(f"run folder {str(path)!r} is a symbolic link; not followed")
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"run folder {str(path)!r} exists and is not a folder")
@@ -256,14 +257,15 @@ def _run_dir(cfg: dict[str, Any], command: str, *, resume: bool = False) -> Path
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (atomically: temp file then rename).
+    """Write ``data`` as indented JSON (atomically: temp file, fsync, rename).
 
     Values are rendered by :func:`gibbsebm._json.to_jsonable` with its defaults: tensors and
     arrays in full, non-finite floats as ``null``, paths as strings, anything else as ``repr``.
     """
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(data), indent=2) + "\n")
-    os.replace(tmp, path)
+    from ..runtime.files import atomic_write_bytes
+
+    # temporary file, fsync, rename, fsync of the folder; a link at ``path`` is refused
+    atomic_write_bytes((json.dumps(to_jsonable(data), indent=2) + "\n").encode("utf-8"), path)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:

@@ -281,19 +281,38 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--title", default="Calibration report", help="report title")
     p.add_argument("--description", help="free text describing the data, copied into the report")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an earlier report in --output-dir (default: refuse)",
+    )
     p.set_defaults(_run=run_calibrate)
     return p
 
 
-def _output_dir(arg: str | None) -> Path:
+def _output_dir(arg: str | None, force: bool = False) -> Path:
     if arg:
         path = Path(arg)
     else:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         path = Path("runs") / f"calibrate-{stamp}"
+    if path.is_symlink():
+        raise ValueError(f"output folder {str(path)!r} is a symbolic link; not followed")
     if path.exists():
         if not path.is_dir():
             raise ValueError(f"output folder {str(path)!r} exists and is not a folder")
+        links = [c.name for c in path.iterdir() if c.is_symlink()]
+        if links:
+            raise ValueError(
+                f"output folder {str(path)!r} holds symbolic links ({', '.join(sorted(links)[:3])})"
+                "; a report is not written through links"
+            )
+        earlier = sorted(c.name for c in path.iterdir() if c.name in _REPORT_FILES)
+        if earlier and not force:
+            raise ValueError(
+                f"output folder {str(path)!r} already holds a report ({', '.join(earlier)}); "
+                "choose another --output-dir or pass --force to overwrite it"
+            )
         other = [c.name for c in path.iterdir() if c.name not in _REPORT_FILES]
         if other:
             raise ValueError(
@@ -356,7 +375,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 f"OOD energies are for systems {sorted(ood)} but evaluation energies for "
                 f"{sorted(systems)}"
             )
-    out = _output_dir(args.output_dir)
+    force = bool(getattr(args, "force", False))
+    out = _output_dir(args.output_dir, force)
     sources = {"energies": ", ".join(args.energies)}
     if args.labels:
         sources["labels"] = args.labels
@@ -400,4 +420,5 @@ def _report(report, systems, labels, out, fit_e, fit_y, ood, args, sources):
         title=args.title,
         data_description=args.description,
         sources=sources,
+        force=bool(getattr(args, "force", False)),
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from .._json import to_jsonable
 from ._common import (
     _COMMON_DEFAULTS,
     EXIT_INTERRUPTED,
@@ -130,6 +130,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     import gibbsebm
 
+    from ..runtime.files import load_json, save_json, symlinks_in
+
     if args.list_energies:
         _print_energies()
         return 0
@@ -138,17 +140,27 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         if not args.output_dir:
             raise UsageError("--resume needs --output-dir, the run folder to continue")
         run = Path(args.output_dir)
+        links = symlinks_in(run)
+        if links:
+            raise UsageError(
+                f"cannot resume: {', '.join(links[:3])} is a symbolic link; gibbsebm does not "
+                "follow links in a run folder (replace them by the files or start a new run)"
+            )
         saved = run / "config.json"
         if not saved.is_file():
             raise UsageError(f"cannot resume: {str(saved)!r} not found (is this a run folder?)")
         try:
-            cfg = json.loads(saved.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"cannot read {str(saved)!r}: {exc}") from None
+            cfg = load_json(saved, kind="cli-config", what="gibbsebm run configuration")
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot resume: {exc}") from None
         if (run / "summary.json").is_file():
             raise UsageError(f"run in {str(run)!r} is already complete (summary.json exists)")
         if not (run / "checkpoint.pt").is_file():
-            raise UsageError(f"cannot resume: no checkpoint in {str(run)!r} yet")
+            print(
+                f"gibbsebm: no checkpoint in {run} yet (interrupted before the warmup began); "
+                "starting the run again from its beginning",
+                file=sys.stderr,
+            )
         if args.progress is not None:
             cfg["progress"] = args.progress
     else:
@@ -163,9 +175,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     method = cfg["method"] or _default_method(cfg["energy"], dist)
     cfg["method"] = method
     options = _kernel_options(cfg)
+    # every input is checked before the run folder exists: an unknown method or option is a
+    # one-line error, not a folder that a rerun then refuses as not empty
+    from ..samplers.registry import get_spec
+
+    get_spec(method, dist, **options)
     if not resume:
         run = _run_dir(cfg, "sample")
-        write_json(run / "config.json", cfg)
+        save_json(to_jsonable(cfg), run / "config.json", kind="cli-config")
     print(f"gibbsebm sample: {cfg['energy']} at beta={beta} with {method}; run folder {run}")
     t0 = time.perf_counter()
     try:
@@ -184,7 +201,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            f"gibbsebm: interrupted; continue with: gibbsebm sample --resume --output-dir {run}",
+            f"gibbsebm: interrupted; the last completed step is in {run / 'checkpoint.pt'}; "
+            f"continue with: gibbsebm sample --resume --output-dir {run}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 
 from .._json import to_jsonable
+from ..errors import CheckpointMismatchError, CorruptFileError
+from .files import load_json, save_json, symlinks_in
 from .plan import Plan, Shard, same_device
 from .transport import _pickle_module, check_picklable, dumps, to_device
 
@@ -254,6 +256,9 @@ class RayExecutor(Executor):
         results come back on the distribution's device.
     init_kwargs : dict, optional
         Extra arguments of ``ray.init`` when this executor starts Ray (e.g. ``runtime_env``).
+        Without ``address``, the local head is started with ``_node_ip_address="127.0.0.1"``
+        and no dashboard unless these say otherwise (see ``docs/reliability.md`` for what
+        that does and does not close).
 
     Examples
     --------
@@ -306,10 +311,25 @@ class RayExecutor(Executor):
         self.init_kwargs = dict(init_kwargs or {})
 
     # -- connection and resources
+    def _init_kwargs(self) -> dict[str, Any]:
+        """Arguments of ``ray.init`` when this executor starts or joins Ray.
+
+        A Ray head started here (no ``address``, no ``RAY_ADDRESS`` in the environment) is a
+        private one: its node address is ``127.0.0.1`` (workers and the driver talk over the
+        loopback and no other machine is told where to join) and it starts no dashboard.
+        ``init_kwargs`` overrides either.
+        """
+        kwargs = dict(self.init_kwargs)
+        if self.address is None and not os.environ.get("RAY_ADDRESS"):
+            kwargs.setdefault("_node_ip_address", "127.0.0.1")
+            kwargs.setdefault("include_dashboard", False)
+            kwargs.setdefault("dashboard_host", "127.0.0.1")
+        return kwargs
+
     def _ray(self):
         ray = _import_ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, **self.init_kwargs)
+            ray.init(address=self.address, **self._init_kwargs())
         return ray
 
     def resolve_num_workers(self) -> int:
@@ -495,29 +515,52 @@ class _ShardStore:
                 f"checkpoint={self.path!r} is a file; a sharded run stores its shards in a "
                 "directory (pass a directory path)"
             )
+        if os.path.islink(self.path):
+            raise CorruptFileError(
+                f"checkpoint={self.path!r} is a symbolic link; gibbsebm does not follow links "
+                "to its checkpoint folders",
+                self.path,
+            )
         os.makedirs(self.path, exist_ok=True)
-        text = json.dumps(
-            to_jsonable(fingerprint, nonfinite="keep", max_tensor_numel=16), sort_keys=True
+        links = symlinks_in(self.path)
+        if links:
+            raise CorruptFileError(
+                f"checkpoint folder {self.path} holds symbolic links ({', '.join(links[:3])}); "
+                "gibbsebm does not follow links in its folders: remove them",
+                self.path,
+            )
+        # one canonical JSON rendering (tensors in options as short lists or described)
+        current = json.loads(
+            json.dumps(to_jsonable(fingerprint, nonfinite="keep", max_tensor_numel=16))
         )
         manifest = os.path.join(self.path, _MANIFEST)
-        if os.path.exists(manifest):
-            with open(manifest) as fh:
-                stored = json.load(fh)
+        if os.path.lexists(manifest):
+            stored = load_json(manifest, kind="shard-manifest", what="gibbsebm shard manifest")
             if stored.get("format") != _CHECKPOINT_FORMAT:
-                raise ValueError(f"{manifest} is not a gibbsebm shard manifest")
-            if json.dumps(stored.get("fingerprint"), sort_keys=True) != text:
-                raise ValueError(
-                    f"checkpoint directory {self.path} belongs to a different run (method, "
-                    "options, counts, seed or shard layout differ); delete it or pass another "
-                    "path"
+                raise CorruptFileError(f"{manifest} is not a gibbsebm shard manifest", manifest)
+            old = stored.get("fingerprint")
+            if not isinstance(old, dict):
+                raise CorruptFileError(f"{manifest} has no run fingerprint", manifest)
+            diff = _fingerprint_differences(old, current)
+            if diff:
+                raise CheckpointMismatchError(
+                    f"checkpoint directory {self.path} belongs to a different run; differing "
+                    f"field(s): {', '.join(diff)}.\n  "
+                    + "\n  ".join(
+                        f"{k}: checkpoint {_clip(a)}, this call {_clip(b)}"
+                        for k, (a, b) in diff.items()
+                    )
+                    + "\nPass the original arguments, or delete the folder (or pass another "
+                    "path) to start afresh.",
+                    fields=diff,
+                    path=self.path,
                 )
         else:
-            tmp = f"{manifest}.tmp.{os.getpid()}"
-            with open(tmp, "w") as fh:
-                json.dump(
-                    {"format": _CHECKPOINT_FORMAT, "fingerprint": json.loads(text)}, fh, indent=1
-                )
-            os.replace(tmp, manifest)
+            save_json(
+                {"format": _CHECKPOINT_FORMAT, "fingerprint": current},
+                manifest,
+                kind="shard-manifest",
+            )
 
     def _file(self, k: int) -> str:
         return os.path.join(self.path, f"shard-{k:05d}.pt")
@@ -526,12 +569,33 @@ class _ShardStore:
         if self.path is None:
             return {}
         return {
-            k: self._load(self._file(k)) for k in range(num_shards) if os.path.exists(self._file(k))
+            k: self._load(self._file(k))
+            for k in range(num_shards)
+            if os.path.lexists(self._file(k))
         }
 
     def save(self, k: int, result: Any) -> None:
         if self.path is not None:
             self._save(result, self._file(k))
+
+
+def _fingerprint_differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
+    """``field -> (old, new)`` for the fields that differ (nested dicts as ``a.b``)."""
+    out: dict[str, tuple] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if key == "energy_code_note" or a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(_fingerprint_differences(a, b, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = (a, b)
+    return out
+
+
+def _clip(v: Any, n: int = 60) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
 
 
 def _check_progress(progress: Any) -> None:

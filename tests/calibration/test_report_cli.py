@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gibbsebm.calibration import report
-from gibbsebm.calibration.report import METRIC_NAMES, _fmt, _fmt_beta
+from gibbsebm.calibration.report import METRIC_NAMES, _fmt, _fmt_beta, _slug
 from gibbsebm.cli.calibrate import add_parser, load_energies, load_labels, run_calibrate
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -41,10 +41,10 @@ def test_report_files_and_embedded_figures(crossfit_report):
     data = json.loads(rep.json_path.read_text())
     promised = data["figures"]
     assert set(promised) == {
-        "reliability_over",
-        "reliability_under",
-        "energy_vs_probability_over",
-        "energy_vs_probability_under",
+        f"reliability_{_slug('over')}",
+        f"reliability_{_slug('under')}",
+        f"energy_vs_probability_{_slug('over')}",
+        f"energy_vs_probability_{_slug('under')}",
         "combination",
     }
     # self-contained HTML: every figure embedded as a decodable PNG, no external references
@@ -245,3 +245,90 @@ def test_reliability_diagram_leaves_empty_bins_empty():
                 p, [0, 1, 0], n_bootstrap=0
             )
         )
+
+
+# ------------------------------------------------------------------ names, files, overwrite
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _named(names, n=60, seed=4):
+    """Systems with the given names: noisy, not redundant, energies of the same labels."""
+    systems, y = _systems(n, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    base = systems["over"]
+    noise = [torch.randn(base.shape, generator=g, dtype=base.dtype) for _ in names]
+    return {nm: base + 2.0 * z for nm, z in zip(names, noise)}, y
+
+
+def test_names_are_escaped_in_html_and_markdown(tmp_path):
+    torch.set_num_threads(1)
+    names = [HOSTILE, "a|b *c* [x](http://e) # $\\frac{$ _u_\nline"]
+    systems, y = _named(names)
+    rep = report(systems, y, output_dir=tmp_path / "r", n_bootstrap=0, n_folds=2,
+                 title="<b>t</b>", data_description="<img src=x onerror=alert(2)>",
+                 sources={"<k>": "<v>"})  # fmt: skip
+    html = rep.html_path.read_text()
+    md = rep.markdown_path.read_text()
+    for text in (html, md):
+        assert "<script" not in text and "<img src=x" not in text and "<b>" not in text
+        assert "<k>" not in text and "<v>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, as text
+    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in md
+    assert "[x](http://e)" not in md and "\\[x\\]\\(http\\://e\\)" in md
+    assert json.loads(rep.json_path.read_text())["data"]["systems"] == names
+    # a pipe or a line break in a name does not break a Markdown table row
+    lines = md.splitlines()
+    i = lines.index("## Fitted inverse temperature")
+    width = len(re.split(r"(?<!\\)\|", lines[i + 2]))
+    for row in lines[i + 4 : i + 6]:
+        assert len(re.split(r"(?<!\\)\|", row)) == width, row  # JSON keeps them
+
+
+@pytest.fixture
+def no_rendering(monkeypatch):
+    """These tests are about files: skip the PNG rendering (the slow part)."""
+    from gibbsebm.calibration import plots
+
+    monkeypatch.setattr(plots, "figure_png", lambda fig, dpi=100: PNG)
+
+
+def test_similar_names_do_not_share_figure_files(tmp_path, no_rendering):
+    torch.set_num_threads(1)
+    systems, y = _named(["a/b", "a_b"])
+    rep = report(systems, y, output_dir=tmp_path / "r", n_bootstrap=0, n_folds=2)
+    figs = [k for k in rep.figures if k.startswith("reliability_")]
+    assert len(figs) == 2 and len({rep.figures[k] for k in figs}) == 2
+    assert all(p.parent == tmp_path / "r" / "figures" for p in rep.figures.values())
+    assert all(rep.figures[k].is_file() for k in figs)  # both written, neither overwritten
+
+
+def test_report_never_overwrites_without_force(tmp_path, no_rendering):
+    torch.set_num_threads(1)
+    systems, y = _named(["s"])
+    out = tmp_path / "r"
+    first = report(systems, y, output_dir=out, n_bootstrap=0, n_folds=2, title="first")
+    with pytest.raises(FileExistsError, match="force"):
+        report(systems, y, output_dir=out, n_bootstrap=0, n_folds=2, title="second")
+    assert "first" in first.html_path.read_text()
+    report(systems, y, output_dir=out, n_bootstrap=0, n_folds=2, title="second", force=True)
+    assert "second" in first.html_path.read_text()
+    link = tmp_path / "link"
+    link.symlink_to(out)
+    with pytest.raises(ValueError, match="symbolic link"):
+        report(systems, y, output_dir=link, n_bootstrap=0, n_folds=2, force=True)
+
+
+def test_cli_refuses_to_overwrite_a_report_without_force(tmp_path, capsys, no_rendering):
+    systems, y = _systems(60, 5)
+    np.savez(tmp_path / "val.npz", energies=systems["over"].numpy(), labels=y.numpy())
+    out = tmp_path / "rep"
+    argv = ["calibrate", "--energies", str(tmp_path / "val.npz"), "--output-dir", str(out),
+            "--bootstrap", "0", "--folds", "2"]  # fmt: skip
+    assert run_calibrate(_parse(argv)) == 0
+    before = (out / "report.json").read_text()
+    with pytest.raises(ValueError, match="--force"):
+        run_calibrate(_parse(argv))
+    assert (out / "report.json").read_text() == before
+    assert run_calibrate(_parse([*argv, "--force", "--title", "again"])) == 0
+    assert json.loads((out / "report.json").read_text())["title"] == "again"
+    capsys.readouterr()
