@@ -18,8 +18,10 @@ __all__ = [
     "check_finite",
     "module_device_dtype",
     "as_beta_tensor",
+    "check_beta_cast",
     "MAX_ITERATIONS",
     "MAX_BOOTSTRAP",
+    "MAX_DRAW_ELEMENTS",
     "check_count",
     "check_in_support",
     "check_float32_magnitude",
@@ -30,6 +32,10 @@ __all__ = [
 #: :func:`gibbsebm.sample` accepts; larger requests are refused instead of running for years.
 #: Override by assigning ``gibbsebm._validation.MAX_ITERATIONS``.
 MAX_ITERATIONS = 10**9
+
+#: Largest number of values the draws of one :func:`gibbsebm.sample` call may hold
+#: (``num_chains * prod(batch) * prod(event) * (num_samples + 1)``, about 64 GB in float64).
+MAX_DRAW_ELEMENTS = 8 * 10**9
 
 #: Largest number of bootstrap replicates the calibration functions accept (overridable the
 #: same way).
@@ -165,8 +171,15 @@ def as_beta_tensor(
             t = t.to(device)
     else:
         t = torch.tensor(float(beta), dtype=dtype or torch.get_default_dtype(), device=device)
-    # the check above is in the caller's precision; repeat it in the dtype beta is used in
-    # (1e-300 becomes 0 and 1e39 becomes inf in float32)
+    return check_beta_cast(t, beta)
+
+
+def check_beta_cast(t: torch.Tensor, beta: Any) -> torch.Tensor:
+    """Return ``t`` (``beta`` cast to its working dtype) unless the cast made it 0 or inf.
+
+    :func:`check_beta` runs in the caller's precision; 1e-300 becomes 0 and 1e39 becomes
+    inf in float32, so the check is repeated in the dtype beta is used in.
+    """
     if t.device.type != "meta" and (not bool(torch.isfinite(t).all()) or bool((t <= 0).any())):
         raise ValueError(
             f"beta {beta!r} is not a positive finite number in {t.dtype} (it under- or "

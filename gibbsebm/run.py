@@ -401,6 +401,18 @@ def sample(
             f"gibbsebm._validation.MAX_ITERATIONS = {_validation.MAX_ITERATIONS}; raise it "
             "there if you really mean it"
         )
+    size = (
+        num_chains
+        * _batch_size(dist)
+        * int(np.prod(tuple(getattr(dist, "event_shape", ()))))
+        * (num_samples + 1)
+    )
+    if size > _validation.MAX_DRAW_ELEMENTS:
+        raise ValueError(
+            f"num_chains * prod(batch) * prod(event) * (num_samples + 1) = {size} values exceeds "
+            f"gibbsebm._validation.MAX_DRAW_ELEMENTS = {_validation.MAX_DRAW_ELEMENTS} (the "
+            "draws would not fit in memory); raise it there if you really mean it"
+        )
     if method is None:
         method = "gwg" if getattr(dist, "is_discrete", False) else "hmc"
     seed = resolve_seed(seed, checkpoint)

@@ -151,3 +151,10 @@ def test_stuck_chains_are_reported():
             progress=False,
         )
     assert not s.stats["stuck_chains"].any()
+
+
+def test_free_energy_beta_checked_in_the_dtype_it_is_used_in():
+    y = torch.zeros(3, 2)  # float32
+    z = torch.linspace(-1, 1, 5)[:, None].expand(5, 2).contiguous()
+    with pytest.raises(ValueError, match="float32"):
+        gibbsebm.free_energy(lambda y, z: ((y - z) ** 2).sum(-1), y, 1e-300, latent=z)
