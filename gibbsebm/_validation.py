@@ -21,6 +21,7 @@ __all__ = [
     "check_beta_cast",
     "MAX_ITERATIONS",
     "MAX_BOOTSTRAP",
+    "MAX_BINS",
     "MAX_DRAW_ELEMENTS",
     "check_count",
     "check_in_support",
@@ -40,6 +41,9 @@ MAX_DRAW_ELEMENTS = 8 * 10**9
 #: Largest number of bootstrap replicates the calibration functions accept (overridable the
 #: same way).
 MAX_BOOTSTRAP = 10**6
+
+#: Largest number of calibration bins (``n_bins=10**9`` would allocate gigabytes per row).
+MAX_BINS = 10**5
 
 
 def check_count(value: Any, name: str, *, lo: int = 1, hi: int | None = None) -> int:

@@ -158,3 +158,12 @@ def test_free_energy_beta_checked_in_the_dtype_it_is_used_in():
     z = torch.linspace(-1, 1, 5)[:, None].expand(5, 2).contiguous()
     with pytest.raises(ValueError, match="float32"):
         gibbsebm.free_energy(lambda y, z: ((y - z) ** 2).sum(-1), y, 1e-300, latent=z)
+
+
+def test_huge_bin_count_is_refused():
+    from gibbsebm.calibration import expected_calibration_error
+
+    p = torch.full((10, 2), 0.5)
+    y = torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match="MAX_BINS"):
+        expected_calibration_error(p, y, n_bins=10**9, n_bootstrap=0)

@@ -31,16 +31,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hypothesis
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import gibbsebm
 import gibbsebm.interop.arviz  # noqa: F401 - heavy imports before any alarm can cut one
 from gibbsebm.energies import Gaussian, Ising2D
+
+# in the tests extra (pyproject.toml); skipped, not an import error, where it is missing
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 try:  # arviz imports scipy.signal lazily: an alarm inside that import poisons it
     import arviz  # noqa: F401
@@ -678,13 +680,32 @@ def report(examples: int) -> str:
     return "\n".join(lines)
 
 
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+START, END = "<!-- fuzz-table:start -->", "<!-- fuzz-table:end -->"
+
+
+def update_docs(table: str, path: Path = DOCS) -> None:
+    """Replace the text between the fuzz-table markers of ``path`` with ``table``."""
+    text = path.read_text()
+    a, b = text.index(START) + len(START), text.index(END)
+    path.write_text(text[:a] + "\n" + table.split("\n\n<!--")[0].strip() + "\n" + text[b:])
+
+
 if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", action="store_true", help="run every target, print the table")
     ap.add_argument("--examples", type=int, default=LONG_EXAMPLES)
+    ap.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="also write the table between the fuzz-table markers of docs/reliability.md",
+    )
     ns = ap.parse_args()
     if ns.report:
         warnings.simplefilter("ignore")
-        print(report(ns.examples))
+        table = report(ns.examples)
+        print(table)
+        if ns.update_docs:
+            update_docs(table)

@@ -347,6 +347,11 @@ def _ce_from_bins(
 def _check_binning_args(n_bins: int, binning: str, norm: str) -> None:
     if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if n_bins > _validation.MAX_BINS:
+        raise ValueError(
+            f"n_bins = {n_bins} exceeds the limit gibbsebm._validation.MAX_BINS = "
+            f"{_validation.MAX_BINS} (each bin is a tensor row); raise it there if you mean it"
+        )
     if binning not in ("uniform", "quantile"):
         raise ValueError(f"binning must be 'uniform' or 'quantile', got {binning!r}")
     if norm not in ("l1", "l2", "max"):
