@@ -11,7 +11,13 @@ from torch.distributions import constraints
 
 from .constraints import support_values
 
-__all__ = ["INIT_RADIUS", "flat_logdensity", "initial_positions"]
+__all__ = [
+    "INIT_RADIUS",
+    "MAX_INIT_REDRAWS",
+    "checked_start",
+    "flat_logdensity",
+    "initial_positions",
+]
 
 #: Stan's default initialisation: uniform on (-2, 2) in the unconstrained space.
 INIT_RADIUS = 2.0
@@ -136,4 +142,172 @@ def initial_positions(
     raise ValueError(
         f"no default initialisation for support {support}; pass init=tensor of shape "
         f"{(num_chains,) + event}"
+    )
+
+
+#: How many times a default initial position with a non-finite log density or gradient is
+#: redrawn (from the same default start distribution) before the run gives up.
+MAX_INIT_REDRAWS = 100
+
+
+def probe_energy(dist: Any, *, need_grad: bool = False, num_points: int = 16) -> None:
+    """Check the energy at a few default starts drawn from its own generator (seed 0).
+
+    The boundary check of estimators that do not start from :func:`initial_positions`: one
+    value per input (a scalar for a batch is an error naming the shapes), a warning when the
+    magnitude makes 32-bit arithmetic meaningless, an error when the energy is not finite at
+    any of the points or (``need_grad``, continuous supports) does not depend on y through
+    autograd. Distributions without a default start are not probed.
+    """
+    g = torch.Generator(device=_dist_device(dist))
+    g.manual_seed(0)
+    try:
+        flat = initial_positions(dist, num_points, g)
+    except ValueError:
+        return
+    _probe(dist, flat, check_only=True)
+    fn = flat_logdensity(dist)
+    continuous = flat.dtype.is_floating_point and not getattr(dist, "is_discrete", False)
+    y = flat.detach().clone().requires_grad_(continuous and need_grad)
+    with torch.enable_grad():
+        ld = fn(y)
+    if not bool(torch.isfinite(ld.detach()).any()):
+        raise ValueError(
+            f"the log density is not finite at any of {flat.shape[0]} default starting points "
+            "(uniform on (-2, 2) per coordinate for real supports): check the energy, or "
+            "give it a region where it is finite"
+        )
+    if continuous and need_grad and not ld.requires_grad:
+        raise ValueError(
+            "the energy's output does not depend on y through torch autograd (no grad_fn): "
+            "gradient-based methods need a differentiable energy written in torch"
+        )
+
+
+def _probe(
+    dist: Any, flat: torch.Tensor, *, check_only: bool = False, need_grad: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log density ``(n,)`` at ``flat`` and a mask of chains whose start is unusable.
+
+    Checks, once per run and at its boundary, that the energy returns one value per chain
+    (a scalar for a batch is an error naming the shapes) and warns when its magnitude makes
+    32-bit arithmetic meaningless. A start is unusable when its log density is not finite or
+    (for continuous supports, where the energy is differentiable) its gradient is not.
+    """
+    from ._validation import check_energy_output, check_float32_magnitude
+
+    n = flat.shape[0]
+    batch, event = tuple(dist.batch_shape), tuple(dist.event_shape)
+    b = _batch_size(dist)
+    if hasattr(dist, "_energy_flat") and hasattr(dist, "_flatten"):
+        y = flat.reshape((n // max(1, b),) + batch + event)
+        y_flat, x_flat, beta, _ = dist._flatten(y)
+        with torch.no_grad():
+            e = dist._energy_flat(y_flat, x_flat, beta)
+        check_energy_output(e, y_flat.shape[0])
+        check_float32_magnitude(e, beta)
+    fn = flat_logdensity(dist)
+    if check_only:
+        return None, None  # type: ignore[return-value]
+    grad_ok = None
+    if flat.dtype.is_floating_point and not getattr(dist, "is_discrete", False):
+        y = flat.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            ld = fn(y)
+            if isinstance(ld, torch.Tensor) and tuple(ld.shape) == (n,) and ld.requires_grad:
+                try:
+                    (g,) = torch.autograd.grad(ld.sum(), y, allow_unused=True)
+                except RuntimeError:
+                    g = None
+                if g is not None:
+                    grad_ok = torch.isfinite(g.reshape(n, -1)).all(-1)
+            if need_grad and isinstance(ld, torch.Tensor) and not ld.requires_grad:
+                raise ValueError(
+                    "the energy's output does not depend on y through torch autograd (no "
+                    "grad_fn): gradient-based samplers need a differentiable energy written "
+                    "in torch"
+                )
+        ld = ld.detach() if isinstance(ld, torch.Tensor) else ld
+    else:
+        with torch.no_grad():
+            ld = fn(flat)
+    check_energy_output(ld, n, name="the log density")
+    bad = ~torch.isfinite(ld)
+    if grad_ok is not None:
+        bad = bad | ~grad_ok
+    return ld, bad
+
+
+def checked_start(
+    dist: Any,
+    flat: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    num_chains: int | None = None,
+    max_redraws: int = MAX_INIT_REDRAWS,
+    need_grad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check initial positions ``(n * prod(batch), *event)``; redraw unusable default starts.
+
+    Parameters
+    ----------
+    dist : Gibbs
+        Target.
+    flat : Tensor
+        Initial positions on the flattened chain layout.
+    generator : torch.Generator, optional
+        Given for default starts: chains whose log density or gradient is not finite are
+        redrawn from :func:`initial_positions` (at most ``max_redraws`` times each). ``None``
+        (explicit ``init``): such chains are an error naming them.
+    num_chains : int, optional
+        Chains per batch member (``flat.shape[0] // prod(batch)`` by default).
+    need_grad : bool
+        The sampler uses gradients: an energy that does not depend on y through autograd
+        is an error.
+
+    Returns
+    -------
+    positions : Tensor
+        The (possibly redrawn) initial positions.
+    redraws : Tensor
+        ``(n * prod(batch),)`` int64, how many times each chain's start was redrawn.
+
+    Raises
+    ------
+    ValueError
+        Energy output of the wrong shape or dtype, an explicit start outside a finite support
+        or with a non-finite log density or gradient, or default starts that stay non-finite
+        after ``max_redraws`` attempts.
+    """
+    from ._validation import check_in_support
+
+    n = flat.shape[0]
+    redraws = torch.zeros(n, dtype=torch.int64, device=flat.device)
+    if generator is None:
+        check_in_support(dist.support, flat, "init")
+    _, bad = _probe(dist, flat, need_grad=need_grad)
+    if not bool(bad.any()):
+        return flat, redraws
+    if generator is None:
+        idx = bad.nonzero().flatten().tolist()
+        raise ValueError(
+            f"init: the log density or its gradient is not finite at the start of "
+            f"{len(idx)} of {n} (flattened) chains: {idx[:10]}{' ...' if len(idx) > 10 else ''}; "
+            "start them where the energy is finite"
+        )
+    nc = num_chains if num_chains is not None else n // max(1, _batch_size(dist))
+    flat = flat.clone()
+    for _ in range(max_redraws):
+        fresh = initial_positions(dist, nc, generator)
+        flat[bad] = fresh[bad]
+        redraws += bad.to(torch.int64)
+        _, now_bad = _probe(dist, flat)
+        bad = bad & now_bad
+        if not bool(bad.any()):
+            return flat, redraws
+    idx = bad.nonzero().flatten().tolist()
+    raise ValueError(
+        f"the default start region cannot be left: after {max_redraws} redraws the log density "
+        f"or its gradient is still not finite for {len(idx)} of {n} (flattened) chains "
+        f"({idx[:10]}{' ...' if len(idx) > 10 else ''}); pass init= with finite starting points"
     )

@@ -12,6 +12,7 @@ discrete y unless a ``base`` distribution is given). :class:`Gibbs` is a
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -467,8 +468,15 @@ class Gibbs(TorchDistribution):
         )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Normalized log density when log Z is known; see the class notes otherwise."""
+        """Normalized log density when log Z is known; see the class notes otherwise.
+
+        Values outside a finite discrete support get ``-inf`` (with ``validate_args=True``: a
+        ``ValueError``, as torch's distributions do).
+        """
+        outside = self._outside_support(value)
         lp = self.unnormalized_log_prob(value)
+        if outside is not None:
+            lp = lp.masked_fill(outside.reshape(lp.shape), -math.inf)
         if self.normalized:
             return lp - self.log_partition().to(lp.dtype)
         warnings.warn(
@@ -478,6 +486,24 @@ class Gibbs(TorchDistribution):
             stacklevel=2,
         )
         return lp
+
+    def _outside_support(self, value: torch.Tensor) -> torch.Tensor | None:
+        """Mask ``(*sample, *batch)`` of values outside a finite discrete support, else None."""
+        vals = support_values(self._support, dtype=self.beta.dtype, device=self.beta.device)
+        if vals is None or not isinstance(value, torch.Tensor):
+            return None
+        ne = len(self.event_shape)
+        inside = (value[..., None] == vals.to(value.dtype)).any(-1)
+        if ne:
+            inside = inside.reshape(tuple(inside.shape[: inside.dim() - ne]) + (-1,)).all(-1)
+        if bool(inside.all()):
+            return None
+        if self._validate_args:
+            raise ValueError(
+                f"log_prob: {int((~inside).sum())} value(s) outside the support "
+                f"{self._support} (values {vals.tolist()})"
+            )
+        return ~inside
 
     # ------------------------------------------------------------------ enumeration & sampling
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:

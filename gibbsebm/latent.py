@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._validation import check_beta, check_finite, check_same_device
+from ._validation import check_beta, check_beta_cast, check_finite, check_same_device
 
 __all__ = [
     "FreeEnergy",
@@ -326,11 +326,14 @@ def _beta_info(
                     )
                 return None, True
         b = beta.to(device=device, dtype=dtype)  # differentiable in beta
+        if validate:
+            check_beta_cast(b.detach(), beta)
         return b.expand(n) if b.dim() == 0 or b.shape[0] == 1 else b, False
     check_beta(beta, allow_inf=True)
     if math.isinf(float(beta)):
         return None, True
-    return torch.full((n,), float(beta), device=device, dtype=dtype), False
+    b = torch.full((n,), float(beta), device=device, dtype=dtype)
+    return check_beta_cast(b, beta) if n else b, False
 
 
 @functools.lru_cache(maxsize=64)

@@ -48,14 +48,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _validation
 from ._json import to_jsonable
 from ._run_init import (
     _batch_size,
     _dist_device,
+    checked_start,
     flat_logdensity,
     initial_positions,
 )
 from ._run_loop import _run_flat, run_identity
+from ._validation import warn_sampling
 from .runtime.plan import Plan, Shard, resolve_seed, shard_seeds, tensor_digest
 from .runtime.transport import map_tensors
 from .samplers.registry import get_spec
@@ -134,6 +137,7 @@ def run_chains(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     seed: int | None = None,
+    _init_redraws: torch.Tensor | None = None,
     **kernel_options: Any,
 ) -> Samples:
     """Run one block of chains from given positions with a given generator.
@@ -173,6 +177,11 @@ def run_chains(
         )
     spec = get_spec(method, dist, **kernel_options)
     flat = position.reshape((n * _batch_size(dist),) + event)
+    if _init_redraws is None:
+        # explicit positions: checked (support, energy shape, finite start), never redrawn
+        flat, _init_redraws = checked_start(
+            dist, flat, None, need_grad=_needs_grad(method, kernel_options)
+        )
     identity = functools.partial(
         run_identity,
         dist,
@@ -217,6 +226,17 @@ def run_chains(
         b_flat = b_flat.reshape(-1).repeat(c // max(1, b_flat.numel()))
         stats["beta"] = b_flat[:, None].expand(c, logd.shape[1]).clone()
     stats["energy"] = _energy_of_draws(dist, draws, logd, stats.get("beta"))
+    d = logd.shape[1]
+    stats["init_redraws"] = _init_redraws.to(logd.device)[:, None].expand(c, d).clone()
+    stuck = _stuck_chains(draws, stats)
+    stats["stuck_chains"] = stuck[:, None].expand(c, d).clone()
+    if bool(stuck.any()):
+        warn_sampling(
+            f"{int(stuck.sum())} of {c} chains were stuck: no accepted move over the {d} "
+            "recorded draws (their draws repeat the starting point and bias every pooled "
+            "summary); see Samples.stats['stuck_chains'] (per chain, constant along draws); "
+            "try a longer warmup, a smaller step size, another init or float64"
+        )
     return Samples(
         draws=_unflatten(draws, n, batch),
         stats={k: _unflatten(v, n, batch) for k, v in stats.items()},
@@ -231,6 +251,46 @@ def run_chains(
         adaptation=_tensor_or_json(out.get("adapt_info", {})),
         attrs={"library_versions": _library_versions()},
     )
+
+
+#: Fewest recorded draws over which a chain without an accepted move is reported as stuck.
+STUCK_MIN_DRAWS = 10
+
+_GRADIENT_METHODS = ("ula", "mala", "hmc", "nuts")
+
+
+def _needs_grad(method: str, options: dict[str, Any]) -> bool:
+    if method == "pt":
+        return options.get("kernel") in _GRADIENT_METHODS
+    return method in _GRADIENT_METHODS
+
+
+def _stuck_chains(draws: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(C,)`` bool: chains with no accepted move over the recorded draws.
+
+    Judged only with at least :data:`STUCK_MIN_DRAWS` recorded draws (a healthy chain with
+    acceptance 0.65 has zero accepted moves in 10 draws with probability 3e-5).
+
+    From the kernel's ``is_accepted`` where it reports one (over the draws' iterations), else
+    from the draws themselves (a chain whose every draw equals its first).
+    """
+    c, d = draws.shape[0], draws.shape[1]
+    if d < STUCK_MIN_DRAWS:
+        return torch.zeros(c, dtype=torch.bool, device=draws.device)
+    acc = stats.get("is_accepted")
+    if (
+        isinstance(acc, torch.Tensor)
+        and acc.dtype == torch.bool
+        and tuple(acc.shape[:2])
+        == (
+            c,
+            d,
+        )
+    ):
+        moved = acc.reshape(c, -1).any(-1)
+    else:
+        moved = (draws != draws[:, :1]).reshape(c, -1).any(-1)
+    return ~moved
 
 
 def _energy_of_draws(
@@ -349,6 +409,25 @@ def sample(
     ):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    total = num_warmup + num_samples * thin
+    if total > _validation.MAX_ITERATIONS:
+        raise ValueError(
+            f"num_warmup + num_samples * thin = {total} iterations per chain exceeds the limit "
+            f"gibbsebm._validation.MAX_ITERATIONS = {_validation.MAX_ITERATIONS}; raise it "
+            "there if you really mean it"
+        )
+    size = (
+        num_chains
+        * _batch_size(dist)
+        * int(np.prod(tuple(getattr(dist, "event_shape", ()))))
+        * (num_samples + 1)
+    )
+    if size > _validation.MAX_DRAW_ELEMENTS:
+        raise ValueError(
+            f"num_chains * prod(batch) * prod(event) * (num_samples + 1) = {size} values exceeds "
+            f"gibbsebm._validation.MAX_DRAW_ELEMENTS = {_validation.MAX_DRAW_ELEMENTS} (the "
+            "draws would not fit in memory); raise it there if you really mean it"
+        )
     if method is None:
         method = "gwg" if getattr(dist, "is_discrete", False) else "hmc"
     seed = resolve_seed(seed, checkpoint)
@@ -469,6 +548,15 @@ class SamplePlan(Plan):
         if init is not None and self.num_items != shard.size:
             init = init[shard.start : shard.start + shard.size].clone()
         flat = initial_positions(dist, shard.size, generator, init)
+        # default starts with a non-finite log density or gradient are redrawn; explicit
+        # ones are an error naming the chains
+        flat, redraws = checked_start(
+            dist,
+            flat,
+            generator if init is None else None,
+            num_chains=shard.size,
+            need_grad=_needs_grad(self.method, self.kernel_options),
+        )
         position = flat.reshape((shard.size,) + tuple(dist.batch_shape) + tuple(dist.event_shape))
         return run_chains(
             dist,
@@ -482,6 +570,7 @@ class SamplePlan(Plan):
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             seed=shard.seed,
+            _init_redraws=redraws,
             **self.kernel_options,
         )
 

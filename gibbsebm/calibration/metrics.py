@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .. import _validation
 from ._inputs import check_probabilities, make_generator
 
 __all__ = [
@@ -182,9 +183,23 @@ def _finite_or_str(v: float) -> float | str | None:
 
 # ----------------------------------------------------------------------------- bootstrap core
 def _check_common(n_bootstrap: int, ci_level: float) -> None:
-    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+    if (
+        isinstance(n_bootstrap, bool)
+        or not isinstance(n_bootstrap, (int, np.integer))
+        or n_bootstrap < 0
+    ):
         raise ValueError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
-    if not (0.0 < float(ci_level) < 1.0):
+    if n_bootstrap > _validation.MAX_BOOTSTRAP:
+        raise ValueError(
+            f"n_bootstrap = {n_bootstrap} exceeds the limit gibbsebm._validation.MAX_BOOTSTRAP "
+            f"= {_validation.MAX_BOOTSTRAP} (it would run for hours); raise it there if you "
+            "really mean it"
+        )
+    try:
+        ci_ok = 0.0 < float(ci_level) < 1.0
+    except (TypeError, ValueError):
+        ci_ok = False
+    if not ci_ok:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}")
 
 
@@ -332,6 +347,11 @@ def _ce_from_bins(
 def _check_binning_args(n_bins: int, binning: str, norm: str) -> None:
     if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if n_bins > _validation.MAX_BINS:
+        raise ValueError(
+            f"n_bins = {n_bins} exceeds the limit gibbsebm._validation.MAX_BINS = "
+            f"{_validation.MAX_BINS} (each bin is a tensor row); raise it there if you mean it"
+        )
     if binning not in ("uniform", "quantile"):
         raise ValueError(f"binning must be 'uniform' or 'quantile', got {binning!r}")
     if norm not in ("l1", "l2", "max"):

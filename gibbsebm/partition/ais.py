@@ -335,6 +335,11 @@ def prepare_annealing(
         defaults["num_chains"] = num_chains
     if not isinstance(num_chains, int) or num_chains < 2:
         raise ValueError(f"num_chains must be an int >= 2, got {num_chains!r}")
+    if num_steps is not None and (
+        isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1
+    ):
+        # 0 steps would anneal nowhere and report log Z = 0 with stderr 0
+        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
     if not isinstance(steps_per_stage, int) or steps_per_stage < 1:
         raise ValueError(f"steps_per_stage must be a positive int, got {steps_per_stage!r}")
     if target_log_weight_var <= 0:

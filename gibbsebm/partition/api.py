@@ -8,6 +8,7 @@ import inspect
 import time
 from typing import Any
 
+from ..distribution import Gibbs
 from ..runtime.plan import resolve_seed, run_here
 from ._common import check_dist, make_generator
 from ._plan import LogZPlan, check_options, keyword_options
@@ -162,6 +163,11 @@ def log_partition(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if isinstance(dist, Gibbs):
+        from .._run_init import probe_energy
+
+        # one value per input, sane magnitude, finite somewhere: checked once, here
+        probe_energy(dist, need_grad=method != "exact")
     t0 = time.perf_counter()
     if executor is None:
         if checkpoint is not None:
