@@ -166,9 +166,7 @@ def reinitialize_stuck(
     if n_stuck == 0 or n_ok == 0:
         return state, stuck
     healthy = torch.nonzero(~stuck).flatten()
-    pick = torch.randint(
-        0, n_ok, (stuck.numel(),), generator=generator, device=healthy.device
-    )
+    pick = torch.randint(0, n_ok, (stuck.numel(),), generator=generator, device=healthy.device)
     idx = torch.where(stuck, healthy[pick], torch.arange(stuck.numel(), device=stuck.device))
     c = stuck.numel()
     fields = [
