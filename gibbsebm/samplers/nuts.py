@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -181,7 +182,13 @@ def make_spec(dist: Any, **options: Any) -> SamplerSpec:
     for name in ("step_size", "target_accept"):
         _positive(name, options.get(name))
     step_size = float(options.get("step_size", 1.0))
-    depth = int(options.get("max_tree_depth", 10))
+    raw_depth = options.get("max_tree_depth", 10)
+    try:
+        depth = -1 if isinstance(raw_depth, bool) else operator.index(raw_depth)
+    except TypeError:
+        depth = -1
+    if depth < 1:
+        raise ValueError(f"max_tree_depth must be an integer >= 1, got {raw_depth!r}")
     target = float(options.get("target_accept", 0.8))
     dense = bool(options.get("dense_mass", False))
     adapt_mass = bool(options.get("adapt_mass_matrix", True))

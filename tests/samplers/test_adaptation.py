@@ -1,6 +1,7 @@
 """Adaptation blocks: dual averaging, pooled Welford, Stan windows, ChEES; warmup outcomes."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -62,13 +63,13 @@ def test_welford_pooled_matches_direct_estimates(dense):
 def test_stan_windows():
     assert build_schedule(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
     assert build_schedule(19) == []
-    # too short for the defaults: 15% / 75% / 10%
+    # too short for the defaults: 15% / 75% / 10%, final buffer >= 10
     assert build_schedule(100) == [(15, 90)]
     for n in (20, 150, 333, 2000, 5000):
         w = build_schedule(n)
         assert w[0][0] == (75 if n >= 150 else int(0.15 * n))
         assert all(a[1] == b[0] for a, b in zip(w, w[1:]))  # contiguous
-        assert w[-1][1] == n - (50 if n >= 150 else int(0.1 * n))
+        assert w[-1][1] == n - (50 if n >= 150 else max(int(0.1 * n), 10))
         sizes = [b - a for a, b in w]
         assert all(b >= 2 * a for a, b in zip(sizes[:-2], sizes[1:-1]))  # doubling
 
@@ -220,3 +221,66 @@ def test_hmc_warmup_trajectory_survives_the_transient():
     length, eps = s.adaptation["trajectory_length"], s.adaptation["step_size"]
     assert length > 1.25 * eps, (length, eps)
     assert 0.8 < length < 4.0, (length, eps)
+
+
+# --- short warmups (issue 12: "Short warmup, valid input") --------------------------------
+
+
+def _unit_gaussian_run(method, num_warmup, seed=0):
+    d = gibbsebm.Gibbs(Gaussian(torch.zeros(2, dtype=DT)))
+    return gibbsebm.sample(
+        d, method, num_chains=4, num_samples=40, num_warmup=num_warmup, seed=seed, progress=False
+    )
+
+
+@pytest.mark.parametrize("method", ["hmc", "mala"])
+@pytest.mark.parametrize("num_warmup", [0, 1, 5, 25, 75])
+def test_short_warmup_never_freezes_the_chains(method, num_warmup):
+    # was: hmc ended warmup at step size 5.4 (num_warmup=25) and 9.8 (num_warmup=1) on a unit
+    # Gaussian, acceptance 0.002, no chain moved, no warning
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "num_warmup=1 leaves", UserWarning)
+        s = _unit_gaussian_run(method, num_warmup)
+    acc = float(s.stats["acceptance_prob"].mean())
+    assert 0.3 < acc <= 1.0, (num_warmup, acc, s.adaptation["step_size"])
+    moved = (s.draws[:, 1:] != s.draws[:, :-1]).any(-1).sum(1)
+    assert bool((moved > 0).all()), moved
+    if method == "hmc" and num_warmup > 0:
+        assert s.adaptation["step_size"] < 2.0  # leapfrog is unstable above 2 here
+
+
+def test_too_short_warmup_warns_once_in_one_line():
+    with pytest.warns(UserWarning, match=r"num_warmup=1 leaves 1 step-size") as rec:
+        _unit_gaussian_run("hmc", 1)
+    msgs = [str(w.message) for w in rec if "num_warmup" in str(w.message)]
+    assert len(msgs) == 1 and "\n" not in msgs[0]
+
+
+def test_negative_control_the_old_final_average_freezes_the_chains():
+    # the averaged iterate after one dual-averaging update from the heuristic's step size is
+    # about 10x that step size: what the fallback exists to prevent
+    init, update, final = dual_averaging()
+    s = update(init(torch.tensor(1.6, dtype=DT)), torch.tensor(0.8, dtype=DT), 0.8)
+    assert float(final(s)) == pytest.approx(16.0)
+
+
+def test_final_step_size_falls_back_to_the_restart_value():
+    from gibbsebm.samplers.adaptation.warmup import (
+        MIN_AVERAGING_ITERS,
+        final_step_size,
+    )
+
+    init, update, final = dual_averaging()
+    s = init(torch.tensor(1.6, dtype=DT))
+    for _ in range(MIN_AVERAGING_ITERS - 1):
+        s = update(s, torch.tensor(0.8, dtype=DT), 0.8)
+    assert float(final(s)) > 5.0  # the average still sits near mu = log(16)
+    assert final_step_size(s, final, 100) == pytest.approx(1.6)
+    s = update(s, torch.tensor(0.8, dtype=DT), 0.8)
+    assert final_step_size(s, final, 100) == pytest.approx(float(final(s)))
+
+
+def test_windows_leave_a_final_buffer_for_dual_averaging():
+    for n in range(20, 400):
+        w = build_schedule(n)
+        assert w and n - w[-1][1] >= 10, (n, w)

@@ -93,3 +93,18 @@ def test_nuts_refuses_checkpoints(target, tmp_path):
             progress=False,
             checkpoint=tmp_path / "x",
         )
+
+
+@pytest.mark.parametrize("depth", [0, -3, 2.5, True])
+def test_nuts_refuses_a_max_tree_depth_below_one(target, depth):
+    # was: ZeroDivisionError from inside the tree building
+    with pytest.raises(ValueError, match="max_tree_depth must be an integer >= 1"):
+        gibbsebm.sample(
+            target,
+            "nuts",
+            num_chains=1,
+            num_samples=2,
+            num_warmup=2,
+            max_tree_depth=depth,
+            progress=False,
+        )

@@ -96,6 +96,7 @@ def test_step_is_deterministic_given_the_generator(method, device):
     assert torch.equal(outs[0][1], outs[1][1])
 
 
+@pytest.mark.filterwarnings(r"ignore:num_warmup=\d+ leaves:UserWarning")
 def test_sample_records_every_info_field(method, device):
     d, spec, g, fn, state = first_state(method, device)
     _, info = spec.step(g, state, fn, **spec.default_params)

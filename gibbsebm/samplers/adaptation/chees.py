@@ -135,10 +135,15 @@ def chees(
         x0 = previous.reshape(c, -1)
         x1 = proposal.reshape(c, -1)
         v1 = velocity.reshape(c, -1)
-        finite = torch.isfinite(x1).all(1) & torch.isfinite(v1).all(1) & ~is_divergent
+        # one row sum instead of two isfinite().all(1) passes over (C, d) (a NaN or inf entry
+        # makes the sum non-finite; a finite row whose sum overflows is left out as well),
+        # and the (C, d) selections only when some chain is left out: the ChEES update took
+        # more time than the HMC transition on a 100-D Gaussian with 4096 chains
+        finite = torch.isfinite(x1.sum(1) + v1.sum(1)) & ~is_divergent
         w = torch.where(finite, acceptance_prob, torch.zeros_like(acceptance_prob))
-        x1 = torch.where(finite[:, None], x1, torch.zeros_like(x1))
-        v1 = torch.where(finite[:, None], v1, torch.zeros_like(v1))
+        if not bool(finite.all()):
+            x1 = torch.where(finite[:, None], x1, torch.zeros_like(x1))
+            v1 = torch.where(finite[:, None], v1, torch.zeros_like(v1))
         w_sum = w.sum()
         if center is None:
             x0c = x0 - x0.mean(0)

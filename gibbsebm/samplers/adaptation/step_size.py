@@ -21,6 +21,9 @@ from ..base import LogDensityFn
 from ..dmala import TARGET_ACCEPT, DMALAState
 from .dual_averaging import dual_averaging
 
+#: as in :mod:`gibbsebm.samplers.adaptation.warmup`
+MIN_AVERAGING_ITERS = 10
+
 __all__ = ["dual_averaging_warmup", "dmala_warmup"]
 
 
@@ -54,8 +57,9 @@ def dual_averaging_warmup(
     Returns
     -------
     (state, final_step_size, statistics)
-        The last state, the averaged step size :math:`\\bar\\epsilon` and the statistic of
-        every step. ``params["step_size"]`` holds the last step size used.
+        The last state, the averaged step size :math:`\\bar\\epsilon` (after fewer than
+        :data:`MIN_AVERAGING_ITERS` updates, at most the initial step size: the early
+        averages overshoot to about ten times it) and the statistic of every step. ``params["step_size"]`` holds the last step size used.
     """
     da_init, da_update, da_final = dual_averaging()
     da = da_init(initial_step_size)
@@ -68,7 +72,13 @@ def dual_averaging_warmup(
         stats.append(stat)
         if callback is not None:
             callback(i, state, info)
-    return state, da_final(da), stats
+    final = da_final(da)
+    if da.t < MIN_AVERAGING_ITERS:
+        # too few updates to trust the average (it sits near mu = log(10 eps0)): never end
+        # above the start, as in run_warmup
+        start = da.mu.exp() / 10.0
+        final = torch.where(torch.isfinite(final), torch.minimum(final, start), start)
+    return state, final, stats
 
 
 def dmala_warmup(

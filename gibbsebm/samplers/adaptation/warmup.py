@@ -29,6 +29,7 @@ number of leapfrog steps is a Python int); sampling after warmup has no host syn
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ from .dual_averaging import dual_averaging
 from .welford import welford
 from .windows import build_schedule
 
-__all__ = ["find_reasonable_step_size", "run_warmup", "pooled_accept_stat"]
+__all__ = ["find_reasonable_step_size", "run_warmup", "pooled_accept_stat", "final_step_size"]
 
 #: Floor of the trajectory length when ChEES restarts after a metric update. The new inverse
 #: mass matrix is the estimated covariance, so in its units a Gaussian target is whitened and
@@ -56,6 +57,18 @@ _RESTART_MIN_LENGTH = math.pi / 2
 #: Hoffman & Gelman (2014), Algorithm 4: double or halve until the one-step acceptance
 #: probability crosses 1/2; capped so a flat or broken density cannot loop forever.
 _MAX_HEURISTIC_ITERS = 100
+
+#: Dual averaging's averaged iterate is trusted only after this many updates since its last
+#: (re)start. Its first iterates overshoot to about :math:`10\,\epsilon_0` (``mu`` is
+#: :math:`\log 10\epsilon_0`) and the average after 1 or 2 updates is such an iterate:
+#: on a unit Gaussian, 1 warmup iteration ended at step size 9.8 and 25 (with a 2-iteration
+#: final buffer) at 5.4, and no chain moved afterwards. With fewer updates the final step size
+#: is the smaller of the average and the restart value (the step-size heuristic's, or the
+#: given one), so adaptation never ends above where it started.
+MIN_AVERAGING_ITERS = 10
+
+#: Fewer dual-averaging updates than this after the last restart get a ``UserWarning``.
+MIN_ADAPT_ITERS = 5
 
 
 def pooled_accept_stat(
@@ -87,7 +100,8 @@ def find_reasonable_step_size(
     initial: float,
 ) -> float:
     """Hoffman & Gelman (2014) Algorithm 4, pooled: the leapfrog step size at which one
-    step's mean acceptance probability across chains crosses 1/2.
+    step's mean acceptance probability across chains crosses 1/2, taken on the accepting side
+    (the largest tried step whose mean acceptance is above 1/2 when doubling).
 
     Draws momenta from ``generator``; chains do not move.
     """
@@ -106,13 +120,59 @@ def find_reasonable_step_size(
     direction = 1.0 if a > 0.5 else -1.0
     for _ in range(_MAX_HEURISTIC_ITERS):
         if not (a > 0.5 if direction > 0 else a < 0.5):
-            break
+            # doubling crossed 1/2: return the last step on the accepting side (Algorithm 4
+            # returns the first one past it, 3.2 on a unit Gaussian where leapfrog is
+            # unstable above 2, and a warmup too short to correct it froze every chain)
+            return eps / 2.0 if direction > 0 else eps
         new = eps * (2.0**direction)
         if not math.isfinite(new) or new < 1e-12 or new > 1e6:
             break
         eps = new
         a = accept(eps)
     return eps
+
+
+def final_step_size(da: Any, da_final: Callable, num_warmup: int) -> float:
+    """The step size that warmup ends with: dual averaging's averaged iterate, or, after fewer
+    than :data:`MIN_AVERAGING_ITERS` updates since its last restart (or a non-finite average),
+    the smaller of it and the restart value; a ``UserWarning`` below :data:`MIN_ADAPT_ITERS`."""
+    avg = float(da_final(da))
+    restart = math.exp(float(da.mu) - math.log(10.0))
+    if not math.isfinite(avg) or avg <= 0.0:
+        return restart
+    if da.t >= MIN_AVERAGING_ITERS:
+        return avg
+    if da.t < MIN_ADAPT_ITERS:
+        warnings.warn(
+            f"num_warmup={num_warmup} leaves {da.t} step-size adaptation iteration(s) after the "
+            f"last restart (at least {MIN_ADAPT_ITERS} needed, {MIN_AVERAGING_ITERS} to average); "
+            f"using step size {min(avg, restart):.3g}, not tuned: increase num_warmup",
+            UserWarning,
+            stacklevel=2,
+        )
+    return min(avg, restart)
+
+
+def reinitialize_stuck(
+    generator: torch.Generator | None, state: Any, accepted: torch.Tensor
+) -> tuple[Any, torch.Tensor]:
+    """Copy the state of randomly chosen chains that accepted a move onto those that accepted
+    none (``accepted``: per-chain counts over the last stretch of warmup), as Stan users do by
+    hand with stuck chains. Returns ``(state, stuck)``; with no stuck chain, or no chain that
+    moved, the state is returned unchanged and no random number is drawn."""
+    stuck = accepted == 0
+    n_stuck = int(stuck.sum())
+    n_ok = stuck.numel() - n_stuck
+    if n_stuck == 0 or n_ok == 0:
+        return state, stuck
+    healthy = torch.nonzero(~stuck).flatten()
+    pick = torch.randint(0, n_ok, (stuck.numel(),), generator=generator, device=healthy.device)
+    idx = torch.where(stuck, healthy[pick], torch.arange(stuck.numel(), device=stuck.device))
+    c = stuck.numel()
+    fields = [
+        f[idx] if torch.is_tensor(f) and f.dim() > 0 and f.shape[0] == c else f for f in state
+    ]
+    return type(state)(*fields), stuck
 
 
 def _metric_from(cov: torch.Tensor, dense: bool, like: torch.Tensor) -> Metric:
@@ -145,6 +205,7 @@ def run_warmup(
     max_num_steps: int = 1000,
     windows: tuple[int, int, int] = (75, 25, 50),
     callback: Callable | None = None,
+    reinitialize: bool = True,
 ) -> tuple[Any, dict, dict]:
     """Run ``num_warmup`` adapting transitions; return ``(state, params, adapt_info)``.
 
@@ -153,6 +214,14 @@ def run_warmup(
     ``step_size`` is in the kernel's own units; ``to_leapfrog``/``from_leapfrog`` convert it
     to and from a leapfrog step size (identity for HMC; :math:`\\sqrt{2\\tau}` for MALA) for
     the step-size heuristic.
+
+    With ``reinitialize`` (default), a chain that accepted no move between two checks (the
+    end of the initial buffer and of every slow window) restarts from a randomly chosen chain
+    that did (:func:`reinitialize_stuck`). ``adapt_info`` then holds
+    ``reinitialized_chains`` (how many restarts), ``reinitialized_per_chain`` ``(C,)`` and
+    ``zero_acceptance_chains`` ``(C,)``: the chains that accepted nothing since the last check
+    before the end (over the whole warmup when it has no slow window, and then nothing is
+    restarted).
     """
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
@@ -200,6 +269,14 @@ def run_warmup(
         chees_start = first[0][0] if first else 0
     n_metric_updates = 0
     run_sum, run_n = torch.zeros_like(pos[0]), 0
+    # stuck chains: a chain that accepted nothing since the last check (the end of the initial
+    # buffer and of every slow window) restarts from a randomly chosen chain that moved
+    # and at the end of warmup (the chains that accepted nothing in the final buffer)
+    checks = set()
+    if reinitialize and schedule:
+        checks = {schedule[0][0], num_warmup} | ends
+    accepted = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+    n_reinit = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
     for i in range(num_warmup):
         if use_traj:
             eps_t, len_t = torch.stack([da.log_step_size.exp(), ch.log_length.exp()]).tolist()
@@ -239,6 +316,12 @@ def run_warmup(
                 steps * to_leapfrog(eps_t),
                 center=center,
             )
+        accepted = accepted + info.is_accepted.to(torch.long)
+        if (i + 1) in checks:
+            state, stuck = reinitialize_stuck(generator, state, accepted)
+            n_reinit = n_reinit + stuck.to(torch.long)
+            if i + 1 < num_warmup:
+                accepted = torch.zeros_like(accepted)
         if in_window[i]:
             wf = w_update(wf, state.position)
         if (i + 1) in ends:
@@ -258,12 +341,17 @@ def run_warmup(
         if callback is not None:
             callback(i, state, info)
 
-    final_eps = float(da_final(da)) if (adapt_step_size and num_warmup > 0) else eps0
+    final_eps = (
+        final_step_size(da, da_final, num_warmup) if (adapt_step_size and num_warmup > 0) else eps0
+    )
     params: dict[str, Any] = {"step_size": final_eps, "metric": metric}
     info_out: dict[str, Any] = {
         "step_size": final_eps,
         "inverse_mass": metric.inverse_mass,
         "num_metric_updates": n_metric_updates,
+        "reinitialized_chains": int(n_reinit.sum()),
+        "reinitialized_per_chain": n_reinit,
+        "zero_acceptance_chains": accepted == 0,
     }
     if use_traj:
         length = (

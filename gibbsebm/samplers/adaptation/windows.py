@@ -5,8 +5,11 @@ only, and re-estimated from scratch in each one. With Stan's defaults (``init_bu
 ``base_window=25``, ``term_buffer=50``) and 1000 warmup iterations the slow windows are
 ``[75, 100), [100, 150), [150, 250), [250, 450), [450, 950)``: each window doubles and the last
 one is stretched to end where the final buffer starts. When the three defaults do not fit in
-``num_warmup`` they are rescaled to 15% / 75% / 10% of it, and below 20 iterations there is no
-slow window (Stan Reference Manual, "Automatic parameter tuning"; the same schedule as
+``num_warmup`` they are rescaled to 15% / 75% / 10% of it, with a final buffer of at least
+:data:`MIN_TERM_BUFFER` iterations (Stan's 10% left a 2-iteration final buffer at 25 warmup
+iterations: dual averaging restarts after the last metric update and its averaged step size
+after two iterations is about 10x the restart value, which froze every chain on a unit
+Gaussian), and below 20 iterations there is no slow window (Stan Reference Manual, "Automatic parameter tuning"; the same schedule as
 NumPyro's ``build_adaptation_schedule``).
 """
 
@@ -20,6 +23,9 @@ BASE_WINDOW = 25
 TERM_BUFFER = 50
 #: Below this many warmup iterations Stan adapts no metric.
 MIN_WARMUP_FOR_WINDOWS = 20
+#: Fewest iterations of the final fast buffer when the defaults are rescaled: dual averaging
+#: restarts after the last metric update and needs these to settle.
+MIN_TERM_BUFFER = 10
 
 
 def build_schedule(
@@ -39,6 +45,8 @@ def build_schedule(
     --------
     >>> build_schedule(1000)
     [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
+    >>> build_schedule(25)
+    [(3, 15)]
     >>> build_schedule(10)
     []
     """
@@ -50,7 +58,7 @@ def build_schedule(
         return []
     if init_buffer + base_window + term_buffer > num_warmup:
         init_buffer = int(0.15 * num_warmup)
-        term_buffer = int(0.1 * num_warmup)
+        term_buffer = max(int(0.1 * num_warmup), MIN_TERM_BUFFER)
         base_window = num_warmup - init_buffer - term_buffer
     end = num_warmup - term_buffer
     windows = []
