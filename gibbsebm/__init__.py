@@ -36,6 +36,8 @@ _LAZY = {
     "energies": "gibbsebm.energies",
     "samplers": "gibbsebm.samplers",
     "partition": "gibbsebm.partition",
+    "find_modes": "gibbsebm.modes",
+    "ModeSearch": "gibbsebm.modes",
 }
 
 __all__ = ["Gibbs", "UnnormalizedLogProbWarning", "energy_factor", "__version__", *_LAZY]

@@ -37,6 +37,19 @@ PLANS: dict[str, tuple[str, str]] = {
 }
 
 
+def find_mode_search(diag: Any, depth: int = 0) -> dict[str, Any] | None:
+    """The ``mode_search`` record of the base inside an estimate's diagnostics (or ``None``)."""
+    if not isinstance(diag, dict) or depth > 4:
+        return None
+    if isinstance(diag.get("mode_search"), dict):
+        return diag["mode_search"]
+    for v in diag.values():
+        found = find_mode_search(v, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def plan_class(method: str) -> type[LogZPlan]:
     """The plan class of ``method`` (a clear error for unknown names)."""
     if method not in PLANS:
@@ -189,4 +202,7 @@ def log_partition(
         est.diagnostics.setdefault("seed", plan.seed)
     est.diagnostics["wall_time_s"] = time.perf_counter() - t0
     est.diagnostics["beta"] = float(plan.dist.beta)
+    modes = find_mode_search(est.diagnostics)
+    if modes is not None:
+        est.diagnostics["modes"] = modes
     return check_trust(est, on_untrusted, trust_thresholds)
