@@ -143,6 +143,7 @@ class ModeSearch:
             "num_listed": m,
             "num_starts": self.num_starts,
             "num_unconverged": self.num_unconverged,
+            "num_rounds": self.start_distribution.get("rounds"),
             "unseen_probability": self.unseen_probability,
             "log_mass_total": self.log_mass,
             "start_distribution": self.start_distribution,
@@ -195,7 +196,7 @@ def search_scale(
     d = math.prod(dist.event_shape)
     dtype, device = dist.beta.dtype, dist.beta.device
     f = _flat(dist)
-    radii = torch.tensor([2.0**k for k in range(-4, 13)], dtype=dtype, device=device)
+    radii = torch.tensor([2.0 ** (k / 2) for k in range(-8, 25)], dtype=dtype, device=device)
     u = torch.randn((num_directions, d), generator=generator, dtype=dtype, device=device)
     u = u / u.norm(dim=-1, keepdim=True)
     center = torch.zeros(d, dtype=dtype, device=device)
@@ -219,14 +220,15 @@ def search_scale(
 def find_modes(
     dist: Gibbs,
     *,
-    num_starts: int = 64,
+    num_starts: int = 256,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     init_scale: float | None = None,
-    overdispersion: float = 1.5,
+    overdispersion: float = 3.0,
     max_iter: int = 500,
     num_mass_draws: int = 256,
-    max_modes: int = 64,
+    max_modes: int = 256,
+    max_starts: int | None = None,
 ) -> ModeSearch:
     """Find the modes of a continuous Gibbs distribution by a batched multi-start search.
 
@@ -254,6 +256,11 @@ def find_modes(
         is then ``inf``).
     max_modes : int
         Most modes kept (the rest are counted as unconverged).
+    max_starts : int, optional
+        Budget of starts for the saturation rounds (default ``16 * num_starts``): while some
+        basin was reached by only one start, another round with as many starts as all before
+        runs (``num_starts``, then doubling), until every basin seen was reached at least twice
+        or the budget is spent.
 
     Returns
     -------
@@ -303,109 +310,125 @@ def find_modes(
         center = torch.zeros(d, dtype=dtype, device=device)
         scale = float(init_scale)
         start = {"kind": "gaussian", "center": "0", "scale": scale, "scaled_from": "user"}
-    y0 = center + scale * torch.randn(
-        (num_starts, d), generator=generator, dtype=dtype, device=device
-    )
-    y0[0] = center
-    y = y0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS(
-        [y],
-        lr=1.0,
-        max_iter=max_iter,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-9,
-        tolerance_change=1e-12,
-    )
-    calls = [0]
-
-    def closure():
-        opt.zero_grad()
-        calls[0] += 1
-        loss = -f(y)
-        loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, 1e30)).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    evals += calls[0] * num_starts
-    pts = y.detach()
-    vals, grads = _grad(f, pts)
-    evals += num_starts
-    vals = _finite(vals)
-    order = torch.argsort(vals, descending=True).tolist()
-
     kept_y: list[torch.Tensor] = []
     kept_P: list[torch.Tensor] = []  # precision (float64)
     kept_C: list[torch.Tensor] = []  # covariance (float64)
     kept_kind: list[str] = []
     counts: list[int] = []
     unconverged = 0
-    for i in order:
-        if not bool(torch.isfinite(vals[i])):
-            unconverged += 1
-            continue
-        m = pts[i]
-        m64 = m.to(torch.float64)
-        hit = None
-        for j, (km, kp) in enumerate(zip(kept_y, kept_P)):
-            dm = m64 - km.to(torch.float64)
-            if float(dm @ kp @ dm) < DEDUP_DISTANCE2:
-                hit = j
-                break
-        if hit is not None:
-            counts[hit] += 1
-            continue
-        if len(kept_y) >= max_modes:
-            unconverged += 1
-            continue
-        H = _hessian(f, m)
-        evals += 2 * d
-        evalsH, evecs = torch.linalg.eigh(H)
-        top = float(evalsH.abs().max()) if evalsH.numel() else 0.0
-        if top > 0 and float(evalsH.min()) < -1e-3 * top:
-            unconverged += 1  # a saddle or a point still on a slope
-            continue
-        if top > 0 and float(evalsH.min()) > DEGENERATE_RTOL * top:
-            # two Newton steps polish the mode (L-BFGS stops at a loose gradient on flat modes)
-            for _ in range(2):
-                v, g = _grad(f, m[None])
-                evals += 1
-                step = torch.linalg.solve(H, g[0].to(torch.float64))
-                cand = m + step.to(dtype)
-                vc, _ = _grad(f, cand[None])
-                evals += 1
-                if bool(torch.isfinite(vc[0])) and float(vc[0]) >= float(v[0]) - 1e-9:
-                    m = cand
-            vals_m, g = _grad(f, m[None])
-            evals += 1
-            gnorm = float(g.norm())
-            if gnorm * math.sqrt(1.0 / max(float(evalsH.min()), 1e-300)) > 1.0:
-                unconverged += 1  # still more than one local sd from a stationary point
+    total = 0
+    rounds = 0
+    n_new = num_starts
+    max_total = 16 * num_starts if max_starts is None else max(int(max_starts), num_starts)
+    while True:
+        y0 = center + scale * torch.randn(
+            (n_new, d), generator=generator, dtype=dtype, device=device
+        )
+        if total == 0:
+            y0[0] = center
+        y = y0.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [y],
+            lr=1.0,
+            max_iter=max_iter,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+        )
+        calls = [0]
+
+        def closure(opt=opt, calls=calls, y=y):
+            opt.zero_grad()
+            calls[0] += 1
+            loss = -f(y)
+            loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, 1e30)).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        evals += calls[0] * n_new
+        pts = y.detach()
+        vals, grads = _grad(f, pts)
+        evals += n_new
+        vals = _finite(vals)
+        order = torch.argsort(vals, descending=True).tolist()
+
+        for i in order:
+            if not bool(torch.isfinite(vals[i])):
+                unconverged += 1
+                continue
+            m = pts[i]
+            m64 = m.to(torch.float64)
+            hit = None
+            for j, (km, kp) in enumerate(zip(kept_y, kept_P)):
+                dm = m64 - km.to(torch.float64)
+                if float(dm @ kp @ dm) < DEDUP_DISTANCE2:
+                    hit = j
+                    break
+            if hit is not None:
+                counts[hit] += 1
+                continue
+            if len(kept_y) >= max_modes:
+                unconverged += 1
                 continue
             H = _hessian(f, m)
             evals += 2 * d
             evalsH, evecs = torch.linalg.eigh(H)
-            if float(evalsH.min()) <= 0:
-                unconverged += 1
+            top = float(evalsH.abs().max()) if evalsH.numel() else 0.0
+            if top > 0 and float(evalsH.min()) < -1e-3 * top:
+                unconverged += 1  # a saddle or a point still on a slope
                 continue
-            vals[i] = vals_m[0]
-            C = (evecs / evalsH) @ evecs.T
-            P = H
-            kind = "laplace"
-        else:
-            C, n = _moment_cov(f, m, scale, generator)
-            evals += n
-            if C is None:
-                unconverged += 1
-                continue
-            P = torch.linalg.inv(C)
-            kind = "moments"
-        kept_y.append(m)
-        kept_P.append(0.5 * (P + P.T))
-        kept_C.append(0.5 * (C + C.T))
-        kept_kind.append(kind)
-        counts.append(1)
+            if top > 0 and float(evalsH.min()) > DEGENERATE_RTOL * top:
+                # two Newton steps polish the mode (L-BFGS stops at a loose gradient on flat modes)
+                for _ in range(2):
+                    v, g = _grad(f, m[None])
+                    evals += 1
+                    step = torch.linalg.solve(H, g[0].to(torch.float64))
+                    cand = m + step.to(dtype)
+                    vc, _ = _grad(f, cand[None])
+                    evals += 1
+                    if bool(torch.isfinite(vc[0])) and float(vc[0]) >= float(v[0]) - 1e-9:
+                        m = cand
+                vals_m, g = _grad(f, m[None])
+                evals += 1
+                gnorm = float(g.norm())
+                if gnorm * math.sqrt(1.0 / max(float(evalsH.min()), 1e-300)) > 1.0:
+                    unconverged += 1  # still more than one local sd from a stationary point
+                    continue
+                H = _hessian(f, m)
+                evals += 2 * d
+                evalsH, evecs = torch.linalg.eigh(H)
+                if float(evalsH.min()) <= 0:
+                    unconverged += 1
+                    continue
+                vals[i] = vals_m[0]
+                C = (evecs / evalsH) @ evecs.T
+                P = H
+                kind = "laplace"
+            else:
+                C, n = _moment_cov(f, m, scale, generator)
+                evals += n
+                if C is None:
+                    unconverged += 1
+                    continue
+                P = torch.linalg.inv(C)
+                kind = "moments"
+            kept_y.append(m)
+            kept_P.append(0.5 * (P + P.T))
+            kept_C.append(0.5 * (C + C.T))
+            kept_kind.append(kind)
+            counts.append(1)
+        total += n_new
+        rounds += 1
+        # saturation: stop when every basin seen was reached by at least two starts (the
+        # Good-Turing chance of an unseen basin is then 0 at this sample size) or the budget
+        # is spent; else double the starts
+        if total >= max_total or not counts or min(counts) >= 2:
+            break
+        n_new = min(total, max_total - total)
+
+    start["rounds"] = rounds
     if not kept_y:
         raise ValueError(
             "find_modes found no finite mode (is the energy bounded below and finite?); "
@@ -440,7 +463,7 @@ def find_modes(
         covariances=covs[order],
         curvature=[kept_kind[i] for i in order.tolist()],
         basin_counts=torch.tensor(counts)[order.cpu()],
-        num_starts=num_starts,
+        num_starts=total,
         num_unconverged=unconverged,
         start_distribution=start,
         num_energy_evals=evals,

@@ -80,8 +80,14 @@ def run_sample_case(name: str) -> dict:
     targets = _targets()
     _, ti, method, opts = next(c for c in SAMPLE_CASES if c[0] == name)
     s = gibbsebm.sample(
-        targets[ti], method, num_chains=4, num_samples=30, num_warmup=40, seed=11,
-        progress=False, **opts,
+        targets[ti],
+        method,
+        num_chains=4,
+        num_samples=30,
+        num_warmup=40,
+        seed=11,
+        progress=False,
+        **opts,
     )
     out = {"draws": _summ(s.draws), "logdensity": _summ(s.stats["logdensity"])}
     return out
@@ -94,7 +100,12 @@ def run_logz_case(name: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = gibbsebm.log_partition(
-            targets[ti], method, seed=5, progress=False, on_untrusted="ignore", executor=ex,
+            targets[ti],
+            method,
+            seed=5,
+            progress=False,
+            on_untrusted="ignore",
+            executor=ex,
             **opts,
         )
     return {"log_z": est.log_z, "stderr": est.stderr, "evals": est.num_energy_evals}

@@ -211,7 +211,7 @@ def laplace_base(
     dist: Gibbs,
     generator: torch.Generator,
     *,
-    num_starts: int = 64,
+    num_starts: int = 256,
     init_scale: float | None = None,
     scale: float = 1.0,
     max_iter: int = 500,
@@ -315,7 +315,7 @@ def make_base(
     generator: torch.Generator,
     *,
     base_scale: float = 1.0,
-    num_starts: int = 64,
+    num_starts: int = 256,
 ) -> UniformBase | GaussianMixtureBase:
     """Build the base distribution named by ``base`` (see :func:`gibbsebm.log_partition`)."""
     dtype, device = dist.beta.dtype, dist.beta.device
