@@ -199,9 +199,9 @@ def run_blackjax(dist, half_width, seed):
 
     n = 4000
     hmc_params = {
-        "step_size": 0.05,
-        "inverse_mass_matrix": jnp.ones(d),
-        "num_integration_steps": 10,
+        "step_size": jnp.array([0.05]),  # shared across particles: leading axis of 1
+        "inverse_mass_matrix": jnp.ones((1, d)),
+        "num_integration_steps": jnp.array([10]),
     }
     smc = blackjax.adaptive_tempered_smc(
         logprior,
@@ -223,7 +223,7 @@ def run_blackjax(dist, half_width, seed):
         return smc.step(k, state)
 
     steps = 0
-    while float(state.lmbda) < 1.0 and steps < 500:
+    while float(state.tempering_param) < 1.0 and steps < 500:
         key, sub = jax.random.split(key)
         state, info = one(state, sub)
         log_z += float(info.log_likelihood_increment)
@@ -240,6 +240,7 @@ def main():
     ap.add_argument("--label", default="after")
     ap.add_argument("--methods", default=None)
     ap.add_argument("--peers", action="store_true")
+    ap.add_argument("--peer-list", default=",".join(PEERS), help="comma-separated peer names")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--table", nargs="*", default=None)
     args = ap.parse_args()
@@ -261,7 +262,9 @@ def main():
         runners = [(m, lambda dist, s, m=m: run_gibbsebm(dist, m, s)) for m in methods]
         if args.peers:
             runners += [
-                (p, lambda dist, s, f=f, hw=half_width: f(dist, hw, s)) for p, f in PEERS.items()
+                (p, lambda dist, s, f=f, hw=half_width: f(dist, hw, s))
+                for p, f in PEERS.items()
+                if p in args.peer_list.split(",")
             ]
         for method, fn in runners:
             for seed in seeds:
