@@ -45,6 +45,8 @@ _LAZY = {
     "partition": "gibbsebm.partition",
     "CorruptFileError": "gibbsebm.errors",
     "CheckpointMismatchError": "gibbsebm.errors",
+    "find_modes": "gibbsebm.modes",
+    "ModeSearch": "gibbsebm.modes",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -192,6 +192,9 @@ class GaussianMixtureBase:
             "component_weights": self.log_weights.exp().tolist(),
         }
         out.update({k: v for k, v in self.info.items() if k != "laplace"})
+        modes = getattr(self, "modes", None)
+        if modes is not None:
+            out["mode_search"] = modes.describe()
         return out
 
 
@@ -204,44 +207,37 @@ def _flat_logdensity(dist: Gibbs) -> Callable[[torch.Tensor], torch.Tensor]:
     return f
 
 
-def _hessian(fn: Callable, y: torch.Tensor) -> torch.Tensor:
-    def scalar(v: torch.Tensor) -> torch.Tensor:
-        return fn(v[None])[0]
-
-    try:
-        h = torch.autograd.functional.hessian(scalar, y, vectorize=True)
-    except RuntimeError:
-        h = torch.autograd.functional.hessian(scalar, y)
-    return h
-
-
 def laplace_base(
     dist: Gibbs,
     generator: torch.Generator,
     *,
-    num_starts: int = 16,
-    init_scale: float = 1.0,
+    num_starts: int = 256,
+    init_scale: float | None = None,
     scale: float = 1.0,
     max_iter: int = 500,
 ) -> GaussianMixtureBase:
-    """Laplace approximation of a continuous Gibbs distribution, one component per mode.
+    """Laplace approximation of a continuous Gibbs distribution, one component per mode found.
 
-    The modes of :math:`\\ell(y) = \\log b(y) - \\beta E(y)` are found by L-BFGS from
-    ``num_starts`` starts drawn from :math:`N(0, \\text{init\\_scale}^2 I)`; distinct modes
-    (Mahalanobis distance > 1 under the curvature of the kept ones) each get a Gaussian
-    :math:`N(\\hat y, (s^2 H)^{-1})` with :math:`H = -\\nabla^2 \\ell(\\hat y)` and weight
-    equal to its Laplace evidence :math:`e^{\\ell(\\hat y)} (2\\pi)^{d/2} |H|^{-1/2}`.
+    The modes of :math:`\\ell(y) = \\log b(y) - \\beta E(y)` come from
+    :func:`gibbsebm.find_modes` (``num_starts`` batched L-BFGS starts from a start distribution
+    scaled from the energy, deduplicated by Mahalanobis distance). Each mode gets a Gaussian
+    :math:`N(\\hat y, s^2 H^{-1})`, :math:`H = -\\nabla^2 \\ell(\\hat y)`, weighted by its local
+    (Laplace) mass. A mode whose Hessian is singular or not positive definite (e.g.
+    :math:`E = \\sum y^4/4`) gets a Gaussian matched to importance moments instead, and the
+    base's ``describe()["kind"]`` says so (``"moment-matched gaussian"`` or
+    ``"laplace+moments"``).
 
     Parameters
     ----------
     dist : Gibbs
         A continuous, unconstrained Gibbs distribution.
     generator : torch.Generator
-        Randomness for the starting points.
+        Randomness for the starting points and the local-mass checks.
     num_starts : int
         Number of optimisation starts.
-    init_scale : float
-        Standard deviation of the starting points.
+    init_scale : float, optional
+        Fixed standard deviation of the starts around 0 (``None``: scaled from the energy,
+        see :mod:`gibbsebm.modes`).
     scale : float
         Factor on the standard deviations (``> 1`` widens the base, giving it heavier tails
         relative to the target).
@@ -251,7 +247,10 @@ def laplace_base(
     Returns
     -------
     GaussianMixtureBase
+        With the :class:`~gibbsebm.modes.ModeSearch` in ``.modes``.
     """
+    from ..modes import find_modes
+
     if not is_real_support(dist.support):
         raise ValueError(
             f"the Laplace base needs an unconstrained real support, got {dist.support}; "
@@ -262,73 +261,52 @@ def laplace_base(
     ev = dist.event_shape
     d = math.prod(ev)
     dtype, device = dist.beta.dtype, dist.beta.device
-    f = _flat_logdensity(dist)
-    y0 = init_scale * torch.randn((num_starts, d), generator=generator, dtype=dtype, device=device)
-    y0[0] = 0.0
-    y = y0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS(
-        [y], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9
-    )
-
-    def closure():
-        opt.zero_grad()
-        loss = -f(y)
-        loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, 1e30)).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    modes = y.detach()
-    with torch.no_grad():
-        vals = f(modes)
-    order = torch.argsort(vals, descending=True)
-    kept_modes, kept_L, kept_H, kept_logw = [], [], [], []
-    nonpd = 0
-    for i in order.tolist():
-        if not bool(torch.isfinite(vals[i])):
-            continue
-        m = modes[i]
-        if any(float((m - km) @ kh @ (m - km)) < 1.0 for km, kh in zip(kept_modes, kept_H)):
-            continue
-        H = -_hessian(f, m.to(torch.float64) if dtype == torch.float64 else m)
-        H = 0.5 * (H + H.T).to(torch.float64)
-        evals, evecs = torch.linalg.eigh(H)
-        if bool((evals <= 0).any()):
-            nonpd += 1
-            if float(evals.max()) <= 0:
-                continue
-            evals = evals.clamp(min=1e-6 * float(evals.max()))
-            H = (evecs * evals) @ evecs.T
-        cov = (evecs / evals) @ evecs.T * scale**2
-        L = torch.linalg.cholesky(0.5 * (cov + cov.T))
-        logw = (
-            float(vals[i]) + 0.5 * d * math.log(2 * math.pi) - 0.5 * float(torch.log(evals).sum())
+    try:
+        res = find_modes(
+            dist,
+            num_starts=num_starts,
+            generator=generator,
+            init_scale=init_scale,
+            max_iter=max_iter,
         )
-        kept_modes.append(m)
-        kept_H.append(H.to(dtype))
-        kept_L.append(L.to(dtype))
-        kept_logw.append(logw)
-    if not kept_modes:
+    except ValueError as err:
         raise ValueError(
-            "the Laplace approximation failed: no finite mode with positive curvature was found "
-            "(is the energy bounded below and finite?); pass base=(mean, covariance)"
-        )
-    info = {
+            f"the Laplace approximation failed: {err}; pass base=(mean, covariance)"
+        ) from None
+    covs = res.covariances * scale**2
+    L = torch.linalg.cholesky(covs)
+    kinds = set(res.curvature)
+    if kinds == {"laplace"}:
+        kind = None
+    elif kinds == {"moments"}:
+        kind = "moment-matched gaussian"
+    else:
+        kind = "laplace+moments"
+    info: dict[str, Any] = {
         "laplace": True,
         "num_starts": num_starts,
-        "num_modes_found": len(kept_modes),
+        "num_modes_found": res.num_modes,
         "scale": scale,
-        "modes": torch.stack(kept_modes).tolist() if d <= 10 else f"{len(kept_modes)} modes",
-        "laplace_log_z": float(torch.logsumexp(torch.tensor(kept_logw), 0)),
-        "num_nonpositive_curvature_modes": nonpd,
+        "modes": res.locations.reshape(res.num_modes, d).tolist()
+        if d <= 10
+        else f"{res.num_modes} modes",
+        "laplace_log_z": res.log_mass,
+        "num_nonpositive_curvature_modes": sum(c != "laplace" for c in res.curvature),
+        "start_distribution": res.start_distribution,
     }
-    return GaussianMixtureBase(
-        torch.stack(kept_modes),
-        torch.stack(kept_L),
-        torch.tensor(kept_logw, dtype=dtype, device=device),
+    if kind is not None:
+        info["kind"] = kind
+        info["why"] = "singular or indefinite Hessian at a mode: covariance from importance moments"
+    base = GaussianMixtureBase(
+        res.locations.reshape(res.num_modes, d).to(dtype),
+        L.to(dtype=dtype, device=device),
+        res.log_masses.to(dtype=dtype, device=device),
         ev,
         info,
     )
+    base.modes = res
+    base.setup_evals = res.num_energy_evals
+    return base
 
 
 def make_base(
@@ -337,7 +315,7 @@ def make_base(
     generator: torch.Generator,
     *,
     base_scale: float = 1.0,
-    num_starts: int = 16,
+    num_starts: int = 256,
 ) -> UniformBase | GaussianMixtureBase:
     """Build the base distribution named by ``base`` (see :func:`gibbsebm.log_partition`)."""
     dtype, device = dist.beta.dtype, dist.beta.device

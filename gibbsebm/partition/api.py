@@ -24,6 +24,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "bdmc": ("bdmc", "bdmc_log_partition"),
     "ti": ("ti", "ti_log_partition"),
     "bridge": ("bridge", "bridge_log_partition"),
+    "smc": ("smc", "smc_log_partition"),
 }
 
 #: ``method=`` name -> (module, plan class) under :mod:`gibbsebm.partition`: adding an
@@ -35,7 +36,36 @@ PLANS: dict[str, tuple[str, str]] = {
     "bdmc": ("bdmc", "BDMCPlan"),
     "ti": ("ti", "TIPlan"),
     "bridge": ("bridge", "BridgePlan"),
+    "smc": ("smc", "SMCPlan"),
 }
+
+
+def find_mode_search(diag: Any, depth: int = 0) -> dict[str, Any] | None:
+    """The ``mode_search`` record of the base inside an estimate's diagnostics (or ``None``)."""
+    if not isinstance(diag, dict) or depth > 4:
+        return None
+    if isinstance(diag.get("mode_search"), dict):
+        return diag["mode_search"]
+    for v in diag.values():
+        found = find_mode_search(v, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _independent_mode_search(dist: Any, seed: int | None) -> dict[str, Any] | None:
+    from ..modes import find_modes
+    from ._common import is_real_support
+
+    if not is_real_support(dist.support):
+        return None
+    try:
+        res = find_modes(dist, seed=None if seed is None else seed + 7919)
+    except ValueError:
+        return None
+    out = res.describe()
+    out["searched_by"] = "log_partition (independent of the base)"
+    return out
 
 
 def plan_class(method: str) -> type[LogZPlan]:
@@ -103,6 +133,7 @@ def log_partition(
     trust_thresholds: dict[str, float] | None = None,
     executor: Any = None,
     checkpoint: Any = None,
+    check_modes: bool = True,
     **options: Any,
 ) -> LogZEstimate:
     """Estimate :math:`\\log Z_\\beta` of a Gibbs distribution with an honest standard error.
@@ -138,6 +169,11 @@ def log_partition(
     checkpoint : path, optional
         With an executor: a directory where finished shards are kept; a rerun with the same
         arguments computes only the missing ones.
+    check_modes : bool
+        For continuous targets whose base did not come from a mode search (``base=`` given):
+        run :func:`gibbsebm.find_modes` on a generator of its own and record
+        ``diagnostics["modes"]``, so that a base covering only some of the modes found is
+        flagged (more than one mode found makes any estimate conditional on them).
     **options
         Method options; see :func:`~gibbsebm.partition.importance.importance_log_partition`,
         :func:`~gibbsebm.partition.ais.ais_log_partition`,
@@ -195,4 +231,11 @@ def log_partition(
         est.diagnostics.setdefault("seed", plan.seed)
     est.diagnostics["wall_time_s"] = time.perf_counter() - t0
     est.diagnostics["beta"] = float(plan.dist.beta)
+    modes = find_mode_search(est.diagnostics)
+    if modes is None and check_modes and method != "exact" and not plan.dist.is_discrete:
+        # the base did not search for modes (a user base, "standard"): search here, on a
+        # generator of its own, so that a base covering one mode of several is flagged
+        modes = _independent_mode_search(plan.dist, plan.seed)
+    if modes is not None:
+        est.diagnostics["modes"] = modes
     return check_trust(est, on_untrusted, trust_thresholds)

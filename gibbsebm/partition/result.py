@@ -34,7 +34,15 @@ __all__ = [
 #:   (chi-square test of homogeneity, p < 0.001, i.e. a false alarm 1 run in 1000).
 #: * ``max_rel_quadrature``: thermodynamic integration's quadrature error estimate exceeds its
 #:   Monte Carlo standard error by this factor (the ladder is too coarse to trust the stderr).
+#: * ``max_modes``: more modes than this found by the base's search
+#:   (:func:`gibbsebm.find_modes`) makes the estimate conditional on the modes found: a mode
+#:   the search missed (a narrow mode inside a broad basin is never reached by a local search
+#:   from broad starts) would make every estimator too low, and no check the library can run
+#:   rules that out. Raise it (``trust_thresholds={"max_modes": m}``) only when you know the
+#:   list of modes is complete (symmetry, a known model); the modes are in
+#:   ``diagnostics["modes"]``.
 TRUST_THRESHOLDS: dict[str, float] = {
+    "max_modes": 1.0,
     "khat": 0.7,
     "min_ess": 10.0,
     "batch_pvalue": 1e-3,
@@ -167,7 +175,8 @@ def check_trust(
 ) -> LogZEstimate:
     """Check an estimate's diagnostics; record, warn about or raise on problems.
 
-    The checks read these optional diagnostics: ``khat`` (Pareto k-hat of the weights),
+    The checks read these optional diagnostics: ``modes`` (the base's mode search: more than
+    ``max_modes`` modes makes the estimate conditional on them), ``khat`` (Pareto k-hat of the weights),
     ``ess`` (effective sample size of the weights), ``batch_pvalue`` (homogeneity of
     independent batch estimates), ``quadrature_error`` with ``mc_stderr`` (TI), and
     ``extra_problems`` (a list of method-specific findings).
@@ -219,6 +228,14 @@ def check_trust(
         problems.append(
             f"quadrature error {qerr:.3g} exceeds {th['max_rel_quadrature']:g} x the Monte Carlo "
             f"error {mcse:.3g}: use a finer beta ladder"
+        )
+    modes = d.get("modes")
+    if isinstance(modes, dict) and modes.get("num_modes", 1) > th["max_modes"]:
+        problems.append(
+            f"{modes['num_modes']} modes found: the estimate is conditional on the modes found "
+            "(diagnostics['modes']); a mode the search missed would make it too low and its "
+            "error bar does not cover that (trust_thresholds={'max_modes': "
+            f"{modes['num_modes']}}} accepts the list as complete)"
         )
     problems.extend(d.get("extra_problems", []))
     estimate.problems = problems

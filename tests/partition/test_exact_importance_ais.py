@@ -110,8 +110,18 @@ def test_importance_with_light_tails_is_flagged():
 @pytest.mark.parametrize("d", [2, 10])
 def test_ais_gaussian_hmc_from_a_wide_base(d):
     dist = aniso_gaussian(d)
+    # on_untrusted="ignore": since the Laplace base comes from find_modes (issue 13) the 10-D
+    # run of seed 4 draws one heavy AIS weight and its batch check flags it (p = 1.7e-12)
+    # while it is right (-0.010 +- 0.054); over 40 seeds 2 flag, 38 cover at 95 %. A flag on
+    # a right estimate is allowed; what must never happen is trusted-and-wrong.
     est = gibbsebm.log_partition(
-        dist, method="ais", seed=4, base_scale=1.5, num_chains=64, num_steps=100
+        dist,
+        method="ais",
+        seed=4,
+        base_scale=1.5,
+        num_chains=64,
+        num_steps=100,
+        on_untrusted="ignore",
     )
     assert est.diagnostics["kernel"]["kernel"] == "hmc"
     assert est.stderr > 1e-3 and within(est, float(dist.log_partition()), K)
@@ -119,10 +129,16 @@ def test_ais_gaussian_hmc_from_a_wide_base(d):
 
 def test_ais_double_well_default_options(double_well):
     dist, truth = double_well(1.5, 2)
-    est = gibbsebm.log_partition(dist, method="ais", seed=5)
+    # four wells: the estimate is conditional on the modes found, so it says so (issue 13)
+    with pytest.warns(LogZWarning, match="4 modes found"):
+        est = gibbsebm.log_partition(dist, method="ais", seed=5)
     assert est.diagnostics["defaults"]["base"] == "laplace"
-    assert est.diagnostics["base"]["num_modes_found"] >= 2
+    assert est.diagnostics["base"]["num_modes_found"] == 4
+    assert est.diagnostics["modes"]["num_modes"] == 4
     assert within(est, truth, K)
+    # the caller who knows the list is complete (symmetry) accepts it explicitly
+    est = gibbsebm.log_partition(dist, method="ais", seed=5, trust_thresholds={"max_modes": 4})
+    assert est.trusted and within(est, truth, K)
 
 
 def test_ais_small_ising_default_options_and_schedules():
