@@ -345,7 +345,8 @@ def fit(
         ``extra_loss(y_batch, indices) -> scalar`` added to the loss (e.g. the cross-entropy
         of a JEM classifier on the batch's labels, ``labels[indices]``).
     monitors : sequence
-        Objects called after every epoch (:mod:`gibbsebm.learning.monitors`).
+        Objects called after every epoch (:mod:`gibbsebm.learning.monitors`); a monitor
+        with an ``every`` attribute runs every ``every`` epochs and after the last one.
     checkpoint : path, optional
         Written after every epoch; if it exists when ``fit`` starts, the run resumes from it
         (give the same ``seed``).
@@ -584,7 +585,9 @@ def fit(
                 event_shape=event_shape,
             )
             for m in monitors:
-                row.update({k: float(v) for k, v in m(ctx).items()})
+                every = int(getattr(m, "every", 1) or 1)
+                if epoch % every == 0 or epoch == epochs:
+                    row.update({k: float(v) for k, v in m(ctx).items()})
         row["time_s"] = time.perf_counter() - t0
         history.append(row)
         last_good = good_state()

@@ -153,15 +153,24 @@ class AISLogLikelihood:
     name : str
     warm_start : bool
         Reuse the previous epoch's schedule.
+    every : int
+        Run every ``every`` epochs (and after the last one).
     **ais_options
         Options of :func:`gibbsebm.partition.ais.ais_log_partition` (``num_chains``,
         ``kernel``, ``base``, ...).
     """
 
     def __init__(
-        self, data: torch.Tensor, name: str = "ais_ll", *, warm_start: bool = True, **ais_options
+        self,
+        data: torch.Tensor,
+        name: str = "ais_ll",
+        *,
+        warm_start: bool = True,
+        every: int = 1,
+        **ais_options,
     ) -> None:
         self.data = data
+        self.every = every
         self.name = name
         self.warm_start = warm_start
         self.ais_options = ais_options
