@@ -77,9 +77,9 @@ class MarginalEnergy(torch.nn.Module):
 def train_ce(clf, x, y, epochs, batch, lr, seed):
     """Cross-entropy only, with the same optimizer, batches and shuffling generator."""
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(device=x.device).manual_seed(seed)
     for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
+        perm = torch.randperm(len(x), generator=g, device=x.device)
         for s in range(0, len(x), batch):
             idx = perm[s : s + batch]
             loss = F.cross_entropy(clf(x[idx]), y[idx])
@@ -90,9 +90,10 @@ def train_ce(clf, x, y, epochs, batch, lr, seed):
 
 def report(clf, x_test, y_test, ood: dict, seed: int) -> dict:
     with torch.no_grad():
-        logits = clf(x_test).double()
+        logits = clf(x_test).double().cpu()
         probs = torch.softmax(logits, -1)
         f_in = free_energy_score(-logits)
+    y_test = y_test.cpu()
     ece = expected_calibration_error(probs, y_test, n_bootstrap=500, seed=seed)
     nll = negative_log_likelihood(probs, y_test, n_bootstrap=500, seed=seed)
     out = {
@@ -103,7 +104,7 @@ def report(clf, x_test, y_test, ood: dict, seed: int) -> dict:
     }
     for name, x_ood in ood.items():
         with torch.no_grad():
-            f_out = free_energy_score(-clf(x_ood).double())
+            f_out = free_energy_score(-clf(x_ood).double().cpu())
         scores = torch.cat([-f_in, -f_out])  # low free energy = in distribution
         pos = torch.cat(
             [torch.ones(len(f_in), dtype=torch.bool), torch.zeros(len(f_out), dtype=torch.bool)]
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sgld-steps", type=int, default=20)
     parser.add_argument("--sgld-step", type=float, default=1.0)
     parser.add_argument("--sgld-noise", type=float, default=0.01)
+    parser.add_argument("--device", default="cpu", help="e.g. cuda (everything follows it)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,30 +137,31 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if args.smoke:
         x_tr, y_tr, x_te, y_te = x_tr[:256], y_tr[:256], x_te[:128], y_te[:128]
-    x_tr, x_te = torch.as_tensor(x_tr), torch.as_tensor(x_te)
-    y_tr, y_te = torch.as_tensor(y_tr), torch.as_tensor(y_te)
+    dev = torch.device(args.device)
+    x_tr, x_te = torch.as_tensor(x_tr, device=dev), torch.as_tensor(x_te, device=dev)
+    y_tr, y_te = torch.as_tensor(y_tr, device=dev), torch.as_tensor(y_te, device=dev)
     epochs = args.epochs or (1 if args.smoke else 40)
     width = 32 if args.smoke else 128
     batch, lr = 64, 1e-3
     g = torch.Generator().manual_seed(args.seed + 7)
     ood = {
-        "uniform noise": 2 * torch.rand(len(x_te), 64, generator=g) - 1,
-        "shuffled pixels": x_te[:, torch.randperm(64, generator=g)],
+        "uniform noise": (2 * torch.rand(len(x_te), 64, generator=g) - 1).to(dev),
+        "shuffled pixels": x_te[:, torch.randperm(64, generator=g).to(dev)],
     }
 
-    base = Classifier(width, torch.Generator().manual_seed(args.seed))
+    base = Classifier(width, torch.Generator().manual_seed(args.seed)).to(dev)
     ts = time.perf_counter()
     train_ce(base, x_tr, y_tr, epochs, batch, lr, args.seed)
     t_base = time.perf_counter() - ts
 
-    jem = Classifier(width, torch.Generator().manual_seed(args.seed))
+    jem = Classifier(width, torch.Generator().manual_seed(args.seed)).to(dev)
     energy = MarginalEnergy(jem)
 
     def ce(xb, idx):
         return F.cross_entropy(jem(xb), y_tr[idx])
 
     def init_fn(n, gen):
-        return 2 * torch.rand(n, 64, generator=gen) - 1
+        return 2 * torch.rand(n, 64, generator=gen, device=gen.device) - 1
 
     ts = time.perf_counter()
     status = "ok"

@@ -65,13 +65,16 @@ class MLPEnergy(torch.nn.Module):
 def kde_sample(train: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """Draws from a Gaussian KDE of ``train`` with Scott's bandwidth n^(-1/(d+4)) * std."""
     h = train.shape[0] ** (-1.0 / 6.0) * train.std(0)
-    idx = torch.randint(train.shape[0], (n,), generator=generator)
-    return train[idx] + h * torch.randn(n, 2, generator=generator, dtype=train.dtype)
+    idx = torch.randint(train.shape[0], (n,), generator=generator, device=train.device)
+    eps = torch.randn(n, 2, generator=generator, dtype=train.dtype, device=train.device)
+    return train[idx] + h * eps
 
 
 def model_samples(energy, n, box, steps, step_size, generator):
     lo, hi = box
-    start = lo + (hi - lo) * torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    start = lo + (hi - lo) * torch.rand(
+        n, 2, generator=generator, dtype=torch.float64, device=generator.device
+    )
     neg = draw_negatives(
         energy,
         start,
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sgld-noise", type=float, default=0.1)
     parser.add_argument("--sgld-steps", type=int, default=30)
     parser.add_argument("--dsm-sigma", type=float, default=0.05)
+    parser.add_argument("--device", default="cpu", help="e.g. cuda (everything follows it)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,18 +106,22 @@ def main(argv: list[str] | None = None) -> dict:
     g = torch.Generator().manual_seed(args.seed)
     n_train, n_held = (256, 200) if args.smoke else (2000, 1000)
     epochs = args.epochs or (2 if args.smoke else 150)
-    train = spiral(n_train, args.noise, g)
-    held = spiral(n_held, args.noise, g)
+    dev = torch.device(args.device)
+    train = spiral(n_train, args.noise, g).to(dev)
+    held = spiral(n_held, args.noise, g).to(dev)
     lo, hi = float(train.min()) - 0.3, float(train.max()) + 0.3
 
     def init_fn(n, gen):
-        return lo + (hi - lo) * torch.rand(n, 2, generator=gen, dtype=torch.float64)
+        return lo + (hi - lo) * torch.rand(
+            n, 2, generator=gen, dtype=torch.float64, device=gen.device
+        )
 
     eval_steps = 50 if args.smoke else 1000
     results: dict = {"epochs": epochs, "n_train": n_train, "n_heldout": n_held, "smoke": args.smoke}
     energies = {}
     for method in ("pcd", "dsm"):
         energy = MLPEnergy(16 if args.smoke else 64, torch.Generator().manual_seed(args.seed))
+        energy = energy.to(dev)
         kw = dict(epochs=epochs, batch_size=128, lr=1e-3, progress=False, seed=args.seed)
         ts = time.perf_counter()
         if method == "pcd":
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[f"{method}_train_time_s"] = time.perf_counter() - ts
         results[f"{method}_final_loss"] = res.history[-1]["loss"]
         energies[method] = energy
-    gs = torch.Generator().manual_seed(args.seed + 1)
+    gs = torch.Generator(device=dev).manual_seed(args.seed + 1)
     scores = {}
     samples = {}
     for method, energy in energies.items():
@@ -143,7 +151,9 @@ def main(argv: list[str] | None = None) -> dict:
         samples[method] = s
         results[f"{method}_mala_acceptance"] = acc
     samples["kde"] = kde_sample(train, n_held, gs)
-    samples["fresh spiral (floor)"] = spiral(n_held, args.noise, gs)
+    samples["fresh spiral (floor)"] = spiral(
+        n_held, args.noise, torch.Generator().manual_seed(args.seed + 2)
+    ).to(dev)
     bw = mmd(held, train).bandwidth  # one bandwidth for every comparison
     for k, s in samples.items():
         r = mmd(s, held, bw)
@@ -160,12 +170,12 @@ def main(argv: list[str] | None = None) -> dict:
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     grid = torch.linspace(lo, hi, 120, dtype=torch.float64)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
-    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], -1)
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], -1).to(dev)
     for ax, method in zip(axes[:2], ("pcd", "dsm"), strict=True):
         with torch.no_grad():
-            e = energies[method](pts).reshape(120, 120)
+            e = energies[method](pts).reshape(120, 120).cpu()
         ax.contourf(xx, yy, -(e - e.min()), levels=30, cmap="viridis")
-        s = samples[method]
+        s = samples[method].cpu()
         ax.scatter(s[:, 0], s[:, 1], s=2, c="w", alpha=0.6)
         ax.set_title(
             f"{method.upper()}: -E and MALA samples\nMMD$^2$ = "
@@ -173,8 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
         ax.set_aspect("equal")
     ax = axes[2]
-    ax.scatter(held[:, 0], held[:, 1], s=2, label="held-out")
-    ax.scatter(samples["kde"][:, 0], samples["kde"][:, 1], s=2, alpha=0.5, label="KDE samples")
+    hc, kc = held.cpu(), samples["kde"].cpu()
+    ax.scatter(hc[:, 0], hc[:, 1], s=2, label="held-out")
+    ax.scatter(kc[:, 0], kc[:, 1], s=2, alpha=0.5, label="KDE samples")
     ax.set_title(
         f"KDE baseline: MMD$^2$ = {scores['kde']['mmd2']:.4f} ± {scores['kde']['stderr']:.4f}"
     )

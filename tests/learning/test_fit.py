@@ -354,3 +354,26 @@ def test_mmd_unbiased_and_detects_difference():
         sampler_options={"step_size": 0.05},
     )
     assert res.history[0]["mmd_stderr"] > 0
+
+
+@pytest.mark.parametrize("method", ["pcd", "dsm"])
+def test_runs_on_the_energys_device(method, device):
+    """Everything follows the energy's parameters (GIBBSEBM_DEVICE=cuda runs this on a GPU)."""
+    x = _data(128).to(device)
+    e = MLPEnergy().to(device)
+    mons = [MMDMonitor(x, num_steps=5)]
+    res = fit(
+        e,
+        x,
+        method,
+        epochs=2,
+        batch_size=64,
+        progress=False,
+        seed=0,
+        num_steps=2,
+        sampler_options={"step_size": 0.01},
+        monitors=mons,
+    )
+    assert all(math.isfinite(r["loss"]) for r in res.history)
+    if method == "pcd":
+        assert res.buffer.states.device.type == torch.device(device).type
