@@ -137,10 +137,9 @@ def draw_negatives(
     spec = get_spec(sampler, dist, **(sampler_options or {}))
     params = {**spec.default_params, **(step_params or {})}
     eff = float(beta)
-    if sampler == "ula":
-        from ..samplers.ula import effective_beta
-
-        eff = effective_beta(params["step_size"], params.get("noise_scale"), beta)
+    if sampler == "ula" and params.get("noise_scale") is not None:
+        # decoupled Langevin: beta * 2 tau / sigma^2 (see gibbsebm.samplers.ula)
+        eff = float(beta) * 2.0 * float(params["step_size"]) / float(params["noise_scale"]) ** 2
     if num_steps == 0:
         return Negatives(start.detach(), 1.0, eff, 0)
     state = spec.init(start.detach(), dist.logdensity)
