@@ -125,7 +125,7 @@ class ReplayBuffer:
         Returns
         -------
         (Tensor, Tensor)
-            Starts ``(n, *event_shape)`` and slot indices ``(n,)`` (for :meth:`update`).
+            Starts ``(n, *event_shape)`` and slot indices ``(n,)`` (for ``update``).
         """
         states = self._ensure(generator)
         dev = states.device
@@ -163,7 +163,7 @@ class ReplayBuffer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` output (capacity must match)."""
+        """Restore ``state_dict`` output (capacity must match)."""
         if int(state["capacity"]) != self.capacity:
             raise ValueError(
                 f"checkpoint buffer has capacity {state['capacity']}, this one {self.capacity}"

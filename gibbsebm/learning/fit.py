@@ -1,7 +1,7 @@
 """``fit``: train an energy by contrastive divergence, score matching or NCE, with monitors.
 
 One loop for every method: shuffle the data with the run's generator, compute the method's
-loss on each mini-batch (:mod:`gibbsebm.learning.losses`), step the optimizer, and after
+loss on each mini-batch (``gibbsebm.learning.losses``), step the optimizer, and after
 each epoch run the monitors and append a row to ``history``. Everything (the generator, the
 replay buffer, NCE's ``log_z``) lives on the energy's device and dtype; the data must already
 be there. A checkpoint holds plain data (tensors, numbers, strings, lists, dicts: loadable
@@ -31,7 +31,7 @@ from .negatives import DISCRETE_SAMPLERS, draw_negatives
 
 __all__ = ["fit", "FitResult", "NonFiniteLossError", "trainable", "METHODS"]
 
-#: ``method=`` names of :func:`fit`.
+#: ``method=`` names of ``fit``.
 METHODS = ("pcd", "cd", "dsm", "ssm", "nce")
 _CHECKPOINT_VERSION = 1
 # monitors' per-epoch seeds: run seed + this prime times the epoch
@@ -53,7 +53,7 @@ class NonFiniteLossError(ValueError):
 
 @dataclass
 class FitResult:
-    """Output of :func:`fit`.
+    """Output of ``fit``.
 
     Attributes
     ----------
@@ -67,7 +67,7 @@ class FitResult:
     seed : int
         The run's seed (pass it again to resume from a checkpoint).
     log_z : float or None
-        NCE's learned :math:`\\log Z`.
+        NCE's learned \\(\\log Z\\).
     buffer : ReplayBuffer or None
         PCD's replay buffer.
     optimizer : torch.optim.Optimizer
@@ -94,7 +94,7 @@ class FitResult:
 def trainable(module: torch.nn.Module, names: Sequence[str] | None = None) -> torch.nn.Module:
     """Turn floating buffers of ``module`` (e.g. an RBM's ``W``, ``b``, ``c``) into parameters.
 
-    The built-in energies keep their numbers in buffers; :func:`fit` trains parameters.
+    The built-in energies keep their numbers in buffers; ``fit`` trains parameters.
     Works in place and returns ``module``.
 
     Examples
@@ -281,7 +281,7 @@ def fit(
     ----------
     energy : torch.nn.Module
         ``energy(y) -> (N,)`` (or ``energy(x, y)`` with ``condition``), with trainable
-        parameters (:func:`trainable` turns the built-in energies' buffers into parameters).
+        parameters (``trainable`` turns the built-in energies' buffers into parameters).
         Its parameters' device and dtype are the run's.
     data : Tensor
         Training examples ``(N, *event_shape)`` on the energy's device, in its dtype.
@@ -305,7 +305,7 @@ def fit(
     support : Constraint, optional
         Support of y (default: the energy's ``support``, else real).
     sampler : str, optional
-        Kernel for CD/PCD negatives (:func:`gibbsebm.samplers.registry.get_spec`): default
+        Kernel for CD/PCD negatives (``gibbsebm.samplers.registry.get_spec``): default
         ``block_gibbs`` for an RBM, ``gwg`` for other discrete y, ``ula`` otherwise.
     sampler_options : dict, optional
         Kernel options, e.g. ``{"step_size": 1.0, "noise_scale": 0.01}`` for SGLD-style ULA
@@ -333,11 +333,11 @@ def fit(
         SSM projections per example.
     noise : object, optional
         NCE noise with ``sample(n, generator)`` and ``log_prob(y)`` (default
-        :meth:`GaussianNoise.fit` to the data).
+        ``GaussianNoise.fit`` to the data).
     noise_ratio : float
         NCE noise draws per data point.
     log_z : float, optional
-        NCE's initial :math:`\\log Z` (default 0; pass ``FitResult.log_z`` to continue).
+        NCE's initial \\(\\log Z\\) (default 0; pass ``FitResult.log_z`` to continue).
     scheduler : callable, optional
         ``scheduler(optimizer) -> torch.optim.lr_scheduler.LRScheduler``, stepped once per
         epoch (its state is checkpointed).
@@ -345,7 +345,7 @@ def fit(
         ``extra_loss(y_batch, indices) -> scalar`` added to the loss (e.g. the cross-entropy
         of a JEM classifier on the batch's labels, ``labels[indices]``).
     monitors : sequence
-        Objects called after every epoch (:mod:`gibbsebm.learning.monitors`); a monitor
+        Objects called after every epoch (``gibbsebm.learning.monitors``); a monitor
         with an ``every`` attribute runs every ``every`` epochs and after the last one.
     checkpoint : path, optional
         Written after every epoch; if it exists when ``fit`` starts, the run resumes from it

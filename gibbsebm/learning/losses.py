@@ -3,15 +3,15 @@
 Each loss takes the energy, a batch and (where it needs randomness) an explicit
 ``torch.Generator``, and returns a scalar tensor to minimise. A conditional energy
 ``energy(x, y)`` is handled by passing ``condition=x`` (rows aligned with ``y``); scores are
-always gradients in ``y``. Temperature: the losses fit :math:`p(y) \\propto e^{-E(y)}`
-(:math:`\\beta = 1`; a different :math:`\\beta` is a rescaling of the energy).
+always gradients in ``y``. Temperature: the losses fit \\(p(y) \\propto e^{-E(y)}\\)
+(\\(\\beta = 1\\); a different \\(\\beta\\) is a rescaling of the energy).
 
-* :func:`cd_loss`: contrastive divergence, :math:`\\bar E(\\text{data}) - \\bar E(\\text{negatives})`
+* ``cd_loss``: contrastive divergence, \\(\\bar E(\\text{data}) - \\bar E(\\text{negatives})\\)
   (+ an optional L2 penalty on both energies, Du & Mordatch 2019), whose gradient is the
   maximum-likelihood gradient when the negatives are model samples (Hinton 2002).
-* :func:`dsm_loss`: denoising score matching (Vincent 2011).
-* :func:`ssm_loss`: sliced score matching (Song et al. 2019).
-* :func:`nce_loss`: noise-contrastive estimation with a learned :math:`\\log Z`
+* ``dsm_loss``: denoising score matching (Vincent 2011).
+* ``ssm_loss``: sliced score matching (Song et al. 2019).
+* ``nce_loss``: noise-contrastive estimation with a learned \\(\\log Z\\)
   (Gutmann & Hyvarinen 2010).
 
 References
@@ -54,7 +54,7 @@ def energy_of(energy: Any, y: torch.Tensor, condition: torch.Tensor | None = Non
 def _score(
     energy: Any, y: torch.Tensor, condition: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input with grad, score :math:`-\\nabla_y E(y)` with a graph for second derivatives)."""
+    """(input with grad, score \\(-\\nabla_y E(y)\\) with a graph for second derivatives)."""
     y = y.detach().requires_grad_(True)
     e = energy_of(energy, y, condition)
     (g,) = torch.autograd.grad(e.sum(), y, create_graph=True)
@@ -69,13 +69,13 @@ def cd_loss(
     condition: torch.Tensor | None = None,
     l2_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Contrastive divergence :math:`\\frac1N\\sum_i E(y_i^+) - \\frac1M\\sum_j E(y_j^-)`.
+    """Contrastive divergence \\(\\frac1N\\sum_i E(y_i^+) - \\frac1M\\sum_j E(y_j^-)\\).
 
-    With :math:`y^-` drawn from the model, the gradient in the parameters is an unbiased
+    With \\(y^-\\) drawn from the model, the gradient in the parameters is an unbiased
     estimate of the negative log-likelihood gradient
-    :math:`\\langle \\nabla_\\theta E\\rangle_{\\text{data}} - \\langle \\nabla_\\theta
-    E\\rangle_{\\text{model}}`. ``l2_weight`` adds
-    :math:`\\alpha (\\overline{E(y^+)^2} + \\overline{E(y^-)^2})` (Du & Mordatch 2019), which
+    \\(\\langle \\nabla_\\theta E\\rangle_{\\text{data}} - \\langle \\nabla_\\theta
+    E\\rangle_{\\text{model}}\\). ``l2_weight`` adds
+    \\(\\alpha (\\overline{E(y^+)^2} + \\overline{E(y^-)^2})\\) (Du & Mordatch 2019), which
     keeps the energies near zero.
 
     Parameters
@@ -87,7 +87,7 @@ def cd_loss(
     condition : Tensor, optional
         ``x`` aligned with both batches, for a conditional energy.
     l2_weight : float
-        :math:`\\alpha \\ge 0`.
+        \\(\\alpha \\ge 0\\).
 
     Examples
     --------
@@ -113,18 +113,18 @@ def dsm_loss(
     *,
     condition: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Denoising score matching at noise level :math:`\\sigma` (Vincent 2011).
+    """Denoising score matching at noise level \\(\\sigma\\) (Vincent 2011).
 
-    .. math::
-
-        L = \\frac{1}{2N}\\sum_i \\big\\| s(\\tilde y_i) + (\\tilde y_i - y_i)/\\sigma^2
-        \\big\\|^2, \\qquad \\tilde y_i = y_i + \\sigma \\varepsilon_i,\\quad
-        s = -\\nabla_y E.
+    \\[
+    L = \\frac{1}{2N}\\sum_i \\big\\| s(\\tilde y_i) + (\\tilde y_i - y_i)/\\sigma^2
+    \\big\\|^2, \\qquad \\tilde y_i = y_i + \\sigma \\varepsilon_i,\\quad
+    s = -\\nabla_y E.
+    \\]
 
     Its minimiser is the score of the *noisy* data density
-    :math:`p_\\sigma = p_{\\text{data}} * \\mathcal N(0, \\sigma^2 I)`: a Gaussian
-    :math:`\\mathcal N(\\mu, \\Sigma)` is recovered as :math:`\\mathcal N(\\mu, \\Sigma +
-    \\sigma^2 I)`.
+    \\(p_\\sigma = p_{\\text{data}} * \\mathcal N(0, \\sigma^2 I)\\): a Gaussian
+    \\(\\mathcal N(\\mu, \\Sigma)\\) is recovered as \\(\\mathcal N(\\mu, \\Sigma +
+    \\sigma^2 I)\\).
 
     Parameters
     ----------
@@ -133,9 +133,9 @@ def dsm_loss(
     y : Tensor
         Data batch ``(N, *event)``.
     noise_std : float
-        :math:`\\sigma > 0`.
+        \\(\\sigma > 0\\).
     generator : torch.Generator
-        Source of :math:`\\varepsilon`.
+        Source of \\(\\varepsilon\\).
     condition : Tensor, optional
         ``x`` aligned with ``y``.
     """
@@ -159,15 +159,15 @@ def ssm_loss(
 ) -> torch.Tensor:
     """Sliced score matching with variance reduction (SSM-VR; Song et al. 2019).
 
-    .. math::
+    \\[
+    L = \\frac1N \\sum_i \\Big[\\tfrac12 \\|s(y_i)\\|^2 + \\frac1M\\sum_{m=1}^M
+    v_{im}^\\top \\nabla_y \\big(v_{im}^\\top s(y_i)\\big)\\Big],
+    \\qquad s = -\\nabla_y E,
+    \\]
 
-        L = \\frac1N \\sum_i \\Big[\\tfrac12 \\|s(y_i)\\|^2 + \\frac1M\\sum_{m=1}^M
-        v_{im}^\\top \\nabla_y \\big(v_{im}^\\top s(y_i)\\big)\\Big],
-        \\qquad s = -\\nabla_y E,
-
-    with projections :math:`v` standard Gaussian or Rademacher (:math:`E[vv^\\top] = I`), an
+    with projections \\(v\\) standard Gaussian or Rademacher (\\(E[vv^\\top] = I\\)), an
     unbiased estimate of Hyvarinen's score-matching objective
-    :math:`\\frac12\\|s\\|^2 + \\operatorname{tr}\\nabla_y s`, minimised by the data score.
+    \\(\\frac12\\|s\\|^2 + \\operatorname{tr}\\nabla_y s\\), minimised by the data score.
 
     Parameters
     ----------
@@ -180,7 +180,7 @@ def ssm_loss(
     condition : Tensor, optional
         ``x`` aligned with ``y``.
     num_projections : int
-        :math:`M`.
+        \\(M\\).
     projection : {"gaussian", "rademacher"}
     """
     if projection not in ("gaussian", "rademacher"):
@@ -199,9 +199,9 @@ def ssm_loss(
 
 
 class GaussianNoise:
-    """Gaussian noise distribution of NCE, :math:`\\mathcal N(\\mu, \\Sigma)` on flat y.
+    """Gaussian noise distribution of NCE, \\(\\mathcal N(\\mu, \\Sigma)\\) on flat y.
 
-    :meth:`fit` matches the mean and covariance of the data (Gutmann & Hyvarinen 2010
+    ``fit`` matches the mean and covariance of the data (Gutmann & Hyvarinen 2010
     recommend a noise close to the data).
 
     Examples
@@ -257,19 +257,19 @@ def nce_loss(
     *,
     noise_ratio: float = 1.0,
 ) -> torch.Tensor:
-    """Noise-contrastive estimation with a learned :math:`\\log Z` (Gutmann & Hyvarinen 2010).
+    """Noise-contrastive estimation with a learned \\(\\log Z\\) (Gutmann & Hyvarinen 2010).
 
-    The model :math:`\\log p_\\theta(y) = -E(y) - \\log Z` (with :math:`\\log Z` a free
-    parameter) is trained to tell data from :math:`\\nu N` noise draws
-    :math:`y^- \\sim q`: with :math:`G(y) = \\log p_\\theta(y) - \\log q(y) - \\log\\nu`,
+    The model \\(\\log p_\\theta(y) = -E(y) - \\log Z\\) (with \\(\\log Z\\) a free
+    parameter) is trained to tell data from \\(\\nu N\\) noise draws
+    \\(y^- \\sim q\\): with \\(G(y) = \\log p_\\theta(y) - \\log q(y) - \\log\\nu\\),
 
-    .. math::
+    \\[
+    L = -\\frac1N\\sum_i \\log\\sigma(G(y_i)) - \\frac{\\nu}{\\nu N}\\sum_j
+    \\log\\sigma(-G(y^-_j)).
+    \\]
 
-        L = -\\frac1N\\sum_i \\log\\sigma(G(y_i)) - \\frac{\\nu}{\\nu N}\\sum_j
-        \\log\\sigma(-G(y^-_j)).
-
-    At the optimum (a model family that contains the data density) :math:`p_\\theta` is the
-    data density and the learned ``log_z`` is the energy's true :math:`\\log Z`.
+    At the optimum (a model family that contains the data density) \\(p_\\theta\\) is the
+    data density and the learned ``log_z`` is the energy's true \\(\\log Z\\).
 
     Parameters
     ----------
@@ -280,11 +280,11 @@ def nce_loss(
     log_z : Tensor
         Scalar parameter (learned with the energy).
     noise : object
-        With ``sample(n, generator)`` and ``log_prob(y)``, e.g. :class:`GaussianNoise`.
+        With ``sample(n, generator)`` and ``log_prob(y)``, e.g. ``GaussianNoise``.
     generator : torch.Generator
         Source of the noise draws.
     noise_ratio : float
-        :math:`\\nu`, noise draws per data point (rounded to a whole number of draws).
+        \\(\\nu\\), noise draws per data point (rounded to a whole number of draws).
     """
     if not noise_ratio > 0:
         raise ValueError(f"noise_ratio must be > 0, got {noise_ratio!r}")

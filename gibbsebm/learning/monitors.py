@@ -1,21 +1,21 @@
 """What a training run learned, measured once per epoch with its error.
 
 A monitor is an object with a ``name`` and ``__call__(ctx) -> dict[str, float]`` that
-returns at least ``{name: value, name + "_stderr": stderr}``; :func:`gibbsebm.learning.fit`
-calls it after every epoch with a :class:`MonitorContext` and stores the numbers in the
+returns at least ``{name: value, name + "_stderr": stderr}``; ``gibbsebm.learning.fit``
+calls it after every epoch with a ``MonitorContext`` and stores the numbers in the
 epoch's ``history`` row. Monitors that carry state from one epoch to the next (the AIS
 schedule) implement ``state_dict``/``load_state_dict`` so checkpoints resume them exactly.
 
-* :class:`ExactLogLikelihood`: held-out :math:`\\frac1n\\sum_i \\log p(y_i)` with the exact
-  :math:`\\log Z` (RBMs with a small layer, small Ising models, any energy on an enumerable
+* ``ExactLogLikelihood``: held-out \\(\\frac1n\\sum_i \\log p(y_i)\\) with the exact
+  \\(\\log Z\\) (RBMs with a small layer, small Ising models, any energy on an enumerable
   finite support); the error is the test-set sampling error.
-* :class:`AISLogLikelihood`: the same with :math:`\\log Z` from annealed importance sampling
-  (:func:`gibbsebm.log_partition` with ``method="ais"``), warm-started from the previous
-  epoch's schedule; ``stderr`` is the AIS error of :math:`\\log Z`.
-* :class:`MMDMonitor` and :func:`mmd`: the unbiased squared maximum mean discrepancy between
+* ``AISLogLikelihood``: the same with \\(\\log Z\\) from annealed importance sampling
+  (``gibbsebm.log_partition`` with ``method="ais"``), warm-started from the previous
+  epoch's schedule; ``stderr`` is the AIS error of \\(\\log Z\\).
+* ``MMDMonitor`` and ``mmd``: the unbiased squared maximum mean discrepancy between
   model samples and held-out data with a jackknife standard error.
-* :class:`CalibrationMonitor`: ECE and NLL of a classifier with bootstrap errors
-  (:mod:`gibbsebm.calibration`).
+* ``CalibrationMonitor``: ECE and NLL of a classifier with bootstrap errors
+  (``gibbsebm.calibration``).
 """
 
 from __future__ import annotations
@@ -81,12 +81,12 @@ def _mean_and_stderr(v: torch.Tensor) -> tuple[float, float]:
 
 
 def exact_log_partition_of(energy: Any, event_shape: torch.Size) -> float:
-    """Exact :math:`\\log Z` at :math:`\\beta = 1`: the energy's closed form or enumeration.
+    """Exact \\(\\log Z\\) at \\(\\beta = 1\\): the energy's closed form or enumeration.
 
     Raises
     ------
     ValueError
-        If neither exists (use :class:`AISLogLikelihood`).
+        If neither exists (use ``AISLogLikelihood``).
     """
     if getattr(energy, "has_exact_log_partition", False):
         return float(energy.exact_log_partition(1.0))
@@ -100,10 +100,10 @@ def exact_log_partition_of(energy: Any, event_shape: torch.Size) -> float:
 
 
 class ExactLogLikelihood:
-    """Held-out mean log-likelihood with the exact :math:`\\log Z`.
+    """Held-out mean log-likelihood with the exact \\(\\log Z\\).
 
     Reports ``name`` (nats per example), ``name_stderr`` (the standard error of the mean over
-    the held-out examples; :math:`\\log Z` itself is exact) and ``name_log_z``.
+    the held-out examples; \\(\\log Z\\) itself is exact) and ``name_log_z``.
 
     Parameters
     ----------
@@ -135,10 +135,10 @@ class ExactLogLikelihood:
 
 
 class AISLogLikelihood:
-    """Held-out mean log-likelihood with :math:`\\log Z` from AIS, with its error.
+    """Held-out mean log-likelihood with \\(\\log Z\\) from AIS, with its error.
 
     Reports ``name`` (nats per example), ``name_stderr`` (the AIS standard error of
-    :math:`\\log Z`, the error of the estimator), ``name_data_stderr`` (the held-out sampling
+    \\(\\log Z\\), the error of the estimator), ``name_data_stderr`` (the held-out sampling
     error, shared with an exact monitor on the same data), ``name_log_z`` and
     ``name_trusted`` (1.0 if the estimator's trust checks passed, else 0.0).
 
@@ -156,7 +156,7 @@ class AISLogLikelihood:
     every : int
         Run every ``every`` epochs (and after the last one).
     **ais_options
-        Options of :func:`gibbsebm.partition.ais.ais_log_partition` (``num_chains``,
+        Options of ``gibbsebm.partition.ais.ais_log_partition`` (``num_chains``,
         ``kernel``, ``base``, ...).
     """
 
@@ -214,7 +214,7 @@ class AISLogLikelihood:
 
 
 class MMDResult(NamedTuple):
-    """Unbiased :math:`\\mathrm{MMD}^2`, its jackknife standard error and the bandwidth."""
+    """Unbiased \\(\\mathrm{MMD}^2\\), its jackknife standard error and the bandwidth."""
 
     value: float
     stderr: float
@@ -228,16 +228,16 @@ def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> MMDResult:
     """Unbiased squared MMD with a Gaussian kernel and its two-sample jackknife error.
 
-    .. math::
-
-        \\widehat{\\mathrm{MMD}}^2_u = \\frac{1}{m(m-1)}\\sum_{i\\ne i'} k(x_i, x_{i'})
-        + \\frac{1}{n(n-1)}\\sum_{j\\ne j'} k(y_j, y_{j'})
-        - \\frac{2}{mn}\\sum_{i,j} k(x_i, y_j),
-        \\qquad k(a, b) = e^{-\\|a-b\\|^2 / (2h^2)}
+    \\[
+    \\widehat{\\mathrm{MMD}}^2_u = \\frac{1}{m(m-1)}\\sum_{i\\ne i'} k(x_i, x_{i'})
+    + \\frac{1}{n(n-1)}\\sum_{j\\ne j'} k(y_j, y_{j'})
+    - \\frac{2}{mn}\\sum_{i,j} k(x_i, y_j),
+    \\qquad k(a, b) = e^{-\\|a-b\\|^2 / (2h^2)}
+    \\]
 
     (Gretton et al. 2012, eq. 3; it can be negative when the distributions agree). The
     standard error is the jackknife over both samples (leave-one-out values in closed form
-    from the kernel row sums). The bandwidth :math:`h` defaults to the median pairwise
+    from the kernel row sums). The bandwidth \\(h\\) defaults to the median pairwise
     distance of the pooled sample (the median heuristic).
 
     Examples
@@ -285,7 +285,7 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> MMD
 
 
 class MMDMonitor:
-    """Unbiased :math:`\\mathrm{MMD}^2` between model samples and held-out data.
+    """Unbiased \\(\\mathrm{MMD}^2\\) between model samples and held-out data.
 
     Model samples come from ``num_steps`` steps of the run's sampler started at fresh
     ``init_fn`` draws (``num_samples`` chains). Reports ``name``, ``name_stderr`` and
@@ -343,8 +343,8 @@ class CalibrationMonitor:
     """ECE and NLL of a classifier on held-out labelled data, with bootstrap errors.
 
     ``logits_fn(energy, x) -> (n, K)`` gives the logits (negative label energies); the
-    metrics are :func:`gibbsebm.calibration.expected_calibration_error` and
-    :func:`gibbsebm.calibration.negative_log_likelihood`. Reports ``name_ece``,
+    metrics are ``gibbsebm.calibration.expected_calibration_error`` and
+    ``gibbsebm.calibration.negative_log_likelihood``. Reports ``name_ece``,
     ``name_ece_stderr``, ``name_nll``, ``name_nll_stderr`` and ``name_accuracy``.
     """
 

@@ -1,14 +1,14 @@
 """Negative samples for contrastive divergence, drawn by the library's own kernels.
 
-:func:`draw_negatives` runs ``num_steps`` steps of a registered kernel
-(:func:`gibbsebm.samplers.registry.get_spec`) on the Gibbs distribution of the energy, one
+``draw_negatives`` runs ``num_steps`` steps of a registered kernel
+(``gibbsebm.samplers.registry.get_spec``) on the Gibbs distribution of the energy, one
 chain per start, and reports what the chains sampled: the acceptance rate and the
-*effective* inverse temperature. For ULA with a decoupled step :math:`\\tau` and noise
-:math:`\\sigma` (SGLD as used for EBM training, e.g. :math:`\\tau = 1, \\sigma = 0.01`) the
-chains sample :math:`e^{-\\beta_{\\text{eff}} E}` with
-:math:`\\beta_{\\text{eff}} = \\beta \\cdot 2\\tau/\\sigma^2`
-(:func:`gibbsebm.samplers.ula.effective_beta`), not the model at :math:`\\beta`: the
-contrastive gradient is then biased, and :func:`gibbsebm.learning.fit` records the value in
+*effective* inverse temperature. For ULA with a decoupled step \\(\\tau\\) and noise
+\\(\\sigma\\) (SGLD as used for EBM training, e.g. \\(\\tau = 1, \\sigma = 0.01\\)) the
+chains sample \\(e^{-\\beta_{\\text{eff}} E}\\) with
+\\(\\beta_{\\text{eff}} = \\beta \\cdot 2\\tau/\\sigma^2\\)
+(``gibbsebm.samplers.ula.effective_beta``), not the model at \\(\\beta\\): the
+contrastive gradient is then biased, and ``gibbsebm.learning.fit`` records the value in
 every epoch's history.
 """
 
@@ -28,7 +28,7 @@ DISCRETE_SAMPLERS = ("gwg", "block_gibbs", "metropolis", "dmala")
 
 
 class Negatives(NamedTuple):
-    """Output of :func:`draw_negatives`.
+    """Output of ``draw_negatives``.
 
     Attributes
     ----------
@@ -59,7 +59,7 @@ def make_dist(
     """The Gibbs distribution that the kernels sample (one chain per row of ``condition``).
 
     A conditional energy ``energy(x, y)`` becomes ``y -> energy(condition, y)``, so chain
-    ``i`` samples :math:`p(y \\mid x_i)`.
+    ``i`` samples \\(p(y \\mid x_i)\\).
     """
     ref = next(iter(energy.parameters()), None) if hasattr(energy, "parameters") else None
     dtype = ref.dtype if ref is not None else torch.get_default_dtype()
@@ -102,7 +102,7 @@ def draw_negatives(
     generator : torch.Generator
         All randomness.
     sampler : str
-        A kernel name of :data:`gibbsebm.samplers.registry.METHODS` (``ula``, ``mala``,
+        A kernel name of ``gibbsebm.samplers.registry.METHODS`` (``ula``, ``mala``,
         ``hmc``, ``gwg``, ``block_gibbs``, ...).
     sampler_options : dict, optional
         Options of the kernel's ``make_spec`` (e.g. ``step_size``, ``noise_scale`` for ULA,
