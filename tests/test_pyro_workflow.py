@@ -1,0 +1,112 @@
+"""Gibbs as a first-class Pyro site, and doubly intractable likelihoods.
+
+Every Pyro tool that calls ``sample()`` on a latent site (init strategies, Predictive,
+autoguides, arviz.from_pyro) runs on a model with a Gibbs latent site whose energy has no
+exact sampler; the approximate draws warn with ApproximateSampleWarning.
+"""
+
+import math
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
+from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_sample, init_to_uniform
+
+import gibbsebm
+from gibbsebm import Gibbs
+from gibbsebm.constraints import spin
+
+DT = torch.float64
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::gibbsebm.UnnormalizedLogProbWarning"),
+    pytest.mark.filterwarnings("ignore::gibbsebm.ApproximateSampleWarning"),
+]
+
+
+def _quad(y):
+    return 0.5 * ((y - 1.0) ** 2).sum(-1) / 0.25  # N(1, 0.25 I) at beta = 1
+
+
+def _model(data=None):
+    y = pyro.sample("y", Gibbs(_quad, 1.0, event_shape=(2,)))
+    pyro.sample("obs", dist.Normal(y.sum(-1), 1.0), obs=data)
+
+
+def test_sample_is_approximate_and_warns_then_warm_and_moments():
+    d = Gibbs(_quad, 1.0, event_shape=(2,))
+    g = torch.Generator().manual_seed(0)
+    with pytest.warns(gibbsebm.ApproximateSampleWarning):
+        y = d.sample((2000,), generator=g)
+    assert y.shape == (2000, 2)
+    # 2000 independent chains (exact-ish draws): mean 1, sd 0.5 within 5 standard errors
+    se = 0.5 / math.sqrt(2000)
+    assert (y.mean(0) - 1.0).abs().max() < 5 * se, y.mean(0)
+    assert (y.std(0) - 0.5).abs().max() < 5 * 0.5 / math.sqrt(2 * 2000)
+    # negative control: the sd of beta = 1/4 (sd 1.0) is far outside
+    assert (y.std(0) - 1.0).abs().min() > 5 * 0.5 / math.sqrt(2 * 2000)
+    # warm: a second call continues from the cached state, batched draws of the right shape
+    with pytest.warns(gibbsebm.ApproximateSampleWarning):
+        y2 = d.sample((3,), generator=g)
+    assert y2.shape == (3, 2)
+
+
+def test_discrete_fallback_spins():
+    def ising_chain(s):  # 1d ferromagnetic ring of 30 spins, too many to enumerate
+        return -(s * s.roll(1, -1)).sum(-1)
+
+    d = Gibbs(ising_chain, 0.5, support=spin, event_shape=(30,))
+    g = torch.Generator().manual_seed(1)
+    s = d.sample((200,), generator=g)
+    assert set(s.unique().tolist()) <= {-1.0, 1.0}
+    # nearest-neighbour correlation tanh(beta) on a long ring
+    corr = (s * s.roll(1, -1)).mean()
+    se = float((s * s.roll(1, -1)).mean(-1).std()) / math.sqrt(200)
+    assert abs(float(corr) - math.tanh(0.5)) < 5 * se + 0.02, corr
+
+
+@pytest.mark.parametrize("init", [init_to_uniform, init_to_sample])
+def test_nuts_with_default_and_sample_inits(init):
+    pyro.set_rng_seed(0)
+    kernel = NUTS(_model, init_strategy=init)
+    mcmc = MCMC(kernel, num_samples=30, warmup_steps=30, disable_progbar=True)
+    mcmc.run(torch.tensor(2.5, dtype=DT))
+    assert mcmc.get_samples()["y"].shape == (30, 2)
+
+
+def test_predictive_prior_and_posterior():
+    pyro.set_rng_seed(0)
+    prior = Predictive(_model, num_samples=20)()
+    assert prior["y"].shape == (20, 2) and prior["obs"].shape == (20,)
+    post = Predictive(_model, posterior_samples={"y": torch.zeros(5, 2, dtype=DT)})()
+    assert post["obs"].shape == (5,)
+
+
+@pytest.mark.parametrize("guide_cls", [AutoNormal, AutoDelta])
+def test_svi_autoguides(guide_cls):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = guide_cls(_model)
+    svi = SVI(_model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO())
+    data = torch.tensor(2.0, dtype=DT)
+    for _ in range(150):
+        svi.step(data)
+    med = guide.median(data)["y"]
+    # conjugate posterior: y ~ N(1, 1/4 I) prior, obs ~ N(y1 + y2, 1), so
+    # E[y1 + y2 | obs = 2] = (2 * 4 + 2 * 1 / 0.5) ... computed exactly below
+    prior_prec, s_prior_var = 4.0, 0.5  # var of y1 + y2 under the prior
+    mean_sum = (2.0 / s_prior_var + 2.0 / 1.0) / (1 / s_prior_var + 1.0)
+    del prior_prec
+    assert abs(float(med.sum()) - mean_sum) < 0.15, med
+
+
+def test_arviz_from_pyro():
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(NUTS(_model), num_samples=20, warmup_steps=20, disable_progbar=True)
+    mcmc.run(torch.tensor(2.0, dtype=DT))
+    idata = az.from_pyro(mcmc)
+    assert "y" in idata.posterior
+    assert np.asarray(idata.posterior["y"]).shape[-1] == 2
