@@ -260,16 +260,21 @@ def sample(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     executor: Any = None,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
     **kernel_options: Any,
 ) -> Samples:
     """Draw MCMC samples from a Gibbs distribution with many chains in one tensor.
 
     Parameters
     ----------
-    dist : Gibbs
+    dist : Gibbs or Pyro model
         Target :math:`p_\\beta(y) \\propto b(y) e^{-\\beta E(y)}`; a batched distribution
         (conditional on several inputs, or a beta ladder) is sampled member by member with
-        ``num_chains`` chains each.
+        ``num_chains`` chains each. A Pyro model (any callable that is not a Gibbs) is
+        sampled over its unconstrained latent sites, all chains in one vectorized model call
+        (:class:`gibbsebm.interop.pyro.PyroModelPotential`); ``Samples.sites`` then holds
+        each site's draws ``(chains, draws, *site_shape)`` in the constrained space.
     method : str, optional
         ``"ula"``, ``"mala"``, ``"hmc"``, ``"nuts"``, ``"pt"`` (with ``kernel=``), and for
         discrete y ``"gwg"``, ``"dmala"``, ``"metropolis"``, ``"block_gibbs"``. Default:
@@ -300,6 +305,8 @@ def sample(
         ``None`` (default) runs here; otherwise the chains are split into shards run by
         :class:`gibbsebm.executors.LocalExecutor` or :class:`gibbsebm.RayExecutor` and merged
         (see :func:`gibbsebm.executors.run_sample`; ``checkpoint`` is then a directory).
+    model_args, model_kwargs
+        Arguments of a Pyro model.
     **kernel_options
         Options of the sampler (e.g. ``step_size``, ``num_steps``, ``dense_mass``,
         ``target_accept`` for ``hmc``).
@@ -334,6 +341,15 @@ def sample(
     ):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    if callable(dist) and not hasattr(dist, "logdensity"):  # a Pyro model (issue 14)
+        from .interop.pyro import PyroModelPotential
+
+        pot = PyroModelPotential(dist, model_args, model_kwargs)
+        opts = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup)
+        s = sample(pot.as_gibbs(), method, **opts, thin=thin, seed=seed, init=init,
+                   progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                   executor=executor, **kernel_options)  # fmt: skip
+        return dataclasses.replace(s, sites=pot.constrain(s.draws))
     if method is None:
         method = "gwg" if getattr(dist, "is_discrete", False) else "hmc"
     seed = resolve_seed(seed, checkpoint)
