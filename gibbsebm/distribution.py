@@ -619,6 +619,31 @@ class Gibbs(TorchDistribution):
             "Gibbs has no reparameterized sampler; use sample() (exact or approximate draws)"
         )
 
+    @property
+    def has_exact_sampler(self) -> bool:
+        """Whether :meth:`sample` is exact (enumeration or the energy's closed form)."""
+        return self.has_enumerate_support or (
+            self.base is None
+            and self.x is None
+            and self.latent is None
+            and bool(getattr(self.energy, "has_exact_sample", False))
+        )
+
+    def mcmc_from(
+        self, y0: torch.Tensor, steps: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Run the fallback sampler of :meth:`sample` for ``steps`` steps from ``y0``
+        (shape ``(n, *batch, *event)``) and return the final state (no warning, no cache).
+
+        MALA steps with a fixed step size adapted on the way for continuous y; sweeps of
+        single-site Metropolis updates (each leaves the distribution invariant) for discrete y.
+        """
+        dtype, device = self.beta.dtype, self.beta.device
+        with torch.no_grad():
+            if self.is_discrete:
+                return self._metropolis_sweeps(y0, tuple(y0.shape), steps, generator, dtype, device)
+            return self._mala(y0, None, tuple(y0.shape), steps, generator, dtype, device)[0]
+
     # ------------------------------------------------------------------ approximate draws
     def _approximate_sample(
         self, sample_shape: torch.Size, generator: torch.Generator | None

@@ -345,6 +345,18 @@ def sample(
         from .interop.pyro import PyroModelPotential
 
         pot = PyroModelPotential(dist, model_args, model_kwargs)
+        if method == "exchange":
+            from .samplers.exchange import sample_exchange
+
+            seed = resolve_seed(seed, None)
+            out = sample_exchange(pot, num_chains=num_chains, num_samples=num_samples,
+                                  num_warmup=num_warmup, init=init, **kernel_options,
+                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
+            return Samples(draws=out["draws"], stats=out["stats"], method="exchange",
+                           options=dict(kernel_options), seed=seed, num_warmup=num_warmup,
+                           event_shape=(pot.dim,), adaptation=out["adaptation"],
+                           attrs={"exact_auxiliary": out["exact_auxiliary"]},
+                           sites=pot.constrain(out["draws"]))  # fmt: skip
         opts = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup)
         s = sample(pot.as_gibbs(), method, **opts, thin=thin, seed=seed, init=init,
                    progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,

@@ -33,6 +33,7 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
@@ -77,6 +78,8 @@ class PyroModelPotential:
             proto = poutine.trace(model).get_trace(*self.model_args, **self.model_kwargs)
         nest = 0
         self.site_names: list[str] = []
+        #: observed sites whose distribution is a Gibbs (the exchange method's likelihoods)
+        self.observed_gibbs: list[str] = []
         self.site_shapes: dict[str, tuple] = {}
         self._transforms: dict[str, Any] = {}
         self._ushapes: dict[str, tuple] = {}
@@ -89,6 +92,10 @@ class PyroModelPotential:
                 if f.vectorized and f.dim is not None:
                     nest = max(nest, -f.dim)
             if site["is_observed"]:
+                if isinstance(site["fn"], Gibbs) or isinstance(
+                    getattr(site["fn"], "base_dist", None), Gibbs
+                ):
+                    self.observed_gibbs.append(name)
                 continue
             fn = site["fn"]
             if getattr(fn.support, "is_discrete", False):
@@ -159,7 +166,6 @@ class PyroModelPotential:
                 tr = poutine.trace(poutine.condition(self.model, data=values)).get_trace(
                     *self.model_args, **self.model_kwargs
                 )
-            tr.compute_log_prob()
         except DoublyIntractableError:
             raise
         except (RuntimeError, ValueError, IndexError) as exc:
@@ -178,7 +184,16 @@ class PyroModelPotential:
         for name, site in tr.nodes.items():
             if site["type"] != "sample" or name in skip or site_is_subsample(site):
                 continue
-            lp = site["log_prob"]
+            try:
+                lp = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
+            except DoublyIntractableError:
+                raise
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise ValueError(
+                    f"site {name!r}: the Pyro model cannot be vectorized over chains: {exc}"
+                ) from exc
+            if not isinstance(lp, torch.Tensor):
+                lp = torch.as_tensor(lp, dtype=u.dtype)
             if lp.dim() < -d or lp.shape[d] != c:
                 if lp.numel() == 1:  # a site outside every batch dimension (e.g. a factor)
                     total = total + lp.reshape(())
@@ -189,6 +204,26 @@ class PyroModelPotential:
                 )
             total = total + lp.movedim(d, 0).reshape(c, -1).sum(-1)
         return total
+
+    def trace_one(self, u: torch.Tensor, skip: tuple[str, ...] = ()) -> tuple[Any, torch.Tensor]:
+        """Run the model at one unconstrained vector ``u`` (D,): (trace, log joint without the
+        sites ``skip``, Jacobians included)."""
+        values, total = {}, torch.zeros((), dtype=u.dtype, device=u.device)
+        for name, us in self._split(u).items():
+            t = self._transforms[name]
+            x = t(us)
+            total = total + t.log_abs_det_jacobian(us, x).sum()
+            values[name] = x
+        with poutine.block():
+            tr = poutine.trace(poutine.condition(self.model, data=values)).get_trace(
+                *self.model_args, **self.model_kwargs
+            )
+        for name, site in tr.nodes.items():
+            if site["type"] != "sample" or name in skip or site_is_subsample(site):
+                continue
+            lp = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
+            total = total + torch.as_tensor(lp).sum()
+        return tr, total
 
     def logdensity(self, u: torch.Tensor) -> torch.Tensor:
         """Log density of the unconstrained parameters, ``(C, D) -> (C,)`` (NaN -> -inf)."""
