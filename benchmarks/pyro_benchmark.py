@@ -54,7 +54,7 @@ def logistic():
         w = pyro.sample(
             "w", dist.Normal(torch.zeros(x.shape[1], dtype=DT), 2.5).to_event(1)
         )
-        logits = (x @ w.unsqueeze(-1)).squeeze(-1) + b  # w (C, 1, D) or (D,)
+        logits = (w * x).sum(-1) + b  # w (C, 1, D) and b (C, 1) when batched on chains
         with pyro.plate("n", x.shape[0]):
             pyro.sample("obs", dist.Bernoulli(logits=logits), obs=y)
 

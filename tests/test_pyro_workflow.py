@@ -264,3 +264,19 @@ def test_ising_coupling_as_a_latent_is_differentiable_and_exact():
     # negative control: the gradient of the energy term alone (log Z dropped) differs
     e_only = 0.3 * float((spins * (spins.roll(-1, -2) + spins.roll(-1, -1))).sum())
     assert abs(float(grad) - e_only) > 1.0
+
+
+def test_pyro_model_with_a_broadcasting_mistake_is_an_error_not_a_wrong_density():
+    from gibbsebm.interop.pyro import PyroModelPotential
+
+    x = torch.randn(7, 3, dtype=DT)
+
+    def model():  # (C, 1, N) + (C, 1) broadcasts to (C, C, N) when batched on chains
+        b = pyro.sample("b", dist.Normal(torch.tensor(0.0, dtype=DT), 1.0))
+        w = pyro.sample("w", dist.Normal(torch.zeros(3, dtype=DT), 1.0).to_event(1))
+        logits = (x @ w.unsqueeze(-1)).squeeze(-1) + b
+        with pyro.plate("n", 7):
+            pyro.sample("o", dist.Bernoulli(logits=logits), obs=torch.ones(7, dtype=DT))
+
+    with pytest.raises(ValueError, match="vectorized"):
+        PyroModelPotential(model).logdensity(torch.zeros(4, 4, dtype=DT))

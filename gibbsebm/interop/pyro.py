@@ -194,6 +194,13 @@ class PyroModelPotential:
                 ) from exc
             if not isinstance(lp, torch.Tensor):
                 lp = torch.as_tensor(lp, dtype=u.dtype)
+            if lp.dim() > -d:
+                raise ValueError(
+                    f"site {name!r}: its log density has shape {tuple(lp.shape)}, more batch "
+                    f"dimensions than the chains plate and the model's {-d - 1} plate(s); a "
+                    "value broadcast against another site's chain dimension (the model cannot "
+                    "be vectorized as written: align batch dimensions from the right)"
+                )
             if lp.dim() < -d or lp.shape[d] != c:
                 if lp.numel() == 1:  # a site outside every batch dimension (e.g. a factor)
                     total = total + lp.reshape(())
