@@ -302,3 +302,40 @@ def test_workflow_guide_code_is_the_tested_example():
     assert len(excerpts) == 6
     for e in excerpts:
         assert e in blocks, e[:60]
+
+
+@pytest.mark.slow  # about 35 s
+def test_ising_coupling_posterior_under_nuts_matches_the_exact_grid():
+    """J of an 8x8 torus Ising model as a Pyro latent: the likelihood is exact (Kaufman's
+    log Z(J), differentiable), so NUTS samples the posterior, which is exact on a grid."""
+    from gibbsebm.energies import Ising2D
+    from gibbsebm.energies.ising import kaufman_log_partition
+
+    g = torch.Generator().manual_seed(3)
+    # data: 4 configurations (any data: the posterior given them is exact whatever made them)
+    s = 1.0 - 2.0 * (torch.rand(4, 8, 8, generator=g, dtype=DT) < 0.5).to(DT)
+    s[:, :5] = 1.0
+    stat = float((s * (s.roll(-1, -2) + s.roll(-1, -1))).sum())
+
+    def model():
+        j = pyro.sample("J", dist.HalfNormal(torch.tensor(1.0, dtype=DT)))
+        pyro.sample("s", Gibbs(Ising2D(8, J=j, dtype=DT), 1.0).expand([4]), obs=s)
+
+    grid = torch.linspace(1e-4, 2.0, 4001, dtype=DT)
+    logz = kaufman_log_partition(grid, 8, 8)
+    logpost = dist.HalfNormal(torch.tensor(1.0, dtype=DT)).log_prob(grid) + grid * stat - 4 * logz
+    w = torch.softmax(logpost, 0)
+    m = float((w * grid).sum())
+    sd = float((w * (grid - m) ** 2).sum().sqrt())
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(NUTS(model), num_samples=400, warmup_steps=200, disable_progbar=True)
+    mcmc.run()
+    draws = mcmc.get_samples(group_by_chain=True)["J"].numpy()
+    ess = float(az.ess(draws))
+    z = abs(draws.mean() - m) / (draws.std() / math.sqrt(ess))
+    assert ess > 50 and z < 5, (draws.mean(), m, ess)
+    assert abs(draws.std() - sd) < 5 * sd / math.sqrt(2 * ess)
+    # negative control: the grid posterior that drops log Z(J) (prior x e^{J S}) is far away
+    w_wrong = torch.softmax(logpost + 4 * logz, 0)
+    m_wrong = float((w_wrong * grid).sum())
+    assert abs(draws.mean() - m_wrong) / (draws.std() / math.sqrt(ess)) > 5
