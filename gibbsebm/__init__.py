@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Gibbs": "gibbsebm.distribution",
     "UnnormalizedLogProbWarning": "gibbsebm.distribution",
+    "ApproximateSampleWarning": "gibbsebm.distribution",
+    "DoublyIntractableError": "gibbsebm.distribution",
     "energy_factor": "gibbsebm.distribution",
     "free_energy": "gibbsebm.latent",
     "FreeEnergy": "gibbsebm.latent",

@@ -181,7 +181,11 @@ def _quantile_select(flat: torch.Tensor, p: float) -> torch.Tensor:
     if s < 2:
         return flat[:, 0]
     if k + 1 <= s - k + 1:  # order stats 0..k hold x_(k-1), x_(k) as their two largest
-        two = torch.topk(flat, k + 1, dim=-1, largest=False, sorted=False).values.topk(2, dim=-1).values
+        two = (
+            torch.topk(flat, k + 1, dim=-1, largest=False, sorted=False)
+            .values.topk(2, dim=-1)
+            .values
+        )
         lo, hi = two[:, 1], two[:, 0]
     else:  # order stats k-1..s-1 hold them as their two smallest
         part = torch.topk(flat, s - k + 1, dim=-1, largest=True, sorted=False).values

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,10 @@ from .constraints import support_values
 __all__ = [
     "Gibbs",
     "UnnormalizedLogProbWarning",
+    "ApproximateSampleWarning",
+    "DoublyIntractableError",
+    "APPROX_COLD_STEPS",
+    "APPROX_WARM_STEPS",
     "energy_factor",
     "MAX_ENUMERATION",
 ]
@@ -46,6 +51,58 @@ _CHUNK = 2**16
 
 class UnnormalizedLogProbWarning(UserWarning):
     """``Gibbs.log_prob`` returned an unnormalized value because no log Z is known."""
+
+
+class ApproximateSampleWarning(UserWarning):
+    """``Gibbs.sample`` returned approximate draws (a short MCMC run), not exact ones."""
+
+
+class DoublyIntractableError(ValueError):
+    """An unnormalized ``log_prob`` would drop a log Z that depends on other random sites."""
+
+
+#: Budget of the approximate fallback of :meth:`Gibbs.sample`: steps from a cold start
+#: (MALA steps for continuous y, sweeps of single-site Metropolis updates for discrete y) ...
+APPROX_COLD_STEPS = 200
+#: ... and steps from the warm state cached for the same energy, beta and shapes.
+APPROX_WARM_STEPS = 20
+
+# Warm states of the approximate sampler, per energy object (weak keys: a cache entry dies
+# with its energy, so this holds no state of its own beyond an energy's lifetime).
+_WARM_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _grad_dependent_tensors(obj: Any, seen: set[int] | None = None, depth: int = 0) -> bool:
+    """Whether ``obj`` (an energy: module or closure) holds a tensor that requires grad and
+    is not an ``nn.Parameter`` (i.e. a value traced from another random site)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 4:
+        return False
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return bool(obj.requires_grad) and not isinstance(obj, torch.nn.Parameter)
+    if isinstance(obj, torch.nn.Module):
+        if any(_grad_dependent_tensors(b, seen, depth + 1) for b in obj.buffers()):
+            return True
+        return any(
+            _grad_dependent_tensors(v, seen, depth + 1)
+            for k, v in vars(obj).items()
+            if isinstance(v, (torch.Tensor, torch.nn.Module)) and k != "_parameters"
+        )
+    if isinstance(obj, (list, tuple)):
+        return any(_grad_dependent_tensors(v, seen, depth + 1) for v in obj)
+    if callable(obj):
+        target = getattr(obj, "__self__", None)
+        if target is not None and _grad_dependent_tensors(target, seen, depth + 1):
+            return True
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:
+                continue
+            if _grad_dependent_tensors(v, seen, depth + 1):
+                return True
+    return False
 
 
 def _finite_support_count(support: constraints.Constraint, event_shape: torch.Size) -> int | None:
@@ -95,24 +152,27 @@ class Gibbs(TorchDistribution):
     returns the *unnormalized* value and emits :class:`UnnormalizedLogProbWarning`; use
     :meth:`unnormalized_log_prob` to ask for that value explicitly, and ``.normalized`` to
     check. ``sample()`` is exact (enumeration or the energy's closed form) where possible;
-    otherwise it raises and names the sampler to use with :func:`gibbsebm.sample`.
+    otherwise it returns approximate draws of a short batched MCMC run (budget
+    :data:`APPROX_COLD_STEPS` / :data:`APPROX_WARM_STEPS`, warm state cached per energy) and
+    emits :class:`ApproximateSampleWarning`; for inference use :func:`gibbsebm.sample`.
 
     A temperature ladder is a batch shape: ``beta`` of shape ``(T,)`` gives batch ``(T,)``.
     With a condition ``x`` of batch ``B``, ``B`` is the *last* batch dimension, so a ladder
     over conditional inputs takes ``beta`` of shape ``(T, 1)`` (batch ``(T, B)``).
 
-    **In Pyro models.** As a latent site sampled by ``NUTS``/``HMC``: Pyro's default
-    initialisation (``init_to_uniform``) calls ``sample()``, which works only where an exact
-    sampler exists (finite supports, energies with ``exact_sample`` such as
-    :class:`~gibbsebm.energies.Gaussian`). Otherwise give the kernel a start,
-    ``NUTS(model, init_strategy=init_to_value(values={"y": y0}), max_plate_nesting=...)``
-    (``max_plate_nesting`` spares Pyro a trial run of the model, which would also call
-    ``sample()``). Its ``log_prob`` is then unnormalized and warns; that is harmless for
-    MCMC over ``y`` as long as ``beta`` and ``x`` do not depend on other latent sites
-    (log Z is then a constant): filter :class:`UnnormalizedLogProbWarning` or attach a
-    log Z. As a likelihood with ``obs=``: finite supports (class labels) are normalized by
-    enumeration, differentiably, so the energy's parameters can be Pyro latents; inside
-    ``pyro.plate`` the data dimension must be the condition's batch ``B``. For a loss
+    **In Pyro models.** As a latent site, a Gibbs works with ``NUTS``/``HMC`` and their
+    default ``init_to_uniform``, ``init_to_sample``, ``Predictive``, ``AutoNormal`` /
+    ``AutoDelta`` guides and ``arviz.from_pyro`` (they call ``sample()``, approximate where
+    no exact sampler exists). Its ``log_prob`` is unnormalized and warns when no log Z is
+    known; that is harmless for inference over ``y`` as long as the energy, ``beta`` and ``x``
+    do not depend on other random sites (log Z is then a constant): filter
+    :class:`UnnormalizedLogProbWarning` or attach a log Z. When they do depend on other sites
+    (tensors that require grad and are not ``nn.Parameter`` s, as Pyro's latents are) and no
+    log Z is exact or enumerable, ``log_prob`` raises :class:`DoublyIntractableError`: log
+    Z(theta) cannot be dropped; use ``gibbsebm.sample(model, "exchange")``. As a likelihood
+    with ``obs=``: finite supports (class labels) are normalized by enumeration,
+    differentiably, so the energy's parameters can be Pyro latents; inside ``pyro.plate``
+    the data dimension must be the condition's batch ``B``. For a loss
     rather than a distribution (Gibbs posteriors), use :func:`energy_factor`.
 
     Examples
@@ -307,6 +367,16 @@ class Gibbs(TorchDistribution):
         return n is not None and n <= MAX_ENUMERATION
 
     @property
+    def depends_on_random_sites(self) -> bool:
+        """Whether beta, the condition or the energy hold tensors that require grad and are
+        not ``nn.Parameter`` s (values of other random sites, whose log Z would matter)."""
+        if self.beta.requires_grad:
+            return True
+        if self.x is not None and self.x.requires_grad:
+            return True
+        return _grad_dependent_tensors(self.energy)
+
+    @property
     def normalized(self) -> bool:
         """Whether :meth:`log_prob` is normalized (a log Z is known or computable)."""
         return self._known_log_partition() is not None or self.has_enumerate_support
@@ -479,6 +549,14 @@ class Gibbs(TorchDistribution):
             lp = lp.masked_fill(outside.reshape(lp.shape), -math.inf)
         if self.normalized:
             return lp - self.log_partition().to(lp.dtype)
+        if self.depends_on_random_sites:
+            raise DoublyIntractableError(
+                "Gibbs.log_prob: the energy, beta or condition depends on other random sites "
+                "(tensors that require grad and are not nn.Parameters, e.g. Pyro latents), and "
+                "no exact log Z(theta) is known nor enumerable; dropping it would give a wrong "
+                "posterior (a doubly intractable likelihood). Sample such a model with "
+                "gibbsebm.sample(model, 'exchange', ...), or use an energy with an exact log Z."
+            )
         warnings.warn(
             "Gibbs.log_prob is unnormalized (log Z unknown): the value is log b(y) - beta*E(y). "
             "Attach an estimate with attach_log_partition() or call unnormalized_log_prob().",
@@ -526,7 +604,13 @@ class Gibbs(TorchDistribution):
         sample_shape: torch.Size | tuple[int, ...] = (),
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Exact draws by enumeration or the energy's closed form; raises otherwise."""
+        """Draws: exact by enumeration or the energy's closed form, else approximate.
+
+        Without an exact sampler, the draws come from a short batched MCMC run (see
+        :meth:`_approximate_sample`) and :class:`ApproximateSampleWarning` is emitted: good
+        enough for Pyro's initialisation, guides' prototypes and predictive checks, not for
+        inference (use :func:`gibbsebm.sample`).
+        """
         sample_shape = torch.Size(sample_shape)
         with torch.no_grad():
             if self.has_enumerate_support:
@@ -553,11 +637,162 @@ class Gibbs(TorchDistribution):
                 and getattr(self.energy, "has_exact_sample", False)
             ):
                 return self.energy.exact_sample(self.beta, sample_shape, generator=generator)
-        kind = "gwg" if self.is_discrete else "hmc"
+        return self._approximate_sample(sample_shape, generator)
+
+    def rsample(self, sample_shape=(), generator=None):  # noqa: D102
         raise NotImplementedError(
-            f"no exact sampler for this Gibbs distribution ({type(self.energy).__name__}); "
-            f"use gibbsebm.sample(dist, method='{kind}', num_chains=..., num_samples=...)"
+            "Gibbs has no reparameterized sampler; use sample() (exact or approximate draws)"
         )
+
+    @property
+    def has_exact_sampler(self) -> bool:
+        """Whether :meth:`sample` is exact (enumeration or the energy's closed form)."""
+        return self.has_enumerate_support or (
+            self.base is None
+            and self.x is None
+            and self.latent is None
+            and bool(getattr(self.energy, "has_exact_sample", False))
+        )
+
+    def mcmc_from(
+        self, y0: torch.Tensor, steps: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Run the fallback sampler of :meth:`sample` for ``steps`` steps from ``y0``
+        (shape ``(n, *batch, *event)``) and return the final state (no warning, no cache).
+
+        MALA steps with a fixed step size adapted on the way for continuous y; sweeps of
+        single-site Metropolis updates (each leaves the distribution invariant) for discrete y.
+        """
+        dtype, device = self.beta.dtype, self.beta.device
+        with torch.no_grad():
+            if self.is_discrete:
+                return self._metropolis_sweeps(y0, tuple(y0.shape), steps, generator, dtype, device)
+            return self._mala(y0, None, tuple(y0.shape), steps, generator, dtype, device)[0]
+
+    # ------------------------------------------------------------------ approximate draws
+    def _approximate_sample(
+        self, sample_shape: torch.Size, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Approximate draws from a short batched MCMC run (the fallback of :meth:`sample`).
+
+        One chain per requested draw: Metropolis-adjusted Langevin (MALA) in the unconstrained
+        space of a continuous support (step size adapted toward acceptance 0.57), or sweeps of
+        single-site Metropolis updates over a finite discrete support. A cold start runs
+        :data:`APPROX_COLD_STEPS` steps; the final state is cached per energy object, beta and
+        shapes, and a later call continues from it for :data:`APPROX_WARM_STEPS` steps.
+        """
+        kind = "gwg" if self.is_discrete else "hmc"
+        if self.is_discrete and support_values(self._support) is None:
+            raise NotImplementedError(
+                f"no sampler for the discrete support {self._support}; use gibbsebm.sample(dist, "
+                f"method='{kind}', ...)"
+            )
+        warnings.warn(
+            f"Gibbs.sample: no exact sampler for {type(self.energy).__name__}; the draws come "
+            f"from a short MCMC run ({APPROX_COLD_STEPS} steps cold, {APPROX_WARM_STEPS} warm) "
+            f"and are approximate. For inference use gibbsebm.sample(dist, method='{kind}').",
+            ApproximateSampleWarning,
+            stacklevel=3,
+        )
+        n = max(1, sample_shape.numel())
+        shape = (n,) + tuple(self.batch_shape) + tuple(self.event_shape)
+        key = (
+            tuple(self.beta.detach().flatten().tolist()),
+            tuple(self.batch_shape),
+            tuple(self.event_shape),
+            repr(self._support),
+            None if self.x is None else id(self.x),
+        )
+        try:
+            per_energy = _WARM_CACHE.setdefault(self.energy, {})
+        except TypeError:  # an energy that cannot be weakly referenced: no cache
+            per_energy = {}
+        cached = per_energy.get(key)
+        dtype, device = self.beta.dtype, self.beta.device
+        if cached is not None:
+            pos, step = cached
+            idx = torch.arange(n, device=pos.device) % pos.shape[0]
+            pos, steps = pos[idx].clone(), APPROX_WARM_STEPS
+        else:
+            pos, step, steps = None, None, APPROX_COLD_STEPS
+        with torch.no_grad():
+            if self.is_discrete:
+                pos = self._metropolis_sweeps(pos, shape, steps, generator, dtype, device)
+            else:
+                pos, step = self._mala(pos, step, shape, steps, generator, dtype, device)
+        per_energy[key] = (pos.detach(), step)
+        return pos.detach().reshape(sample_shape + self.batch_shape + self.event_shape)
+
+    def _mala(self, pos, step, shape, steps, generator, dtype, device):
+        from torch.distributions import biject_to
+
+        t = biject_to(self._support)
+        ev = len(self.event_shape)
+
+        def logp_grad(u):
+            with torch.enable_grad():
+                u = u.detach().requires_grad_(True)
+                y = t(u)
+                lp = self.logdensity(y)
+                ladj = t.log_abs_det_jacobian(u, y)
+                while ladj.dim() > lp.dim():
+                    ladj = ladj.sum(-1)
+                lp = lp + ladj
+                (g,) = torch.autograd.grad(lp.sum(), u)
+            lp = lp.detach()
+            bad = ~torch.isfinite(lp)
+            return torch.where(bad, torch.full_like(lp, -math.inf), lp), torch.nan_to_num(g)
+
+        if pos is None:
+            u = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        else:
+            u = t.inv(pos.to(dtype))
+        log_step = math.log(0.1) if step is None else math.log(step)
+        lp, g = logp_grad(u)
+        red = tuple(range(lp.dim(), u.dim()))  # event dims of u
+
+        def _sum(x):
+            return x.sum(red) if red else x
+
+        for i in range(steps):
+            h = math.exp(log_step)
+            noise = torch.randn(u.shape, generator=generator, dtype=dtype, device=device)
+            prop = u + h * g + math.sqrt(2 * h) * noise
+            lp_p, g_p = logp_grad(prop)
+            fwd = -_sum((prop - u - h * g) ** 2) / (4 * h)
+            bwd = -_sum((u - prop - h * g_p) ** 2) / (4 * h)
+            log_a = torch.nan_to_num(lp_p - lp + bwd - fwd, nan=-math.inf)
+            unif = torch.rand(lp.shape, generator=generator, dtype=dtype, device=device)
+            acc = torch.log(unif) < log_a
+            u = torch.where(acc.reshape(acc.shape + (1,) * ev), prop, u)
+            lp = torch.where(acc, lp_p, lp)
+            g = torch.where(acc.reshape(acc.shape + (1,) * ev), g_p, g)
+            rate = float(torch.exp(log_a.clamp(max=0.0)).mean())
+            log_step += (rate - 0.574) / math.sqrt(i + 10.0)
+        return t(u), math.exp(log_step)
+
+    def _metropolis_sweeps(self, pos, shape, sweeps, generator, dtype, device):
+        vals = support_values(self._support, dtype=dtype, device=device)
+        k = vals.numel()
+        if pos is None:
+            pos = vals[torch.randint(k, shape, generator=generator, device=device)]
+        y = pos.to(dtype).clone()
+        flat = y.reshape(shape[: len(shape) - len(self.event_shape)] + (-1,))
+        d = flat.shape[-1]
+        lp = self.logdensity(y)
+        for _ in range(sweeps):
+            for _ in range(d):
+                j = torch.randint(d, lp.shape + (1,), generator=generator, device=device)
+                new = vals[torch.randint(k, lp.shape + (1,), generator=generator, device=device)]
+                prop = flat.scatter(-1, j, new)
+                prop_y = prop.reshape(y.shape)
+                lp_p = self.logdensity(prop_y)
+                log_a = torch.nan_to_num(lp_p - lp, nan=-math.inf)
+                unif = torch.rand(lp.shape, generator=generator, dtype=dtype, device=device)
+                acc = torch.log(unif) < log_a
+                flat = torch.where(acc[..., None], prop, flat)
+                lp = torch.where(acc, lp_p, lp)
+        return flat.reshape(y.shape)
 
     def __repr__(self) -> str:
         name = getattr(self.energy, "__name__", type(self.energy).__name__)

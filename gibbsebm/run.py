@@ -330,16 +330,21 @@ def sample(
     checkpoint_every: int = 100,
     executor: Any = None,
     warn: bool = True,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
     **kernel_options: Any,
 ) -> Samples:
     """Draw MCMC samples from a Gibbs distribution with many chains in one tensor.
 
     Parameters
     ----------
-    dist : Gibbs
+    dist : Gibbs or Pyro model
         Target :math:`p_\\beta(y) \\propto b(y) e^{-\\beta E(y)}`; a batched distribution
         (conditional on several inputs, or a beta ladder) is sampled member by member with
-        ``num_chains`` chains each.
+        ``num_chains`` chains each. A Pyro model (any callable that is not a Gibbs) is
+        sampled over its unconstrained latent sites, all chains in one vectorized model call
+        (:class:`gibbsebm.interop.pyro.PyroModelPotential`); ``Samples.sites`` then holds
+        each site's draws ``(chains, draws, *site_shape)`` in the constrained space.
     method : str, optional
         ``"ula"``, ``"mala"``, ``"hmc"``, ``"nuts"``, ``"pt"`` (with ``kernel=``), and for
         discrete y ``"gwg"``, ``"dmala"``, ``"metropolis"``, ``"block_gibbs"``. Default:
@@ -375,6 +380,8 @@ def sample(
         tree depth, E-BFMI, non-finite proposals, stuck chains: `Samples.diagnose()`) and
         issue one `gibbsebm.SamplingWarning` listing every problem with its figure.
         ``False`` skips the checks.
+    model_args, model_kwargs
+        Arguments of a Pyro model.
     **kernel_options
         Options of the sampler (e.g. ``step_size``, ``num_steps``, ``dense_mass``,
         ``target_accept`` for ``hmc``).
@@ -409,6 +416,27 @@ def sample(
     ):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    if callable(dist) and not hasattr(dist, "logdensity"):  # a Pyro model (issue 14)
+        from .interop.pyro import PyroModelPotential
+
+        pot = PyroModelPotential(dist, model_args, model_kwargs)
+        if method == "exchange":
+            from .samplers.exchange import sample_exchange
+
+            seed = resolve_seed(seed, None)
+            out = sample_exchange(pot, num_chains=num_chains, num_samples=num_samples,
+                                  num_warmup=num_warmup, init=init, **kernel_options,
+                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
+            return Samples(draws=out["draws"], stats=out["stats"], method="exchange",
+                           options=dict(kernel_options), seed=seed, num_warmup=num_warmup,
+                           event_shape=(pot.dim,), adaptation=out["adaptation"],
+                           attrs={"exact_auxiliary": out["exact_auxiliary"]},
+                           sites=pot.constrain(out["draws"]))  # fmt: skip
+        opts = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup)
+        s = sample(pot.as_gibbs(), method, **opts, thin=thin, seed=seed, init=init,
+                   progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                   executor=executor, warn=warn, **kernel_options)  # fmt: skip
+        return dataclasses.replace(s, sites=pot.constrain(s.draws))
     total = num_warmup + num_samples * thin
     if total > _validation.MAX_ITERATIONS:
         raise ValueError(

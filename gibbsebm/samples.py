@@ -55,6 +55,10 @@ class Samples:
         Tuned parameters (step size, inverse mass matrix, trajectory length, ...).
     attrs : dict
         Extra JSON-serialisable metadata.
+    sites : dict of str to Tensor, optional
+        For a Pyro model: each latent site's draws in its constrained space,
+        ``(num_chains, num_samples, *site_shape)`` (``draws`` holds the unconstrained vector).
+        Not saved by :meth:`save`.
     """
 
     draws: torch.Tensor
@@ -69,6 +73,7 @@ class Samples:
     event_shape: tuple = ()
     adaptation: dict = dataclasses.field(default_factory=dict)
     attrs: dict = dataclasses.field(default_factory=dict)
+    sites: dict | None = None
 
     @property
     def num_chains(self) -> int:
@@ -90,8 +95,13 @@ class Samples:
     def to_inference_data(self, var_name: str = "y"):
         """An :class:`arviz.InferenceData` with ``posterior``, ``sample_stats`` and attrs.
 
-        See :func:`gibbsebm.interop.arviz.to_inference_data`.
+        See :func:`gibbsebm.interop.arviz.to_inference_data`; a Pyro model's run has one
+        posterior variable per site (:attr:`sites`).
         """
+        if self.sites is not None:
+            from .interop.pyro import sites_inference_data
+
+            return sites_inference_data(self)
         from .interop.arviz import to_inference_data
 
         return to_inference_data(self, var_name=var_name)

@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gibbsebm.samplers.metropolis",
             "gibbsebm.samplers.block_gibbs",
             "gibbsebm.samplers.tempering",
+            "gibbsebm.samplers.exchange",
         ),
     ),
     ("adaptation", ("gibbsebm.samplers.adaptation.*", "gibbsebm.samplers.registry")),

@@ -154,8 +154,11 @@ class Ising2D(EnergyModel):
     ----------
     L : int
         Linear size, >= 2.
-    J : float
-        Coupling; J > 0 is ferromagnetic.
+    J : float or Tensor
+        Coupling; J > 0 is ferromagnetic. A scalar tensor that requires grad (a Pyro latent
+        site) is kept as is: the energy and :meth:`exact_log_partition` are differentiable
+        in it, so ``pyro.sample("s", Gibbs(Ising2D(L, J=J)), obs=spins)`` is an exact
+        likelihood under NUTS.
     dtype : torch.dtype, optional
         Floating dtype of the energy (default: torch's default dtype).
     device : torch.device, optional
@@ -181,7 +184,7 @@ class Ising2D(EnergyModel):
     def __init__(
         self,
         L: int,
-        J: float = 1.0,
+        J: float | torch.Tensor = 1.0,
         *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
@@ -189,14 +192,22 @@ class Ising2D(EnergyModel):
         super().__init__()
         if isinstance(L, bool) or not isinstance(L, int) or L < 2:
             raise ValueError(f"L must be an integer >= 2, got {L!r}")
-        J = float(J)
+        # J may be a tensor that requires grad (a Pyro latent): it is kept as is, so the
+        # energy and the exact log Z stay differentiable in J
+        J_tensor = J if isinstance(J, torch.Tensor) else None
+        J = float(J.detach()) if J_tensor is not None else float(J)
         if not math.isfinite(J):
             raise ValueError(f"J must be a finite number, got {J}")
         dtype = dtype or torch.get_default_dtype()
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype, got {dtype}")
         self.L = L
-        self.register_buffer("J", torch.tensor(J, dtype=dtype, device=device))
+        if J_tensor is not None and J_tensor.requires_grad:
+            if J_tensor.numel() != 1:
+                raise ValueError(f"J must be a scalar, got shape {tuple(J_tensor.shape)}")
+            self.register_buffer("J", J_tensor.reshape(()).to(dtype=dtype, device=device))
+        else:
+            self.register_buffer("J", torch.tensor(J, dtype=dtype, device=device))
         self._J = J
         self.event_shape = torch.Size([L, L])
 
@@ -291,7 +302,8 @@ class Ising2D(EnergyModel):
                 f"for J < 0 on the odd lattice L={self.L} use transfer_matrix_log_partition "
                 "(L <= 12)"
             )
-        return kaufman_log_partition(b * abs(self._J), self.L, self.L)
+        j = self.J.to(torch.float64).abs() if self.J.requires_grad else abs(self._J)
+        return kaufman_log_partition(b * j, self.L, self.L)
 
     def exact_log_partition(self, beta: Any) -> torch.Tensor:
         """Exact :math:`\\log Z(\\beta)` by Kaufman's formula, float64, shape of ``beta``.
@@ -311,6 +323,8 @@ class Ising2D(EnergyModel):
         >>> round(float(Ising2D(2).exact_log_partition(1.0)), 6)  # log(2 e^8 + 12 + 2 e^-8) with doubled L=2 bonds
         8.695158
         """
+        if self.J.requires_grad:  # differentiable in a latent J (a Pyro site)
+            return self._log_z_differentiable(self._beta64(beta))
         with torch.no_grad():
             return self._log_z_differentiable(self._beta64(beta))
 
