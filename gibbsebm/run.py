@@ -58,7 +58,6 @@ from ._run_init import (
     initial_positions,
 )
 from ._run_loop import _run_flat, run_identity
-from ._validation import warn_sampling
 from .runtime.plan import Plan, Shard, resolve_seed, shard_seeds, tensor_digest
 from .runtime.transport import map_tensors
 from .samplers.registry import get_spec
@@ -230,13 +229,7 @@ def run_chains(
     stats["init_redraws"] = _init_redraws.to(logd.device)[:, None].expand(c, d).clone()
     stuck = _stuck_chains(draws, stats)
     stats["stuck_chains"] = stuck[:, None].expand(c, d).clone()
-    if bool(stuck.any()):
-        warn_sampling(
-            f"{int(stuck.sum())} of {c} chains were stuck: no accepted move over the {d} "
-            "recorded draws (their draws repeat the starting point and bias every pooled "
-            "summary); see Samples.stats['stuck_chains'] (per chain, constant along draws); "
-            "try a longer warmup, a smaller step size, another init or float64"
-        )
+    # stuck chains are reported by the run's one SamplingWarning (Samples.diagnose)
     return Samples(
         draws=_unflatten(draws, n, batch),
         stats={k: _unflatten(v, n, batch) for k, v in stats.items()},

@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gibbsebm.energies.*",
             "gibbsebm.diagnostics",
             "gibbsebm.modes",
+            "gibbsebm.errors",
         ),
     ),
     # the shard-plan protocol and the machinery that maps shards: knows no sampler/estimator
@@ -69,7 +70,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("adaptation", ("gibbsebm.samplers.adaptation.*", "gibbsebm.samplers.registry")),
     (
         "driver",
-        ("gibbsebm.run", "gibbsebm._run_init", "gibbsebm._run_loop", "gibbsebm.samples"),
+        (
+            "gibbsebm.run",
+            "gibbsebm._run_init",
+            "gibbsebm._run_loop",
+            "gibbsebm.samples",
+            "gibbsebm._summary",
+        ),
     ),
     (
         "estimators, calibration, learning",

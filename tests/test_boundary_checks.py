@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
@@ -12,6 +10,13 @@ from gibbsebm import _validation
 from gibbsebm.energies import Gaussian, Ising2D
 
 torch.set_num_threads(1)
+
+
+# short runs: these tests are about the checks at the boundary, not the draws' quality
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning"),
+    pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning"),
+]
 
 
 def _gauss(dtype=torch.float32):
@@ -126,7 +131,7 @@ def test_start_region_that_cannot_be_left_is_an_error():
 
 def test_stuck_chains_are_reported():
     # a step size of 100 on a unit Gaussian, no warmup: every proposal is rejected
-    with pytest.warns(UserWarning, match="4 of 4 chains were stuck"):
+    with pytest.warns(gibbsebm.SamplingWarning, match="4 of 4 chains"):
         s = gibbsebm.sample(
             _gauss(torch.float64),
             "hmc",
@@ -138,19 +143,20 @@ def test_stuck_chains_are_reported():
             progress=False,
         )
     assert s.stats["stuck_chains"][:, 0].all()
-    # negative control: a sane run reports none and does not warn
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        s = gibbsebm.sample(
-            _gauss(torch.float64),
-            "hmc",
-            num_chains=4,
-            num_samples=20,
-            num_warmup=300,
-            seed=0,
-            progress=False,
-        )
+    # negative control: a sane run reports no stuck chain (its 80 draws are too few for the
+    # ESS checks, which are not what this test is about)
+    s = gibbsebm.sample(
+        _gauss(torch.float64),
+        "hmc",
+        num_chains=4,
+        num_samples=20,
+        num_warmup=300,
+        seed=0,
+        progress=False,
+        warn=False,
+    )
     assert not s.stats["stuck_chains"].any()
+    assert not [p for p in s.diagnose() if p.check == "stuck_chains"]
 
 
 def test_free_energy_beta_checked_in_the_dtype_it_is_used_in():

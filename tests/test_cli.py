@@ -337,6 +337,8 @@ def test_resume_gives_the_draws_of_an_uninterrupted_run(tmp_path, capsys, monkey
     _assert_one_line_error(code, err, "already complete")
 
 
+@pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning")
+@pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning")
 def test_ctrl_c_in_warmup_is_resumable_and_links_are_refused(tmp_path, capsys, monkeypatch):
     """Issue 12: an interrupted warmup was a dead end; --resume followed a symlinked file."""
     import arviz as az
@@ -371,6 +373,8 @@ def test_ctrl_c_in_warmup_is_resumable_and_links_are_refused(tmp_path, capsys, m
     assert (a == b).all()
 
 
+@pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning")
+@pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning")
 def test_resume_without_a_checkpoint_starts_again(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["sample", "--energy", "gaussian", "--method", "ula", "--option", "step_size=0.1"]

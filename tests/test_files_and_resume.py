@@ -21,6 +21,13 @@ from gibbsebm.energies import Gaussian
 from gibbsebm.executors import LocalExecutor, RayExecutor, run_sample
 from gibbsebm.runtime import files
 
+# runs here are deliberately short: these tests are about files, resume and checks,
+# not about the quality of the draws (tests/test_sampling_warnings.py covers that)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning"),
+    pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning"),
+]
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -44,6 +44,13 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+# runs here are deliberately short: these tests are about files, resume and checks,
+# not about the quality of the draws (tests/test_sampling_warnings.py covers that)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning"),
+    pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning"),
+]
+
 try:  # arviz imports scipy.signal lazily: an alarm inside that import poisons it
     import arviz  # noqa: F401
     import scipy.signal  # noqa: F401

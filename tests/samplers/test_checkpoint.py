@@ -12,6 +12,13 @@ import gibbsebm.run as run_mod
 from gibbsebm._run_loop import load_checkpoint
 from gibbsebm.energies import Gaussian
 
+# runs here are deliberately short: these tests are about files, resume and checks,
+# not about the quality of the draws (tests/test_sampling_warnings.py covers that)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning"),
+    pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning"),
+]
+
 DT = torch.float64
 
 

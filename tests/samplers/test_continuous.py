@@ -194,7 +194,7 @@ def test_hmc_banana(device):
     banana = Banana(dim=2, b=0.1, sigma1=3.0, dtype=DT, device=device)
     d = gibbsebm.Gibbs(banana)
     s = gibbsebm.sample(
-        d, "hmc", num_chains=32, num_samples=200, num_warmup=300, seed=3, progress=False
+        d, "hmc", num_chains=32, num_samples=200, num_warmup=300, seed=3, progress=False, warn=False
     )
     mean = banana.exact_mean(1.0).cpu().numpy()
     var = torch.diagonal(banana.exact_covariance(1.0)).cpu().numpy()

@@ -15,6 +15,13 @@ import gibbsebm
 from gibbsebm.samplers.adaptation.warmup import reinitialize_stuck
 from gibbsebm.samplers.hmc import HMCState
 
+# runs here are deliberately short: these tests are about files, resume and checks,
+# not about the quality of the draws (tests/test_sampling_warnings.py covers that)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning"),
+    pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning"),
+]
+
 DT = torch.float64
 C, FAR = 32, torch.arange(0, 32, 4)  # 8 chains start far out
 
