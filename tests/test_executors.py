@@ -1,6 +1,7 @@
 """Sharded runs: LocalExecutor and RayExecutor (gibbsebm.executors).
 
-The Ray tests share one local Ray instance (``ray.init(num_cpus=2)``, module scope) and are
+The Ray tests share one local Ray instance (started by ``RayExecutor``, two CPUs, module scope,
+listening on the loopback only) and are
 skipped with a reason when Ray cannot be imported (``pip install gibbsebm[ray]``). The other
 tests (layout, seeds, pooling identities, checkpoints, the transport check and the install
 hint) need no Ray instance.
@@ -12,6 +13,7 @@ each with a negative control that the same check must reject.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import sys
@@ -312,6 +314,36 @@ def test_missing_ray_gives_install_hint(monkeypatch):
         run_sample(gaussian_dist(), "mala", executor="ray", **SAMPLE_ARGS)
 
 
+def test_private_ray_head_settings_and_one_warning(monkeypatch):
+    """A RayExecutor without an address asks for a loopback head, and warns once if refused."""
+    import types
+
+    import gibbsebm.runtime.executors as ex_mod
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    kw = RayExecutor()._init_kwargs()
+    assert kw["address"] == "local" and kw["_node_ip_address"] == "127.0.0.1"
+    assert kw["include_dashboard"] is False
+    assert "_node_ip_address" not in RayExecutor(address="auto")._init_kwargs()
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # an address from the environment
+    assert "_node_ip_address" not in RayExecutor()._init_kwargs()
+
+    monkeypatch.setattr(ex_mod, "_warned_ray_network", False)
+    fake = types.SimpleNamespace(util=types.SimpleNamespace(get_node_ip_address=lambda: "10.0.0.5"))
+    with pytest.warns(RuntimeWarning, match="not 127.0.0.1"):
+        ex_mod._check_loopback_node(fake)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ex_mod._check_loopback_node(fake)  # once per process
+        monkeypatch.setattr(ex_mod, "_warned_ray_network", False)
+        ok = types.SimpleNamespace(
+            util=types.SimpleNamespace(get_node_ip_address=lambda: "127.0.0.1")
+        )
+        ex_mod._check_loopback_node(ok)  # the loopback: no warning
+
+
 def test_one_progress_bar_for_the_run(capsys):
     torch.set_num_threads(1)
     run_sample(
@@ -331,6 +363,82 @@ def test_one_progress_bar_for_the_run(capsys):
 
 
 # ================================================================== Ray
+_RAY_STATE = {"started_here": False}
+
+
+def _listening_sockets() -> dict[int, tuple[str, int]]:
+    """Socket inode -> (address, port) of every listening TCP socket (Linux ``/proc/net``)."""
+    out: dict[int, tuple[str, int]] = {}
+    for name, width in (("tcp", 8), ("tcp6", 32)):
+        try:
+            with open(f"/proc/net/{name}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] != "0A":  # TCP_LISTEN
+                continue
+            hexaddr, hexport = cols[1].split(":")
+            raw = b"".join(
+                bytes.fromhex(hexaddr[i : i + 8])[::-1] for i in range(0, width, 8)
+            )  # /proc prints each 32-bit word in host (little-endian) order
+            addr = ipaddress.ip_address(raw)
+            if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped
+            out[int(cols[9])] = (str(addr), int(hexport, 16))
+    return out
+
+
+def _descendants(root: int) -> set[int]:
+    """``root`` and every process below it (from ``/proc/<pid>/stat``)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= new
+        grew = bool(new)
+    return tree
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def _ray_listeners() -> list[tuple[int, str, str, int]]:
+    """(pid, process name, address, port) of the TCP listeners of this process and its children.
+
+    A Ray head started from this process (GCS, raylet, workers, agents) runs below it.
+    """
+    sockets = _listening_sockets()
+    found = []
+    for pid in _descendants(os.getpid()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[8:-1])
+                if inode in sockets:
+                    found.append((pid, comm, *sockets[inode]))
+    return found
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     if not HAVE_RAY:
@@ -338,8 +446,9 @@ def ray_local():
     auth = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = auth or "disabled"  # no token notice for a local test instance
     started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if started:  # as a user's RayExecutor() would: a private head on the loopback
+        RayExecutor(init_kwargs={"num_cpus": 2, "log_to_driver": False})._ray()
+    _RAY_STATE["started_here"] = started
     # the helper energies of this (non-importable) test module travel by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -358,6 +467,22 @@ def ray_local():
         ray.shutdown()
     if auth is None:
         del os.environ["RAY_AUTH_MODE"]
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install gibbsebm[ray])")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net (Linux)")
+def test_ray_private_head_listens_on_loopback_only(ray_local):
+    """Issue 12: a RayExecutor without an address binds no Ray server beyond 127.0.0.1."""
+    if not _RAY_STATE["started_here"]:
+        pytest.skip("Ray was initialised before this module; its head is not RayExecutor's")
+    ray.get(ray.remote(num_cpus=1)(_worker_pid).remote())  # a worker is up and listening
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    listeners = _ray_listeners()
+    names = {comm for _, comm, _, _ in listeners}
+    assert "gcs_server" in names and "raylet" in names, listeners  # the check sees Ray
+    exposed = [x for x in listeners if not x[2].startswith("127.")]
+    assert not exposed, f"Ray listeners beyond the loopback: {exposed}"
 
 
 @pytest.mark.ray

@@ -206,6 +206,84 @@ def _import_ray():
     return ray
 
 
+#: The address a private Ray head binds to.
+LOOPBACK = "127.0.0.1"
+#: Ray's switch between "a node address reachable from other machines" (on, the default on
+#: Linux) and "the loopback address" (off, the default on macOS and Windows).
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_warned_ray_network = False
+
+
+def _is_loopback(host: Any) -> bool:
+    return isinstance(host, str) and (host in ("localhost", "::1") or host.startswith("127."))
+
+
+class _ray_loopback_node:
+    """Within this block, ``ray.init`` gives a new head the node address ``127.0.0.1``.
+
+    Ray replaces a loopback ``_node_ip_address`` by the host's network address
+    (``ray._private.services.resolve_ip_for_localhost``) unless its cluster switch
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is off, as it is by default on macOS and Windows.
+    With the node address ``127.0.0.1`` every Ray server of the head binds the loopback
+    only: the GCS and raylet gRPC servers (node manager, object manager), the workers' and the
+    driver's core-worker servers, the runtime-environment and dashboard agents and the metrics
+    agent (measured with Ray 2.60 on Linux; ``docs/ray.md``). The switch is read once, when
+    Ray is imported, into ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``; this block sets
+    it (and the environment variable, for the processes the head spawns) and restores both.
+    """
+
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+
+    def __enter__(self) -> None:
+        import importlib
+
+        try:
+            self._consts = importlib.import_module("ray._private.ray_constants")
+        except ImportError:  # pragma: no cover - another Ray layout; checked after init
+            self._consts = None
+        self._old_env = os.environ.get(_RAY_CLUSTER_ENV)
+        self._old_const = getattr(self._consts, "ENABLE_RAY_CLUSTER", None)
+        os.environ[_RAY_CLUSTER_ENV] = "0"
+        if self._old_const is not None:
+            self._consts.ENABLE_RAY_CLUSTER = False
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old_env is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = self._old_env
+        if self._old_const is not None:
+            self._consts.ENABLE_RAY_CLUSTER = self._old_const
+
+
+def _ray_node_address(ray: Any) -> str | None:
+    try:
+        return ray.util.get_node_ip_address()
+    except Exception:  # pragma: no cover - Ray API drift; reported as unknown
+        return None
+
+
+def _check_loopback_node(ray: Any) -> None:
+    """Warn (once per process) when a private head did not get the loopback node address."""
+    global _warned_ray_network
+    node = _ray_node_address(ray)
+    if _is_loopback(node) or _warned_ray_network:
+        return
+    _warned_ray_network = True
+    import warnings
+
+    warnings.warn(
+        f"RayExecutor started a local Ray head whose node address is {node!r}, not 127.0.0.1: "
+        "this Ray version ignores the loopback setting, so Ray's servers (GCS, raylet, "
+        "workers, agents) may listen on all network interfaces, protected only by Ray's token "
+        "authentication. Use a firewall or a network namespace to keep the run off the "
+        "network (see docs/ray.md).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def _call_shard(fn: Callable[[Any, Any], Any], common: bytes, arg: Any) -> Any:
     """The body of a Ray task (module level, so it travels by reference).
 
@@ -229,9 +307,11 @@ class RayExecutor(Executor):
     Parameters
     ----------
     address : str, optional
-        Where to connect when Ray is not initialised yet: ``None`` starts a local Ray instance,
-        ``"auto"`` joins the cluster of this node, ``"ray://host:10001"`` uses Ray Client. If
-        Ray is already initialised (``ray.init(...)`` in your script), that connection is used.
+        Where to connect when Ray is not initialised yet: ``None`` starts a new local Ray
+        instance that listens on the loopback address ``127.0.0.1`` only (unless
+        ``RAY_ADDRESS`` is set, which counts as an address), ``"auto"`` joins the cluster of
+        this node, ``"ray://host:10001"`` uses Ray Client. If Ray is already initialised
+        (``ray.init(...)`` in your script), that connection is used as it is.
     num_workers : int, optional
         Shards in flight at once and the default number of shards. Default: as many as the
         cluster's resources fit (e.g. its CPU count for one CPU per worker), read when the run
@@ -256,9 +336,10 @@ class RayExecutor(Executor):
         results come back on the distribution's device.
     init_kwargs : dict, optional
         Extra arguments of ``ray.init`` when this executor starts Ray (e.g. ``runtime_env``).
-        Without ``address``, the local head is started with ``_node_ip_address="127.0.0.1"``
-        and no dashboard unless these say otherwise (see ``docs/reliability.md`` for what
-        that does and does not close).
+        Without ``address``, the local head is started with ``address="local"``,
+        ``_node_ip_address="127.0.0.1"`` (every Ray server then binds ``127.0.0.1``) and no
+        dashboard unless these say otherwise; if Ray does not keep the loopback node address,
+        a ``RuntimeWarning`` says so once (see ``docs/ray.md``).
 
     Examples
     --------
@@ -311,25 +392,39 @@ class RayExecutor(Executor):
         self.init_kwargs = dict(init_kwargs or {})
 
     # -- connection and resources
+    def _private_head(self) -> bool:
+        """Whether this executor starts its own Ray head (no address given, none in the env)."""
+        return self.address is None and not os.environ.get("RAY_ADDRESS")
+
     def _init_kwargs(self) -> dict[str, Any]:
         """Arguments of ``ray.init`` when this executor starts or joins Ray.
 
         A Ray head started here (no ``address``, no ``RAY_ADDRESS`` in the environment) is a
-        private one: its node address is ``127.0.0.1`` (workers and the driver talk over the
-        loopback and no other machine is told where to join) and it starts no dashboard.
-        ``init_kwargs`` overrides either.
+        private one: a new local instance (``address="local"``: never a cluster that
+        ``ray start`` left running), whose node address is ``127.0.0.1`` and which starts no
+        dashboard. ``init_kwargs`` overrides any of these.
         """
         kwargs = dict(self.init_kwargs)
-        if self.address is None and not os.environ.get("RAY_ADDRESS"):
-            kwargs.setdefault("_node_ip_address", "127.0.0.1")
+        if self._private_head():
+            kwargs.setdefault("address", "local")
+            kwargs.setdefault("_node_ip_address", LOOPBACK)
             kwargs.setdefault("include_dashboard", False)
-            kwargs.setdefault("dashboard_host", "127.0.0.1")
+            kwargs.setdefault("dashboard_host", LOOPBACK)
+        else:
+            kwargs.setdefault("address", self.address)
         return kwargs
 
     def _ray(self):
         ray = _import_ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, **self._init_kwargs())
+            kwargs = self._init_kwargs()
+            loopback = self._private_head() and _is_loopback(kwargs.get("_node_ip_address"))
+            if loopback:
+                with _ray_loopback_node(ray):
+                    ray.init(**kwargs)
+                _check_loopback_node(ray)
+            else:
+                ray.init(**kwargs)
         return ray
 
     def resolve_num_workers(self) -> int:
