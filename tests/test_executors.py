@@ -276,6 +276,41 @@ def test_ais_checkpoint_recomputes_only_the_missing_shard(tmp_path):
     assert (again.log_z, again.stderr) == (full.log_z, full.stderr)
 
 
+def test_log_z_shard_folder_refuses_another_target(tmp_path):
+    """Issue 12: a log Z shard folder written for one target is refused for another."""
+    torch.set_num_threads(1)
+    ckpt = tmp_path / "ais"
+    opts = dict(num_chains=16, num_steps=20, seed=8, progress=False, on_untrusted="ignore")
+    ex = LocalExecutor(num_shards=2)
+    full = gibbsebm.log_partition(
+        gibbsebm.Gibbs(Ising2D(3), beta=1.0), "ais", executor=ex, checkpoint=ckpt, **opts
+    )
+    (ckpt / "shard-00001.pt").unlink()
+    others = {
+        "beta": gibbsebm.Gibbs(Ising2D(3), beta=2.0),
+        "energy_parameters": gibbsebm.Gibbs(Ising2D(3, J=0.5), beta=1.0),
+        "dtype": gibbsebm.Gibbs(Ising2D(3, dtype=torch.float64), beta=1.0),
+    }
+    for field, other in others.items():
+        with pytest.raises(gibbsebm.CheckpointMismatchError, match=field) as info:
+            gibbsebm.log_partition(other, "ais", executor=ex, checkpoint=ckpt, **opts)
+        assert field in info.value.fields, (field, info.value.fields)
+    with pytest.raises(gibbsebm.CheckpointMismatchError, match="options"):
+        gibbsebm.log_partition(
+            gibbsebm.Gibbs(Ising2D(3), beta=1.0),
+            "ais",
+            executor=ex,
+            checkpoint=ckpt,
+            **{**opts, "num_steps": 21},
+        )
+    # the same target resumes: only the missing shard is computed, and the result is the same
+    again = gibbsebm.log_partition(
+        gibbsebm.Gibbs(Ising2D(3), beta=1.0), "ais", executor=ex, checkpoint=ckpt, **opts
+    )
+    assert again.diagnostics["shards"]["shards_from_checkpoint"] == [0]
+    assert (again.log_z, again.stderr) == (full.log_z, full.stderr)
+
+
 def test_transport_check_names_what_cannot_travel(monkeypatch):
     def never(*a, **k):
         raise AssertionError("nothing may be submitted")

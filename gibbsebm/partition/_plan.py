@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .._run_loop import run_identity
 from ..runtime.plan import Plan, Shard, shard_seeds, shard_sizes, tensor_digest
 
 __all__ = ["LogZPlan", "check_options", "tensor_digest"]
@@ -122,12 +123,23 @@ class LogZPlan(Plan):
 
     # -------------------------------------------------------------------- identity
     def fingerprint(self) -> dict[str, Any]:
+        """What defines the estimate: a shard folder written for another one is refused.
+
+        The target's identity as a sampling checkpoint records it (:func:`run_identity`:
+        ``beta``, ``dtype``, ``device`` kind, ``condition``, ``base``, ``support``, the energy's
+        type and the digests ``energy_parameters`` and ``energy_code``), plus the method, its
+        options (small tensors as values, others as digests), the seed, the shapes and the
+        digest of the schedule or ladder the setup chose. ``execute`` compares it field by
+        field and raises :class:`~gibbsebm.CheckpointMismatchError` naming what differs.
+        """
+        ident = run_identity(self.dist, None, method=self.method, options=self.options)
         return {
             "kind": self.kind,
-            "options": self.options,
+            **ident,
             "seed": self.seed,
-            "schedule": self.schedule_digest(),
+            "batch_shape": list(getattr(self.dist, "batch_shape", ())),
             "event_shape": list(self.dist.event_shape),
+            "schedule": self.schedule_digest(),
         }
 
     def schedule_digest(self) -> str | None:
