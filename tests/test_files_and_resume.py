@@ -292,7 +292,7 @@ def test_local_ray_head_binds_to_loopback(monkeypatch, address, env, init_kwargs
         monkeypatch.setenv("RAY_ADDRESS", env)
     RayExecutor(address=address, init_kwargs=init_kwargs)._ray()
     (call,) = fake.calls
-    assert call["address"] == address
+    assert call["address"] == ("local" if local else address)  # local: a new head, never joined
     if local:
         assert call["_node_ip_address"] == "127.0.0.1"
         assert call["dashboard_host"] == "127.0.0.1"

@@ -260,7 +260,7 @@ class _ray_loopback_node:
 def _ray_node_address(ray: Any) -> str | None:
     try:
         return ray.util.get_node_ip_address()
-    except Exception:  # pragma: no cover - Ray API drift; reported as unknown
+    except Exception:  # Ray API drift: unknown, not reported
         return None
 
 
@@ -268,7 +268,7 @@ def _check_loopback_node(ray: Any) -> None:
     """Warn (once per process) when a private head did not get the loopback node address."""
     global _warned_ray_network
     node = _ray_node_address(ray)
-    if _is_loopback(node) or _warned_ray_network:
+    if node is None or _is_loopback(node) or _warned_ray_network:
         return
     _warned_ray_network = True
     import warnings
