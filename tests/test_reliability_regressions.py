@@ -169,3 +169,38 @@ def test_log_z_of_an_energy_nan_on_half_the_space():
         assert abs(est.log_z - truth) < K_SE * est.stderr, (est.log_z, est.stderr)
     # negative control: the whole-plane Gaussian's log Z (the NaN half counted) is rejected
     assert not abs(est.log_z - math.log(2 * math.pi)) < K_SE * est.stderr
+
+
+def test_ais_pilot_is_not_pinned_by_particles_in_a_nan_region():
+    """Fuzz finding: particles where the target is NaN die at every step size, and the pilot's
+    bisection pinned the step to zero (thousands of empty steps, 35 s for a 3-D problem).
+
+    Here (log-normal energy, NaN for y < 0, beta = 2, 3-D) the pilot took 42 steps before and
+    takes 18 now; 30 separates the two.
+    """
+    torch.set_num_threads(1)
+
+    def energy(y):
+        return 0.5 * (torch.log(y) ** 2).sum(-1)
+
+    est = gibbsebm.log_partition(
+        gibbsebm.Gibbs(energy, 2.0, event_shape=(3,)),
+        "ais",
+        seed=0,
+        progress=False,
+        num_chains=16,
+        num_steps=8,
+        on_untrusted="ignore",
+    )
+    assert est.diagnostics["pilot_num_steps"] <= 30
+    assert math.isfinite(est.log_z)
+
+
+@pytest.mark.parametrize(
+    "method, option", [("ais", "num_chains"), ("ais", "num_steps"), ("importance", "num_samples")]
+)
+def test_huge_log_z_counts_are_refused_not_allocated(method, option):
+    """Fuzz finding: ``num_chains=10**12`` reached torch's allocator (a RuntimeError)."""
+    dist = gibbsebm.Gibbs(gibbsebm.energies.Gaussian(torch.zeros(2)))
+    with pytest.raises(ValueError, match=f"{option} = 1000000000000 exceeds the limit"):
+        gibbsebm.log_partition(dist, method, seed=0, progress=False, **{option: 10**12})

@@ -171,7 +171,15 @@ def _cess_fraction_fn(
         inc = torch.where(torch.isnan(inc), torch.full_like(inc, -math.inf), inc)
         if not bool(torch.isfinite(inc).any()):
             return 0.0
-        return float(conditional_ess_fraction(log_w, inc))
+        f = float(conditional_ess_fraction(log_w, inc))
+        dead = inc == -math.inf
+        if bool(dead.any()):
+            # Particles where the target is NaN or -inf get weight 0 at every t > s: no step
+            # size keeps them, so the CESS target applies to the others. (Else the bisection
+            # pins the step to s and the pilot crawls through thousands of empty steps.)
+            live = float(torch.softmax(log_w, 0)[~dead].sum())
+            f = f / live if live > 0 else 0.0
+        return f
 
     return frac
 

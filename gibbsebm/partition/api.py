@@ -76,6 +76,31 @@ def plan_class(method: str) -> type[LogZPlan]:
     return getattr(importlib.import_module(f"gibbsebm.partition.{module_name}"), cls_name)
 
 
+#: Count options that set how many particles, chains or samples are held at once, and those
+#: that set how many steps each one takes.
+_SIZE_OPTIONS = ("num_chains", "num_samples", "num_particles")
+_STEP_OPTIONS = ("num_steps", "num_rungs")
+
+
+def _check_sizes(dist: Gibbs, options: dict[str, Any]) -> None:
+    """Refuse counts that could not be allocated or would run for days (a clear error, not
+    torch's allocator failing or a hang); the limits are those of :func:`gibbsebm.sample`."""
+    from .. import _validation as V
+
+    per_item = 1
+    for n in (*dist.batch_shape, *dist.event_shape):
+        per_item *= int(n)
+    for name in _SIZE_OPTIONS + _STEP_OPTIONS:
+        v = options.get(name)
+        if isinstance(v, bool) or not isinstance(v, int):
+            continue  # type and lower bound: the method's own checks
+        limit = (
+            V.MAX_DRAW_ELEMENTS // max(per_item, 1) if name in _SIZE_OPTIONS else V.MAX_ITERATIONS
+        )
+        if v > limit:
+            V.check_count(v, name, lo=-(2**63), hi=limit)
+
+
 def make_plan(
     dist: Any, method: str = "ais", *, seed: int | None = None, **options: Any
 ) -> LogZPlan:
@@ -114,6 +139,7 @@ def make_plan(
     """
     cls = plan_class(method)
     dist = check_dist(dist, method)
+    _check_sizes(dist, options)
     signature = inspect.signature(cls.__init__).parameters.values()
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature):
         check_options(method, options, keyword_options(cls.__init__, "seed"))
