@@ -393,8 +393,13 @@ class RayExecutor(Executor):
 
     # -- connection and resources
     def _private_head(self) -> bool:
-        """Whether this executor starts its own Ray head (no address given, none in the env)."""
-        return self.address is None and not os.environ.get("RAY_ADDRESS")
+        """Whether this executor starts its own Ray head (no address given, in ``address``,
+        ``init_kwargs`` or ``RAY_ADDRESS``)."""
+        return (
+            self.address is None
+            and self.init_kwargs.get("address") is None
+            and not os.environ.get("RAY_ADDRESS")
+        )
 
     def _init_kwargs(self) -> dict[str, Any]:
         """Arguments of ``ray.init`` when this executor starts or joins Ray.
