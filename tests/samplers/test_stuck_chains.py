@@ -309,3 +309,28 @@ def test_gp_poisson_256_chains_centred_and_non_centred_agree(seed):
     z = (m0 - m1) / (e0**2 + e1**2).sqrt()
     trusted = r0 < 1.01 and r1 < 1.01 and not w0 and not w1
     assert float(z.abs().max()) < 5.0 or not trusted, z
+
+
+def test_negative_control_the_issues_shared_step_size_leaves_chains_stuck_and_named():
+    # the issue's failure without warmup: step size 0.014 from the default start, where the
+    # gradients are 1e7 .. 1e8, makes every proposal hopeless; the chains stay where they
+    # started and the run's SamplingWarning names them
+    energy, _, _ = _issue_regression()
+    dist = gibbsebm.Gibbs(energy, event_shape=(5,), beta=torch.tensor(1.0, dtype=DT))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        s = gibbsebm.sample(
+            dist,
+            "hmc",
+            num_chains=16,
+            num_samples=20,
+            num_warmup=0,
+            step_size=0.014,
+            num_steps=10,
+            seed=0,
+            progress=False,
+        )
+    msgs = [str(w.message) for w in rec if issubclass(w.category, gibbsebm.SamplingWarning)]
+    assert not bool(_moved(s.draws).any())
+    _assert_moving_or_named(s, msgs)
+    assert "16 of 16 chains" in "\n".join(msgs)
