@@ -60,6 +60,7 @@ def test_stuck_chains_are_restarted_from_moving_ones(method):
     a = s.adaptation
     assert a["reinitialized_chains"] == len(FAR)  # each far chain once, at the first check
     assert torch.equal(torch.nonzero(a["reinitialized_per_chain"]).flatten(), FAR)
+    assert torch.equal(torch.nonzero(a["far_out_per_chain"]).flatten(), FAR)  # and far out
     assert not bool(a["zero_acceptance_chains"].any())
     assert bool(_moved(s.draws).all())
     assert float(s.draws.abs().max()) < 10.0
@@ -334,3 +335,22 @@ def test_negative_control_the_issues_shared_step_size_leaves_chains_stuck_and_na
     assert not bool(_moved(s.draws).any())
     _assert_moving_or_named(s, msgs)
     assert "16 of 16 chains" in "\n".join(msgs)
+
+
+def test_far_out_chains_needs_both_low_density_and_large_score():
+    from gibbsebm.samplers.adaptation.warmup import far_out_chains
+    from gibbsebm.samplers.metrics import diagonal_metric
+
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(16, 2, generator=g, dtype=DT)
+    ld = -0.5 * (pos * pos).sum(-1)
+    grad = -pos.clone()
+    pos[0], ld[0], grad[0] = 1e3, -5e5, -1e3  # travelling in from far out: flagged
+    ld[1], grad[1] = -5e5, 1e-3  # as low, but flat (a broad, lower mode): kept
+    ld[2], grad[2] = 0.0, 1e4  # steep but not low (a narrow, higher mode): kept
+    m = diagonal_metric(torch.ones(2, dtype=DT))
+    far = far_out_chains(HMCState(pos, ld, grad, 0), m)
+    assert torch.nonzero(far).flatten().tolist() == [0]
+    # too few chains for a median to stand for the bulk: nothing flagged
+    few = HMCState(pos[:4], ld[:4], grad[:4], 0)
+    assert not bool(far_out_chains(few, m).any())
