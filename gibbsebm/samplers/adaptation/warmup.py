@@ -175,6 +175,40 @@ def reinitialize_stuck(
     return type(state)(*fields), stuck
 
 
+#: A chain is *far out* when its log density is below the cross-chain median by more than
+#: ``FAR_OUT_LOGDENSITY`` times the larger of the event size and the chains' robust spread of
+#: log densities (1.4826 times their median absolute deviation), and its score, in the current
+#: metric's units (:math:`g^\top M^{-1} g`), is more than ``FAR_OUT_SCORE`` times the
+#: cross-chain median. At stationarity :math:`-\log p` has standard deviation about
+#: :math:`\sqrt{d/2}` (a Gaussian) and :math:`E[g^\top M^{-1} g] = d` in whitened units, so
+#: both margins are far beyond what chains in the typical set reach; requiring both keeps a
+#: chain in a broad, lower mode (smaller score) or in a narrow, higher one (higher density).
+FAR_OUT_LOGDENSITY = 10.0
+FAR_OUT_SCORE = 100.0
+#: Fewest chains for a median to stand for the bulk.
+FAR_OUT_MIN_CHAINS = 8
+
+
+def far_out_chains(state: Any, metric: Metric) -> torch.Tensor:
+    """Chains ``(C,)`` whose log density is far below and whose score is far above the bulk's
+    (:data:`FAR_OUT_LOGDENSITY`, :data:`FAR_OUT_SCORE`); all ``False`` with fewer than
+    :data:`FAR_OUT_MIN_CHAINS` chains. Still travelling in from a far-out start, such chains
+    accept little, stretch the pooled variance estimate and make the shared step size small."""
+    ld = state.logdensity
+    c = ld.shape[0]
+    if c < FAR_OUT_MIN_CHAINS:
+        return torch.zeros(c, dtype=torch.bool, device=ld.device)
+    d = state.position[0].numel()
+    ok = torch.isfinite(ld)
+    ldf = torch.where(ok, ld, torch.full_like(ld, -math.inf))
+    med = ldf.median()
+    mad = 1.4826 * (ldf - med).abs().median()
+    margin = FAR_OUT_LOGDENSITY * torch.clamp(torch.nan_to_num(mad, nan=0.0), min=float(d))
+    score = 2.0 * metric.kinetic_energy(state.logdensity_grad)
+    score = torch.nan_to_num(score, nan=math.inf)
+    return (ldf < med - margin) & (score > FAR_OUT_SCORE * score.median())
+
+
 def _metric_from(cov: torch.Tensor, dense: bool, like: torch.Tensor) -> Metric:
     event_shape = like.shape[1:]
     if dense:
@@ -217,7 +251,8 @@ def run_warmup(
 
     With ``reinitialize`` (default), a chain that accepted no move between two checks (the
     end of the initial buffer and of every slow window) restarts from a randomly chosen chain
-    that did (:func:`reinitialize_stuck`). ``adapt_info`` then holds
+    that did (:func:`reinitialize_stuck`), and so does a chain that is far out of the bulk
+    (:func:`far_out_chains`; counted in ``far_out_per_chain`` as well). ``adapt_info`` holds
     ``reinitialized_chains`` (how many restarts), ``reinitialized_per_chain`` ``(C,)`` and
     ``zero_acceptance_chains`` ``(C,)``: the chains that accepted nothing since the last check
     before the end (over the whole warmup when it has no slow window, and then nothing is
@@ -277,6 +312,7 @@ def run_warmup(
         checks = {schedule[0][0], num_warmup} | ends
     accepted = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
     n_reinit = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+    n_far = torch.zeros_like(n_reinit)
     for i in range(num_warmup):
         if use_traj:
             eps_t, len_t = torch.stack([da.log_step_size.exp(), ch.log_length.exp()]).tolist()
@@ -318,7 +354,11 @@ def run_warmup(
             )
         accepted = accepted + info.is_accepted.to(torch.long)
         if (i + 1) in checks:
-            state, stuck = reinitialize_stuck(generator, state, accepted)
+            far = far_out_chains(state, metric)
+            n_far = n_far + far.to(torch.long)
+            state, stuck = reinitialize_stuck(
+                generator, state, torch.where(far, torch.zeros_like(accepted), accepted)
+            )
             n_reinit = n_reinit + stuck.to(torch.long)
             if i + 1 < num_warmup:
                 accepted = torch.zeros_like(accepted)
@@ -351,6 +391,7 @@ def run_warmup(
         "num_metric_updates": n_metric_updates,
         "reinitialized_chains": int(n_reinit.sum()),
         "reinitialized_per_chain": n_reinit,
+        "far_out_per_chain": n_far,
         "zero_acceptance_chains": accepted == 0,
     }
     if use_traj:
