@@ -394,8 +394,17 @@ def _rhat_x(
     if sort is None:
         sort = _sort_rows(split.reshape(b, -1).contiguous())
     bulk = _plain_rhat(_z_scale(split, sort) if z_bulk is None else z_bulk)
-    folded = (split - _median_sorted(sort[0])[:, None, None]).abs()
-    tail = _plain_rhat(_z_scale(folded))
+    # folded draws |x - median| in the sorted order of x fall and then rise (two runs), so a
+    # stable sort (NumPy's timsort, which merges runs) orders them in about linear time; the
+    # result composed with x's order is the sort of the folded draws
+    values, order = sort
+    folded_sorted_x = (values - _median_sorted(values)[:, None]).abs()
+    if _np_ok(folded_sorted_x):
+        o2 = torch.from_numpy(np.argsort(folded_sorted_x.numpy(), axis=-1, kind="stable"))
+    else:
+        o2 = torch.sort(folded_sorted_x, dim=-1, stable=True).indices
+    fold = (folded_sorted_x.gather(1, o2), order.gather(1, o2))
+    tail = _plain_rhat(_z_scale(split, fold))
     out = torch.where(tail > bulk, tail, bulk)  # Python's max(bulk, tail), as arviz
     return torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
 
