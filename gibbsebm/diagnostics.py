@@ -53,6 +53,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -120,35 +121,93 @@ def _nonfinite(x: torch.Tensor) -> torch.Tensor:
 
 
 def _split(x: torch.Tensor) -> torch.Tensor:
-    """Split every chain in two halves (dropping the middle draw when odd): ``(B, 2C, N // 2)``."""
-    half = x.shape[-1] // 2
-    return torch.cat([x[..., :half], x[..., x.shape[-1] - half :]], dim=-2)
+    """Split every chain in two halves (dropping the middle draw when odd): ``(B, 2C, N // 2)``.
+
+    With an even number of draws this is a view: the halves of chain ``c`` become chains
+    ``2c`` and ``2c + 1`` (every estimator here is invariant to the order of the chains), and
+    the flattened rows of the split draws are those of ``x``, so one sort serves both.
+    """
+    b, c, n = x.shape
+    half = n // 2
+    if n % 2 == 0 and x.is_contiguous():
+        return x.view(b, 2 * c, half)
+    return torch.cat([x[..., :half], x[..., n - half :]], dim=-2)
+
+
+def _np_ok(t: torch.Tensor) -> bool:
+    """Whether ``t`` can be handed to NumPy without a copy (a contiguous CPU float64 tensor)."""
+    return t.device.type == "cpu" and t.dtype == torch.float64 and t.is_contiguous()
+
+
+def _sort_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, order)`` of every row of ``flat`` ``(B, S)`` sorted ascending.
+
+    On the CPU the order comes from NumPy's ``argsort`` (its SIMD quicksort: about 3x
+    faster than ``torch.sort`` on 100 rows of 10^5 float64 draws, 0.33 s against 1.06 s of CPU
+    time) and the values from one ``gather``; elsewhere ``torch.sort``. The order among
+    equal values is irrelevant: tied draws get their average rank.
+    """
+    if _np_ok(flat):
+        order = torch.from_numpy(np.argsort(flat.numpy(), axis=-1))
+        return flat.gather(1, order), order
+    values, order = torch.sort(flat, dim=-1)
+    return values, order
+
+
+def _sorted_values(flat: torch.Tensor) -> torch.Tensor:
+    """The rows of ``flat`` sorted ascending (NumPy's SIMD sort on the CPU: ~10x torch.sort)."""
+    if _np_ok(flat):
+        return torch.from_numpy(np.sort(flat.numpy(), axis=-1))
+    return torch.sort(flat, dim=-1).values
+
+
+def _normal_scores(s: int, like: torch.Tensor) -> torch.Tensor:
+    r"""``(S,)``: \(\Phi^{-1}((r - 3/8) / (S + 1/4))\) for the ranks ``r = 1..S`` (no ties)."""
+    r = torch.arange(1, s + 1, dtype=torch.float64, device=like.device)
+    return torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1))
 
 
 def _z_sorted(values: torch.Tensor) -> torch.Tensor:
     """Normal scores of the average ranks of sorted rows (ties averaged, as ``scipy.stats.rankdata``).
 
-    Works on the sorted order: a tie group spans positions ``start..end`` and all its members
-    get the rank ``(start + end) / 2 + 1``; no search, two cumulative scans.
+    Without ties (continuous draws) the scores are the same for every row and computed once.
+    Ties are fixed sparsely: the ``K`` positions ``p`` with ``v[p] == v[p - 1]`` form runs of
+    consecutive positions; a run ``a..b`` is the tie group ``a - 1..b``, whose members all get
+    the rank ``(a - 1 + b) / 2 + 1``. Work :math:`O(K)` beyond one comparison pass (the folded
+    draws of R-hat have one tie per coordinate, the two draws around the median).
     """
     b, s = values.shape
-    pos = torch.arange(s, device=values.device).expand(b, s)
-    new = torch.ones_like(values, dtype=torch.bool)
-    new[:, 1:] = values[:, 1:] != values[:, :-1]
-    last = torch.ones_like(new)
-    last[:, :-1] = new[:, 1:]
-    start = torch.cummax(torch.where(new, pos, torch.zeros_like(pos)), dim=-1).values
-    end_rev = torch.where(last, pos, torch.full_like(pos, s)).flip(-1)
-    end = torch.cummin(end_rev, dim=-1).values.flip(-1)
-    rank = (start + end).to(torch.float64) / 2.0 + 1.0
-    return torch.special.ndtri((rank - _BLOM_C) / (s - 2 * _BLOM_C + 1))
+    base = _normal_scores(s, values)
+    eq = (values[:, 1:] == values[:, :-1]).reshape(-1)
+    if not bool(eq.any()):
+        return base.expand(b, s)
+    k = torch.nonzero(eq).squeeze(1)
+    row = torch.div(k, s - 1, rounding_mode="floor")
+    key = k + row + 1  # flat position (row * S + p) of the second member of each tied pair
+    first = torch.ones_like(key, dtype=torch.bool)
+    first[1:] = (
+        key[1:] != key[:-1] + 1
+    )  # rows never chain: a row's last and the next's p=1 differ by 2
+    last = torch.ones_like(first)
+    last[:-1] = first[1:]
+    run = torch.cumsum(first.to(torch.int64), 0) - 1
+    lo = key[first] - 1
+    hi = key[last]
+    rank = (lo + hi).to(torch.float64) / 2.0 - (row[first] * s).to(torch.float64) + 1.0
+    zt = torch.special.ndtri((rank - _BLOM_C) / (s - 2 * _BLOM_C + 1))
+    z = base.expand(b, s).clone().reshape(-1)
+    z[torch.cat([key - 1, key])] = zt[run].repeat(2)
+    return z.reshape(b, s)
 
 
 def _z_scale(x: torch.Tensor, sort: tuple | None = None) -> torch.Tensor:
-    """Rank-normalise over all chains and draws of each coordinate: Phi^-1((r - 3/8) / (S + 1/4))."""
+    """Rank-normalise over all chains and draws of each coordinate: Phi^-1((r - 3/8) / (S + 1/4)).
+
+    ``sort``: ``(values, order)`` of ``x``'s flattened rows when already computed.
+    """
     b = x.shape[0]
     flat = x.reshape(b, -1)
-    values, order = torch.sort(flat, dim=-1) if sort is None else sort
+    values, order = _sort_rows(flat.contiguous()) if sort is None else sort
     z = torch.empty_like(values).scatter_(1, order, _z_sorted(values))
     return z.reshape(x.shape)
 
@@ -194,6 +253,21 @@ def _quantile_select(flat: torch.Tensor, p: float) -> torch.Tensor:
     return (1.0 - gamma) * lo + gamma * hi
 
 
+def _quantiles_select(flat: torch.Tensor, ps: tuple[float, ...]) -> list[torch.Tensor]:
+    """Type-7 quantiles of every row without a full sort.
+
+    On the CPU one ``numpy.partition`` (introselect) places all the order statistics needed;
+    elsewhere :func:`_quantile_select` (``topk``) per probability.
+    """
+    s = flat.shape[-1]
+    if s < 2 or not _np_ok(flat):
+        return [_quantile_select(flat, p) for p in ps]
+    idx = [_quantile_index(s, p) for p in ps]
+    kth = sorted({j for k, _ in idx for j in (k - 1, k)})
+    part = torch.from_numpy(np.partition(flat.numpy(), kth, axis=-1))
+    return [(1.0 - g) * part[:, k - 1] + g * part[:, k] for k, g in idx]
+
+
 def _plain_rhat(x: torch.Tensor) -> torch.Tensor:
     r"""Gelman-Rubin \(\sqrt{(B/W + N - 1) / N}\) with \(B = N\,\mathrm{var}(\bar x_c)\)."""
     n = x.shape[-1]
@@ -219,13 +293,41 @@ def _fast_len(n: int) -> int:
     return best
 
 
-def _autocov(x: torch.Tensor) -> torch.Tensor:
-    """Autocovariance of every chain at every lag by FFT (biased, divided by N): ``(B, C, N)``."""
-    n = x.shape[-1]
-    m = _fast_len(2 * n)
+#: Chains of at most this many draws get their autocovariances from a Gram matrix (one batched
+#: matrix product, :math:`O(N^2)` per chain) instead of FFTs (:math:`O(N \log N)` with a large
+#: per-transform overhead): measured on one CPU thread, 100 coordinates x 2048 chains, the
+#: Gram route took 0.12 s against 0.82 s at N = 50 and 0.28 s against 1.54 s at N = 100; at
+#: N = 500 it was slower.
+_GRAM_MAX_DRAWS = 128
+#: Elements of the Gram matrices ``(B, N, N)`` built at once (64 MiB of float64).
+_GRAM_CHUNK = 1 << 23
+
+
+def _mean_autocov(x: torch.Tensor) -> torch.Tensor:
+    r"""Autocovariance at every lag averaged over the chains (biased, divided by N): ``(B, N)``.
+
+    Short chains: \(\frac{1}{CN}\sum_t G_{t, t+k}\) summed along the diagonals of the
+    upper triangle of the Gram matrix \(G = \sum_c x_c x_c^\top\) of the centred chains.
+    Long chains: by FFT, the chains' power spectra averaged before the one inverse transform
+    per coordinate (the inverse FFT is linear). Both agree with arviz's per-chain FFT to
+    rounding.
+    """
+    b, c, n = x.shape
     xc = x - x.mean(-1, keepdim=True)
+    if n <= _GRAM_MAX_DRAWS:
+        step = max(1, _GRAM_CHUNK // (n * n))
+        parts = []
+        for i in range(0, b, step):
+            blk = xc[i : i + step]
+            g = torch.bmm(blk.transpose(1, 2), blk).triu_()  # (b', N, N)
+            # row-major, G[t, t + k] sits at t (N + 1) + k: pad each matrix by N and read it
+            # as (N, N + 1); the wrapped entries come from the zeroed lower triangle
+            flat = torch.nn.functional.pad(g.reshape(-1, n * n), (0, n))
+            parts.append(flat.view(-1, n, n + 1).sum(1)[:, :n])
+        return torch.cat(parts) / (c * n)
+    m = _fast_len(2 * n)
     f = torch.fft.rfft(xc, n=m, dim=-1)
-    power = torch.view_as_real(f).square().sum(-1)  # |f|^2
+    power = torch.view_as_real(f).square().sum(-1).mean(-2)  # mean over chains of |f|^2
     acov = torch.fft.irfft(power, n=m, dim=-1)[..., :n]
     return acov / n
 
@@ -242,8 +344,7 @@ def _ess_raw(x: torch.Tensor) -> torch.Tensor:
     size = c * n
     flat = x.reshape(b, -1)
     constant = (flat.amax(-1) - flat.amin(-1)) < _CONSTANT_RANGE
-    acov = _autocov(x)
-    mean_acov = acov.mean(-2)  # (B, N)
+    mean_acov = _mean_autocov(x)  # (B, N)
     mean_var = mean_acov[:, 0] * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
     if c > 1:
@@ -283,15 +384,27 @@ def _nan(event: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor
 # --------------------------------------------------------------------------------------------
 # public estimators
 # --------------------------------------------------------------------------------------------
-def _rhat_x(x: torch.Tensor) -> torch.Tensor:
+def _rhat_x(
+    x: torch.Tensor, sort: tuple | None = None, z_bulk: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Split R-hat of ``x`` ``(B, C, N)``; ``sort`` of the split draws' flattened rows and
+    their normal scores ``z_bulk`` when already computed."""
     split = _split(x)
     b = split.shape[0]
-    flat = split.reshape(b, -1).contiguous()
-    sort = torch.sort(flat, dim=-1)
-    sorted_flat = sort.values
-    bulk = _plain_rhat(_z_scale(split, sort))
-    folded = (split - _median_sorted(sorted_flat)[:, None, None]).abs()
-    tail = _plain_rhat(_z_scale(folded))
+    if sort is None:
+        sort = _sort_rows(split.reshape(b, -1).contiguous())
+    bulk = _plain_rhat(_z_scale(split, sort) if z_bulk is None else z_bulk)
+    # folded draws |x - median| in the sorted order of x fall and then rise (two runs), so a
+    # stable sort (NumPy's timsort, which merges runs) orders them in about linear time; the
+    # result composed with x's order is the sort of the folded draws
+    values, order = sort
+    folded_sorted_x = (values - _median_sorted(values)[:, None]).abs()
+    if _np_ok(folded_sorted_x):
+        o2 = torch.from_numpy(np.argsort(folded_sorted_x.numpy(), axis=-1, kind="stable"))
+    else:
+        o2 = torch.sort(folded_sorted_x, dim=-1, stable=True).indices
+    fold = (folded_sorted_x.gather(1, o2), order.gather(1, o2))
+    tail = _plain_rhat(_z_scale(split, fold))
     out = torch.where(tail > bulk, tail, bulk)  # Python's max(bulk, tail), as arviz
     return torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
 
@@ -343,16 +456,18 @@ def rhat(draws: torch.Tensor) -> torch.Tensor:
 
 
 def _ess_tail_x(x: torch.Tensor, sorted_full: torch.Tensor | None = None) -> torch.Tensor:
+    """The smaller ESS of the indicators ``x <= q_0.05`` and ``x <= q_0.95``, both in one
+    batched :func:`_ess_raw` call."""
     b = x.shape[0]
-    out = []
-    for p in (0.05, 0.95):
-        if sorted_full is None:
-            q = _quantile_select(x.reshape(b, -1), p)
-        else:
-            q = _quantile_sorted(sorted_full, p)
-        ind = (x <= q[:, None, None]).to(torch.float64)
-        out.append(_ess_raw(_split(ind)))
-    return torch.minimum(out[0], out[1])
+    ps = (0.05, 0.95)
+    if sorted_full is None:
+        qs = _quantiles_select(x.reshape(b, -1), ps)
+    else:
+        qs = [_quantile_sorted(sorted_full, p) for p in ps]
+    split = _split(x)
+    ind = torch.cat([split <= q[:, None, None] for q in qs]).to(torch.float64)
+    out = _ess_raw(ind)
+    return torch.minimum(out[:b], out[b:])
 
 
 def ess(draws: torch.Tensor, kind: str = "bulk") -> torch.Tensor:
@@ -602,7 +717,15 @@ def summary_stats(draws: torch.Tensor, hdi_prob: float = 0.94) -> dict[str, torc
     b, c, n = x.shape
     flat = x.reshape(b, -1)
     s = flat.shape[-1]
-    sorted_full = torch.sort(flat, dim=-1).values
+    short = _too_short(n)
+    if not short:
+        # one sort of the split draws serves the HDI and tail quantiles too when N is even
+        # (the split draws are then the same multiset, in the same memory)
+        split = _split(x)
+        sort_split = _sort_rows(split.reshape(b, -1).contiguous())
+        sorted_full = sort_split[0] if n % 2 == 0 else _sorted_values(flat)
+    else:
+        sorted_full = _sorted_values(flat)
     out: dict[str, torch.Tensor] = {}
     out["mean"] = flat.mean(-1)
     out["sd"] = flat.std(-1, correction=1)
@@ -617,21 +740,21 @@ def summary_stats(draws: torch.Tensor, hdi_prob: float = 0.94) -> dict[str, torc
             (b,), math.nan, dtype=torch.float64, device=x.device
         )
     names = ("mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat")
-    if _too_short(n):
+    if short:
         for k in names:
             out[k] = torch.full((b,), math.nan, dtype=torch.float64, device=x.device)
     else:
-        split = _split(x)
         ess_mean = _ess_raw(split)
         out["mcse_mean"] = torch.sqrt(out["sd"] ** 2 / ess_mean)
         c2 = (x - out["mean"][:, None, None]) ** 2
         evar = c2.reshape(b, -1).mean(-1)
         varvar = ((c2**2).reshape(b, -1).mean(-1) - evar**2) / _ess_raw(_split(c2))
         out["mcse_sd"] = torch.sqrt(varvar / evar / 4)
-        out["ess_bulk"] = _ess_raw(_z_scale(split))
+        z_bulk = _z_scale(split, sort_split)
+        out["ess_bulk"] = _ess_raw(z_bulk)
         out["ess_tail"] = _ess_tail_x(x, sorted_full)
         out["r_hat"] = (
-            _rhat_x(x)
+            _rhat_x(x, sort_split, z_bulk)
             if c >= 2
             else torch.full((b,), math.nan, dtype=torch.float64, device=x.device)
         )

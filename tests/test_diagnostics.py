@@ -241,3 +241,18 @@ def test_warn_problems_issues_one_sampling_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         D.warn_problems([])
+
+
+@pytest.mark.parametrize("levels", [1, 2, 5, 50, None])
+def test_rank_normal_scores_equal_scipy_average_ranks(levels):
+    """The sparse tie handling: every tie-group size, groups at row ends, a constant row."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 40)) if levels is None else rng.integers(0, levels, (6, 40))
+    x = x.astype(np.float64)
+    x[0] = 3.0  # one row constant
+    r = scipy_stats.rankdata(x, axis=-1)
+    expected = scipy_stats.norm.ppf((r - 3 / 8) / (x.shape[1] + 1 / 4))
+    t = torch.tensor(x)
+    got = D._z_scale(t[:, None, :])[:, 0, :]  # (B, C=1, N)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
