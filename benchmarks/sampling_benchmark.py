@@ -1089,7 +1089,66 @@ def render_lean(result: dict) -> str:
     return "\n".join(lines)
 
 
-LEAN_DISCUSSION = """(written by hand from this run and the profiles described here)"""
+LEAN_DISCUSSION = """\
+**What changed in the transition** (`gibbsebm/samplers/{hmc,integrators,base}.py`; the draws
+are bit-identical, `tests/test_pinned_results.py` passes unchanged, and the *min bulk ESS*
+column above is the same number before and after): the accept step selects the new state
+with `select_chains`, which on CPU copies only the rejected rows by index (a CPU
+`torch.where` with a broadcast `(C, 1)` mask is not vectorised: 0.32 ms against 0.07 ms for
+an index copy at 4096 x 100, one thread); `hmc.step` reuses the proposal's buffers for the new
+state (`transition(..., extras=False)`; the warmup still gets the proposal for ChEES); the
+leapfrog's inner kicks are in place. A per-transition A/B of `hmc.step` and of the warmup
+transition (3 leapfrog steps, T2 shape, before and after code imported into one process,
+120 interleaved repetitions, process CPU time at load average 8 to 9) gave 9.3 ms per
+transition (10th percentile) for both: **the eager changes are within the noise**. The
+whole-run rows above vary by 2x with the load (3.4 s to 6.2 s for the same code), so
+the before/after ratio of the table (1.14) is noise as well.
+
+**Why 70% energy+gradient is out of reach on T2 on this CPU (measured).** Per transition,
+at 4096 x 100 float32 on one thread (quiet moments): the momentum draw `torch.randn` costs
+1.65 ms, of which 1.42 ms is the MT19937 uniform generation itself (`torch.rand`; drawing
+8 transitions' momenta at once costs the same per number, so bulk draws do not help), while
+one energy + gradient call of this elementwise 100-D Gaussian costs 0.9 to 1.1 ms (forward
+0.2 ms; the autograd backward is 3 to 4 passes; `torch.func.grad_and_value` was slower,
+1.38 ms against 0.92 ms). With the adapted ~3.4 leapfrog steps per transition, even with every other
+operation free the share would be at most about 3.4 / (3.4 + 1.7) = 65%. The remaining
+sampler work is about 2 elementwise passes per leapfrog step (drift, kick) and about 8 per
+transition (scaling the momentum, two kinetic energies, two selections, the ChEES update and
+Welford passes in warmup, recording the draw), each about as costly as one pass of this
+energy. A hand-written minimal transition (whitened momentum, fused `addcmul_`, index-copy
+accept) was only about 4% faster than the current one, so eager PyTorch is at its floor here;
+the measured share stays at 38% to 43%.
+
+**Why 1,000x Pyro is missed: the ESS, not the speed.** At 150 + 50 the 4096 chains give a
+minimum bulk ESS of 6,545 out of 204,800 draws (0.03 per draw; split R-hat 1.77 in the
+post-run check): the chains have not converged when sampling starts. The same code with 300
+warmup iterations (row *longer warmup*) gets 58,429 (9x) for 3x the wall time, 681x Pyro in
+this run, against 184x to 231x at 150 + 50. With 150 iterations the Stan windows (75 + 25 +
+50) leave one 25-iteration slow window whose variance estimate comes from chains still
+travelling from N(0, I) to coordinates with sd up to 10, so the metric is wrong during
+sampling. The lever is the warmup schedule (the adaptation owner's files), not the
+transition.
+
+**`torch.compile` (opt-in, `GIBBSEBM_COMPILE=1`, `gibbsebm/samplers/_compiled.py`)** of one
+leapfrog step (drift, energy forward and gradient via `torch.func.grad_and_value`, kick):
+one step 0.52 ms compiled against 1.63 ms eager (3.1x, same shape, load average 11), but
+the cold compilation took 52 s wall in that measurement (4.9 s in-process CPU, the rest in
+inductor's compile workers) and about 6 to 8 s in the run above (cold run 13.0 s against
+about 5 s eager); the second run in the same process (a new log-density closure, so dynamo
+compiles again, from inductor's on-disk cache) took 6.9 s, still no faster than eager,
+because the momentum draw, the accept step and the adaptation are not compiled and a
+whole T2 run has only about 700 leapfrog steps. On this CPU it pays only for runs of tens of
+thousands of steps at this shape, so it is **off by default on every device**; it was not
+measured on a GPU (none lent to this task), where fusing the kernel launches is what the
+issue expects to pay: measure it there with `GIBBSEBM_COMPILE=1 python
+benchmarks/gpu_check.py`.
+
+**The post-run check dominates a default `gibbsebm.sample` call at this size.**
+`Samples.diagnose()` (torch diagnostics: rank normalisation sorts, FFT autocovariances)
+took 61 s on the 4096 x 50 x 100 draws against about 5 s of sampling; the benchmark
+therefore passes `warn=False` and times the check apart. That is item 1's territory
+(`gibbsebm/diagnostics.py`).\
+"""
 
 
 # ------------------------------------------------------------------------------ main
