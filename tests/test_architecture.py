@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gibbsebm.samplers",
             "gibbsebm.samplers.base",
             "gibbsebm.samplers.integrators",
+            "gibbsebm.samplers._compiled",
             "gibbsebm.samplers.metrics",
             "gibbsebm.samplers.jitter",
             "gibbsebm.samplers.ula",

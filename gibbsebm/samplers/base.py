@@ -30,6 +30,7 @@ __all__ = [
     "sanitize_logdensity",
     "mh_accept",
     "where_chain",
+    "select_chains",
 ]
 
 LogDensityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -105,6 +106,43 @@ def where_chain(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.T
     """Per-chain select: ``mask`` ``(C,)`` broadcast over the event dimensions of ``a``/``b``."""
     m = mask.reshape(mask.shape + (1,) * (a.dim() - mask.dim()))
     return torch.where(m, a, b)
+
+
+#: :func:`select_chains` copies the rejected rows by index when at most this fraction of the
+#: chains is rejected (a CPU ``torch.where`` over ``(C, d)`` with a broadcast ``(C, 1)`` mask
+#: is not vectorised: 0.32 ms against 0.07 ms for an index copy of 16% of the rows at
+#: ``(4096, 100)`` float32, one thread); beyond it ``torch.where`` is cheaper.
+_INDEX_COPY_MAX_FRACTION = 0.5
+
+
+def select_chains(
+    mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor, *, reuse_new: bool = False
+) -> torch.Tensor:
+    """:func:`where_chain` ``(mask, new, old)``, the same values bit for bit, but cheaper on CPU.
+
+    On CPU (where reading the number of rejected chains costs no device synchronisation) the
+    rows of ``old`` where ``mask`` is False are copied by index into ``new`` (``reuse_new=True``:
+    in place, so ``new`` must be a tensor the caller owns and no longer needs) or into a copy
+    of it. On other devices, for views, broadcasts, dtype mismatches or when most chains are
+    rejected it is :func:`where_chain`.
+    """
+    if (
+        new.device.type != "cpu"
+        or new.shape != old.shape
+        or new.dtype != old.dtype
+        or not new.is_contiguous()
+        or new._is_view()
+        or new.requires_grad
+    ):
+        return where_chain(mask, new, old)
+    rejected = torch.nonzero(~mask).reshape(-1)
+    n = rejected.numel()
+    if n > _INDEX_COPY_MAX_FRACTION * mask.numel():
+        return where_chain(mask, new, old)
+    out = new if reuse_new else new.clone()
+    if n:
+        out.index_copy_(0, rejected, old.index_select(0, rejected))
+    return out
 
 
 def mh_accept(

@@ -63,7 +63,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .base import LogDensityFn, SamplerSpec, logdensity_and_grad, mh_accept, where_chain
+from .base import LogDensityFn, SamplerSpec, logdensity_and_grad, mh_accept, select_chains
 from .integrators import IntegratorState, leapfrog
 from .jitter import halton
 from .metrics import Metric, as_metric
@@ -172,11 +172,15 @@ def transition(
     num_steps: int,
     metric: Metric,
     divergence_threshold: float = DIVERGENCE_THRESHOLD,
-) -> tuple[HMCState, HMCInfo, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    extras: bool = True,
+) -> tuple[HMCState, HMCInfo, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
     """One HMC transition with exactly ``num_steps`` leapfrog steps.
 
     Returns the new state, its info, and ``(previous, proposal, proposal_momentum)`` (used by
-    the ChEES adaptation).
+    the ChEES adaptation), or ``None`` in its place with ``extras=False``: then the
+    proposal's buffers become the new state's (the accepted chains keep them and the rejected
+    rows are copied in, :func:`~gibbsebm.samplers.base.select_chains`), which saves a pass
+    over ``(C, *event)`` per state field.
     """
     end, log_ratio, nonfinite, accepted, acc_prob = hamiltonian_proposal(
         generator, state, logdensity_fn, metric, step_size, num_steps
@@ -184,9 +188,10 @@ def transition(
     energy_error = -log_ratio
     divergent = nonfinite | (energy_error > divergence_threshold)
     new = HMCState(
-        where_chain(accepted, end.position, state.position),
+        # with extras the proposal position is returned too: select into a copy of it
+        select_chains(accepted, end.position, state.position, reuse_new=not extras),
         torch.where(accepted, end.logdensity, state.logdensity),
-        where_chain(accepted, end.logdensity_grad, state.logdensity_grad),
+        select_chains(accepted, end.logdensity_grad, state.logdensity_grad, reuse_new=True),
         state.iteration + 1,
     )
     info = HMCInfo(
@@ -197,7 +202,7 @@ def transition(
         energy_error,
         torch.full_like(log_ratio, num_steps, dtype=torch.int64),
     )
-    return new, info, (state.position, end.position, end.momentum)
+    return new, info, ((state.position, end.position, end.momentum) if extras else None)
 
 
 def step(
@@ -249,7 +254,7 @@ def step(
         metric = as_metric(None, state.position, state.position.dim() - 1)
     n = _num_steps(state.iteration, step_size, num_steps, trajectory_length, jitter, max_num_steps)
     new, info, _ = transition(
-        generator, state, logdensity_fn, step_size, n, metric, divergence_threshold
+        generator, state, logdensity_fn, step_size, n, metric, divergence_threshold, extras=False
     )
     return new, info
 

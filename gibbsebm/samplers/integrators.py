@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import torch
 
+from . import _compiled
 from .base import LogDensityFn, logdensity_and_grad
 from .metrics import Metric
 
@@ -93,15 +94,48 @@ def leapfrog(
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     half = step_size * 0.5
-    move = metric.position_update(step_size)
     y = state.position
+    # the first half kick makes a new momentum tensor (the caller's is left alone); the
+    # later kicks update it in place (``add_`` rounds exactly as ``add``)
     p = _kick(state.momentum, state.logdensity_grad, half)
     ld, g = state.logdensity, state.logdensity_grad
-    for i in range(num_steps):
+    start = 0
+    compiled = _compiled_step(logdensity_fn, metric, step_size)
+    if compiled is not None:
+        drift = metric.inverse_mass * step_size
+        full = torch.as_tensor(step_size, dtype=p.dtype, device=p.device)
+        last = torch.as_tensor(half, dtype=p.dtype, device=p.device)
+        while start < num_steps:
+            kick = full if start < num_steps - 1 else last
+            out = _compiled.call(logdensity_fn, compiled, y, p, drift, kick)
+            if out is None:
+                break  # compilation failed: the eager loop below goes on from here
+            y, p, ld, g = out
+            start += 1
+    move = metric.position_update(step_size)
+    for i in range(start, num_steps):
         y = move(y, p)
         ld, g = logdensity_and_grad(logdensity_fn, y)
-        p = _kick(p, g, step_size if i < num_steps - 1 else half)
-    return IntegratorState(y.detach(), p.detach(), ld, g)
+        _kick_(p, g, step_size if i < num_steps - 1 else half)
+    return IntegratorState(y.detach(), p.detach(), ld.detach(), g.detach())
+
+
+def _kick_(p: torch.Tensor, g: torch.Tensor, scale: float | torch.Tensor) -> None:
+    """``p += scale * g`` in place (same rounding as :func:`_kick`)."""
+    if isinstance(scale, torch.Tensor):
+        if scale.dim() == 1:
+            scale = scale.reshape((-1,) + (1,) * (p.dim() - 1))
+        p.addcmul_(g, scale)
+    else:
+        p.add_(g, alpha=scale)
+
+
+def _compiled_step(logdensity_fn: LogDensityFn, metric: Metric, step_size):
+    """The opt-in compiled step (:mod:`gibbsebm.samplers._compiled`) where it applies: a
+    diagonal metric and a scalar step size."""
+    if metric.dense or (isinstance(step_size, torch.Tensor) and step_size.dim() > 0):
+        return None
+    return _compiled.leapfrog_step(logdensity_fn)
 
 
 #: Alias: the leapfrog scheme is velocity Verlet written in the momentum variable.
