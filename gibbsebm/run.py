@@ -579,6 +579,9 @@ class SamplePlan(Plan):
             need_grad=_needs_grad(self.method, self.kernel_options),
         )
         position = flat.reshape((shard.size,) + tuple(dist.batch_shape) + tuple(dist.event_shape))
+        opts = self.kernel_options
+        if init is None and self.method == "pt":  # default start: the modes find_modes finds
+            opts = {"init_from_modes": True, **opts}
         return run_chains(
             dist,
             self.method,
@@ -592,7 +595,7 @@ class SamplePlan(Plan):
             checkpoint_every=checkpoint_every,
             seed=shard.seed,
             _init_redraws=redraws,
-            **self.kernel_options,
+            **opts,
         )
 
     def merge(self, results: Sequence[Samples], run_info: dict[str, Any] | None = None) -> Samples:
