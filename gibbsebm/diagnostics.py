@@ -836,7 +836,14 @@ def check(
                     worst,
                     RHAT_THRESHOLD,
                     f"{who}{label} is {worst:.3g} > {RHAT_THRESHOLD} for {count} coordinates: "
-                    "the chains have not mixed (run longer, reparametrize, or use tempering)",
+                    + (
+                        "the chains have not mixed; with tempering this often means chains "
+                        "that stayed in the modes they started in, or a mode some chains found "
+                        "and others did not (lower beta_min, add temperatures, run longer)"
+                        if method == "pt"
+                        else "the chains have not mixed (run longer, reparametrize, or use "
+                        "tempering)"
+                    ),
                     coords,
                     (),
                     count,
