@@ -356,7 +356,9 @@ def sample(
     init : Tensor, optional
         Initial positions ``(num_chains, *event)`` or ``(num_chains, *batch, *event)``.
         Default: uniform on ``(-2, 2)`` for real supports (as Stan), uniformly random states
-        for finite discrete ones (see :func:`initial_positions`).
+        for finite discrete ones (see :func:`initial_positions`); ``method="pt"`` on a
+        continuous target then moves the chains to the modes :func:`gibbsebm.find_modes`
+        finds (``init_from_modes``, see :mod:`gibbsebm.samplers.tempering`).
     progress : bool or "always"
         Progress bar (draws/s, acceptance): ``True`` shows it when stderr is a terminal,
         ``"always"`` forces it, ``False`` hides it.
