@@ -80,6 +80,14 @@ RHAT_THRESHOLD = 1.01
 ESS_PER_CHAIN = 100
 #: E-BFMI below this signals poor momentum resampling (Betancourt 2016; Stan's threshold).
 EBFMI_THRESHOLD = 0.3
+#: Parallel tempering: a chain whose replicas completed fewer round trips (coldest ->
+#: hottest -> coldest) than this during the draws never brought a configuration from the hot
+#: end back to the target, so tempering did nothing for its draws.
+PT_MIN_ROUND_TRIPS = 1
+#: Parallel tempering: a pair of neighbouring temperatures whose mean swap acceptance is below
+#: this cuts the ladder in two (the default ladder is spaced for about 0.25, Vousden et al.
+#: 2016; 0.01 is 25 times less, about one exchange per 100 proposals).
+PT_MIN_SWAP_RATE = 0.01
 #: numpy's ``np.finfo(float).resolution``: arviz calls a coordinate constant below this range.
 _CONSTANT_RANGE = 1e-15
 #: Blom's (1958) offset for the normal scores of ranks.
@@ -775,8 +783,8 @@ class Problem:
     ----------
     check : str
         ``"rhat"``, ``"nested_rhat"``, ``"ess_bulk"``, ``"ess_tail"``, ``"divergences"``,
-        ``"tree_depth"``, ``"ebfmi"``, ``"nonfinite_proposals"``, ``"stuck_chains"`` or
-        ``"nonfinite_draws"``.
+        ``"tree_depth"``, ``"ebfmi"``, ``"nonfinite_proposals"``, ``"stuck_chains"``,
+        ``"nonfinite_draws"``, ``"pt_round_trips"`` or ``"pt_swap_rate"``.
     figure : float
         The measured value (the worst R-hat, the smallest ESS, a count, ...).
     threshold : float
@@ -869,6 +877,11 @@ def check(
     * ``stuck_chains``: chains that accepted no move during the recorded draws
       (``is_accepted`` never true; without that stat, chains whose draws never change).
     * ``nonfinite_draws``: draws containing NaN or infinities.
+    * ``pt_round_trips`` (parallel tempering, from the stat ``round_trips``): chains whose
+      replicas completed fewer than :data:`PT_MIN_ROUND_TRIPS` round trips between the
+      coldest and the hottest temperature during the draws.
+    * ``pt_swap_rate`` (from the stat ``swap_rate``): neighbouring temperatures whose mean
+      swap acceptance, pooled over chains, is below :data:`PT_MIN_SWAP_RATE`.
 
     R-hat and ESS need 4 draws per chain (R-hat 2 chains); with fewer they are not checked.
 
@@ -946,7 +959,14 @@ def check(
                     worst,
                     RHAT_THRESHOLD,
                     f"{who}{label} is {worst:.3g} > {RHAT_THRESHOLD} for {count} coordinates: "
-                    "the chains have not mixed (run longer, reparametrize, or use tempering)",
+                    + (
+                        "the chains have not mixed; with tempering this often means chains "
+                        "that stayed in the modes they started in, or a mode some chains found "
+                        "and others did not (lower beta_min, add temperatures, run longer)"
+                        if method == "pt"
+                        else "the chains have not mixed (run longer, reparametrize, or use "
+                        "tempering)"
+                    ),
                     coords,
                     (),
                     count,
@@ -1050,7 +1070,54 @@ def check(
                 nstuck,
             )
         )
+    _pt_checks(problems, stats, who, n)
     return problems
+
+
+def _pt_checks(problems: list, stats: Mapping, who: str, n: int) -> None:
+    """The round-trip and swap-rate checks of parallel tempering (see `check`)."""
+    trips, rate = stats.get("round_trips"), stats.get("swap_rate")
+    if trips is None or rate is None or trips.dim() != 2 or rate.dim() != 3:
+        return
+    per_chain = trips.detach()[:, -1].to(torch.float64)  # cumulative: the last draw's count
+    few = per_chain < PT_MIN_ROUND_TRIPS
+    pooled = rate.detach()[:, -1].to(torch.float64).nanmean(0)  # (R - 1,)
+    pairs = "; swap rates of the pairs of temperatures: " + ", ".join(
+        f"{float(v):.2f}" for v in pooled
+    )
+    if bool(few.any()):
+        k = int(few.sum())
+        problems.append(
+            Problem(
+                "pt_round_trips",
+                float(per_chain.min()),
+                float(PT_MIN_ROUND_TRIPS),
+                f"{who}{k} of {few.numel()} chains made no round trip between the coldest and "
+                f"the hottest temperature in {n} draws (round trips per chain: median "
+                f"{float(per_chain.median()):g}){pairs}: tempering did not carry "
+                "configurations between the target and the hot end, so those chains may sit "
+                "in the modes they started in (run longer, add temperatures or lower beta_min)",
+                (),
+                tuple(torch.nonzero(few).reshape(-1)[:_MAX_LISTED].tolist()),
+                k,
+            )
+        )
+    low = pooled < PT_MIN_SWAP_RATE
+    if bool(low.any()):
+        idx = torch.nonzero(low).reshape(-1).tolist()
+        problems.append(
+            Problem(
+                "pt_swap_rate",
+                float(pooled[low].min()),
+                PT_MIN_SWAP_RATE,
+                f"{who}swaps between neighbouring temperatures (pairs {idx[:_MAX_LISTED]}) were "
+                f"accepted with probability < {PT_MIN_SWAP_RATE}{pairs}: the ladder is cut "
+                "there (add temperatures between them)",
+                (),
+                (),
+                len(idx),
+            )
+        )
 
 
 def _count_check(problems: list, stats: Mapping, key: str, name: str, who: str, what: str) -> None:

@@ -356,7 +356,9 @@ def sample(
     init : Tensor, optional
         Initial positions ``(num_chains, *event)`` or ``(num_chains, *batch, *event)``.
         Default: uniform on ``(-2, 2)`` for real supports (as Stan), uniformly random states
-        for finite discrete ones (see :func:`initial_positions`).
+        for finite discrete ones (see :func:`initial_positions`); ``method="pt"`` on a
+        continuous target then moves the chains to the modes :func:`gibbsebm.find_modes`
+        finds (``init_from_modes``, see :mod:`gibbsebm.samplers.tempering`).
     progress : bool or "always"
         Progress bar (draws/s, acceptance): ``True`` shows it when stderr is a terminal,
         ``"always"`` forces it, ``False`` hides it.
@@ -579,6 +581,9 @@ class SamplePlan(Plan):
             need_grad=_needs_grad(self.method, self.kernel_options),
         )
         position = flat.reshape((shard.size,) + tuple(dist.batch_shape) + tuple(dist.event_shape))
+        opts = self.kernel_options
+        if init is None and self.method == "pt":  # default start: the modes find_modes finds
+            opts = {"init_from_modes": True, **opts}
         return run_chains(
             dist,
             self.method,
@@ -592,7 +597,7 @@ class SamplePlan(Plan):
             checkpoint_every=checkpoint_every,
             seed=shard.seed,
             _init_redraws=redraws,
-            **self.kernel_options,
+            **opts,
         )
 
     def merge(self, results: Sequence[Samples], run_info: dict[str, Any] | None = None) -> Samples:

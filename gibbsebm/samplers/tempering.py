@@ -49,6 +49,37 @@ adjacent replicas of a d-dimensional Gaussian exchange with probability about 0.
 (Vousden, Farr & Mandel 2016; the default ladder of emcee's ``PTSampler``), so the number of
 temperatures grows like :math:`\\sqrt d \\log(\\beta/\\beta_{\\min})`.
 
+Default start
+-------------
+Without ``init``, :func:`gibbsebm.sample` runs ``pt`` on a continuous target with
+``init_from_modes=True``: before its warmup the chains are moved to the modes that
+:func:`gibbsebm.find_modes` finds (256 starts and its saturation rounds, with the run's
+generator), chain ``i`` at a draw from :math:`N(\\hat y_k, H_k^{-1})` of mode ``k``, the modes
+getting chains in proportion to their local (Laplace) masses with at least one chain each
+(:func:`gibbsebm.modes.initial_positions`); every replica of a chain starts at the chain's
+point. The search's summary (``num_modes``, each mode's log mass and basin count, the start
+distribution) is in ``Samples.adaptation["modes"]``. A given ``init`` wins
+(``init_from_modes=False`` also keeps the default uniform start). A mode the search misses is
+not started in; whether the chains then reach it is up to the tempering, and the round-trip
+and R-hat checks below are what can tell.
+
+Round trips and swap rates
+--------------------------
+Each configuration carries a label (the temperature it started at) that moves with the
+accepted swaps. A *round trip* is a label's visit of the coldest temperature, then of the
+hottest, then of the coldest again (Syed et al. 2022 use the round-trip rate as the figure of
+merit of a ladder). ``Samples.stats["round_trips"]`` ``(C, D)`` counts them per chain since the
+end of the warmup (cumulative: the last draw holds the run's count),
+``Samples.stats["swap_rate"]`` ``(C, D, R - 1)`` is the mean swap acceptance probability of each
+pair of neighbouring temperatures since then, and ``Samples.stats["replica_index"]``
+``(C, D, R)`` the label at each temperature. The run's
+:class:`~gibbsebm.diagnostics.SamplingWarning` names chains without a round trip
+(``pt_round_trips``) and pairs whose pooled swap rate is below 0.01 (``pt_swap_rate``): a
+ladder that is cut, or a run too short for tempering to have carried configurations between
+the target and the hot end. Round trips do not prove that the modes mix: the hottest replica
+(:math:`\\beta/20` by default) may itself be unable to cross between distant modes, and then
+R-hat (checked for every run) is what flags the chains that stayed in their modes.
+
 Adaptation
 ----------
 The warmup (:func:`gibbsebm.samplers.adaptation.tempering.pt_adapt`, attached by
@@ -104,6 +135,8 @@ from .base import LogDensityFn, SamplerSpec, mh_accept, sanitize_logdensity, whe
 __all__ = [
     "PTState",
     "PTInfo",
+    "PTRecord",
+    "restart_counts",
     "ReplicaExchange",
     "KernelFactory",
     "beta_ladder",
@@ -141,12 +174,102 @@ class PTState(NamedTuple):
     swap_parity : Tensor
         ``()`` long: 0 when the next swaps are the pairs ``(0, 1), (2, 3), ...``, 1 for
         ``(1, 2), (3, 4), ...``.
+    record : PTRecord
+        Which replica each temperature holds, and the round-trip and swap counts.
     """
 
     position: torch.Tensor
     logdensity: torch.Tensor
     inner: Any
     swap_parity: torch.Tensor
+    record: PTRecord
+
+
+class PTRecord(NamedTuple):
+    """Replica labels, round trips and swap counts of parallel tempering (see the module notes).
+
+    A *replica* is a configuration that moves along the ladder through accepted swaps; it is
+    labelled by the temperature it started at. Its *round trip* is a visit of the coldest
+    temperature (index 0), then of the hottest (index ``R - 1``), then of the coldest again
+    (Syed et al. 2022, Sec. 3: the round-trip rate is the measure of how well the ladder
+    moves configurations between the target and the reference).
+
+    Attributes
+    ----------
+    replica_index : Tensor
+        ``(C, R)`` long: the label of the replica at each temperature.
+    heading : Tensor
+        ``(C, R)`` long, per label: -1 before its first visit of the coldest temperature, 0
+        after it (heading hot), 1 once it has reached the hottest after that (heading back).
+    round_trips : Tensor
+        ``(C,)`` long: round trips completed since the counts were last restarted (the end
+        of the warmup).
+    swap_prob_sum : Tensor
+        ``(C, R - 1)``: sum of the swap acceptance probabilities of each pair since then.
+    swap_proposals : Tensor
+        ``(C, R - 1)`` long: how many times each pair was proposed since then.
+    """
+
+    replica_index: torch.Tensor
+    heading: torch.Tensor
+    round_trips: torch.Tensor
+    swap_prob_sum: torch.Tensor
+    swap_proposals: torch.Tensor
+
+
+def _fresh_record(c: int, num_r: int, like: torch.Tensor) -> PTRecord:
+    dev = like.device
+    idx = torch.arange(num_r, device=dev).expand(c, num_r).clone()
+    heading = torch.full((c, num_r), -1, dtype=torch.long, device=dev)
+    heading[:, 0] = 0  # replica 0 starts at the coldest temperature
+    return PTRecord(
+        idx,
+        heading,
+        torch.zeros(c, dtype=torch.long, device=dev),
+        torch.zeros((c, num_r - 1), dtype=like.dtype, device=dev),
+        torch.zeros((c, num_r - 1), dtype=torch.long, device=dev),
+    )
+
+
+def restart_counts(state: PTState) -> PTState:
+    """``state`` with its round-trip and swap counts set to zero (labels and headings kept):
+    the warmup calls it at its end, so the counts in ``Samples.stats`` cover the draws."""
+    rec = state.record
+    return state._replace(
+        record=rec._replace(
+            round_trips=torch.zeros_like(rec.round_trips),
+            swap_prob_sum=torch.zeros_like(rec.swap_prob_sum),
+            swap_proposals=torch.zeros_like(rec.swap_proposals),
+        )
+    )
+
+
+def _update_record(
+    rec: PTRecord,
+    moved: torch.Tensor,
+    partner: torch.Tensor,
+    pair_active: torch.Tensor,
+    swap_prob: torch.Tensor,
+) -> PTRecord:
+    """Move the labels with the accepted swaps and count round trips and swap proposals."""
+    c, num_r = rec.replica_index.shape
+    idx = rec.replica_index
+    idx = torch.where(moved, idx.gather(1, partner.expand(c, num_r)), idx)
+    heading = rec.heading
+    cold = idx[:, :1]
+    done = heading.gather(1, cold)[:, 0] == 1  # back at the coldest after the hottest
+    heading = heading.scatter(1, cold, torch.zeros_like(cold))
+    hot = idx[:, -1:]
+    h_hot = heading.gather(1, hot)
+    heading = heading.scatter(1, hot, torch.where(h_hot == 0, torch.ones_like(h_hot), h_hot))
+    active = pair_active.to(swap_prob.dtype)
+    return PTRecord(
+        idx,
+        heading,
+        rec.round_trips + done.to(torch.long),
+        rec.swap_prob_sum + swap_prob.to(rec.swap_prob_sum.dtype) * active,
+        rec.swap_proposals + pair_active.to(torch.long),
+    )
 
 
 class PTInfo(NamedTuple):
@@ -165,6 +288,15 @@ class PTInfo(NamedTuple):
         ``(C, R - 1)`` bool: the pairs proposed at this step.
     is_swapped : Tensor
         ``(C, R - 1)`` bool: the exchanges that were accepted.
+    replica_index : Tensor
+        ``(C, R)`` long: the label of the replica at each temperature after this step
+        (see :class:`PTRecord`).
+    round_trips : Tensor
+        ``(C,)`` long: round trips completed since the end of the warmup (cumulative, so the
+        last recorded draw holds the run's count).
+    swap_rate : Tensor
+        ``(C, R - 1)``: mean acceptance probability of each pair over its proposals since
+        the end of the warmup (cumulative; NaN before a pair's first proposal).
     """
 
     acceptance_prob: torch.Tensor
@@ -175,6 +307,9 @@ class PTInfo(NamedTuple):
     swap_acceptance_prob: torch.Tensor
     is_swap_proposed: torch.Tensor
     is_swapped: torch.Tensor
+    replica_index: torch.Tensor
+    round_trips: torch.Tensor
+    swap_rate: torch.Tensor
 
 
 def beta_ladder(
@@ -333,20 +468,27 @@ class ReplicaExchange(NamedTuple):
     logdensity_fn : callable
         Log-density of the ``C * R`` replicas laid out as ``(C, R)`` flattened.
     wrap : callable
-        ``wrap(inner_state, swap_parity) -> PTState``.
+        ``wrap(inner_state, swap_parity, record) -> PTState``.
     target_accept : float or None
         Target acceptance of per-temperature step-size tuning (``None``: not tuned).
     per_beta_step_size : bool
         Whether the warmup tunes the inner step size per temperature.
+    target : Gibbs
+        The target distribution.
+    init_from_modes : bool
+        Whether the warmup first moves the chains to the modes that
+        :func:`gibbsebm.find_modes` finds (see the module notes).
     """
 
     spec: SamplerSpec
     inner: SamplerSpec
     betas: torch.Tensor
     logdensity_fn: LogDensityFn
-    wrap: Callable[[Any, torch.Tensor], PTState]
+    wrap: Callable[[Any, torch.Tensor, PTRecord], PTState]
     target_accept: float | None
     per_beta_step_size: bool
+    target: Any = None
+    init_from_modes: bool = False
 
 
 def make_spec(dist: Any, **options: Any) -> SamplerSpec:
@@ -365,6 +507,7 @@ def build(
     num_betas: int | None = None,
     beta_min: float | None = None,
     per_beta_step_size: bool = True,
+    init_from_modes: bool = False,
     **kernel_options: Any,
 ) -> ReplicaExchange:
     """Assemble parallel tempering around ``kernel``: the ``method="pt"`` kernel and the pieces
@@ -392,6 +535,10 @@ def build(
         Shape of the default ladder (ignored with ``betas``).
     per_beta_step_size : bool
         Tune the inner step size per temperature during warmup (see the module notes).
+    init_from_modes : bool
+        Start the chains from the modes :func:`gibbsebm.find_modes` finds instead of the
+        given positions (see "Default start" in the module notes); :func:`gibbsebm.sample`
+        sets it when no ``init`` is given. Ignored for discrete or non-real supports.
     **kernel_options
         Options of the inner kernel (e.g. ``step_size``, ``target_accept``).
 
@@ -462,11 +609,11 @@ def build(
     target_accept = kernel_options.get("target_accept", _TARGET_ACCEPT.get(kernel))
     event = tuple(dist.event_shape)
 
-    def wrap(inner_state: Any, parity: torch.Tensor) -> PTState:
+    def wrap(inner_state: Any, parity: torch.Tensor, record: PTRecord) -> PTState:
         c = inner_state.position.shape[0] // num_r
         pos = inner_state.position.reshape((c, num_r) + event)[:, t_idx]
         ld = inner_state.logdensity.reshape(c, num_r)[:, t_idx]
-        return PTState(pos, ld, inner_state, parity)
+        return PTState(pos, ld, inner_state, parity, record)
 
     def init(position: torch.Tensor, logdensity_fn: LogDensityFn | None = None) -> PTState:
         """Replicas all start at ``position`` ``(C, *event)`` (or one each, ``(C, R, *event)``).
@@ -486,7 +633,9 @@ def build(
             )
         flat = reps.reshape((-1,) + event).clone()
         parity = torch.zeros((), dtype=torch.long, device=position.device)
-        return wrap(inner.init(flat, ld_flat), parity)
+        inner_state = inner.init(flat, ld_flat)
+        record = _fresh_record(reps.shape[0], num_r, inner_state.logdensity)
+        return wrap(inner_state, parity, record)
 
     def step(
         generator: torch.Generator | None,
@@ -525,7 +674,14 @@ def build(
         moved[:, :-1] |= swapped
         moved[:, 1:] |= swapped
         new_inner = _merge_states(moved.reshape(n), proposed, inner_state)
-        new_state = wrap(new_inner, 1 - parity)
+        record = _update_record(state.record, moved, partner, pair_active, swap_prob)
+        new_state = wrap(new_inner, 1 - parity, record)
+        nan = torch.full_like(record.swap_prob_sum, float("nan"))
+        swap_rate = torch.where(
+            record.swap_proposals > 0,
+            record.swap_prob_sum / record.swap_proposals.clamp_min(1).to(nan.dtype),
+            nan,
+        )
 
         def at_target(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(c, num_r)[:, t_idx]
@@ -541,6 +697,9 @@ def build(
             ),
             is_swap_proposed=pair_active.clone(),
             is_swapped=swapped,
+            replica_index=record.replica_index,
+            round_trips=record.round_trips,
+            swap_rate=swap_rate,
         )
         return new_state, info
 
@@ -564,6 +723,23 @@ def build(
         discrete=inner.discrete,
         extra_draws=extra_draws,
     )
+    from_modes = bool(init_from_modes) and not dist.is_discrete and _real_support(dist.support)
     return ReplicaExchange(
-        spec, inner, ladder_b, ld_flat, wrap, target_accept, bool(per_beta_step_size)
+        spec,
+        inner,
+        ladder_b,
+        ld_flat,
+        wrap,
+        target_accept,
+        bool(per_beta_step_size),
+        dist,
+        from_modes,
     )
+
+
+def _real_support(support: Any) -> bool:
+    from torch.distributions import constraints
+
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return type(support) is type(constraints.real)

@@ -17,10 +17,35 @@ from typing import Any
 import torch
 
 from ..base import LogDensityFn
-from ..tempering import PTState, ReplicaExchange
+from ..tempering import PTState, ReplicaExchange, restart_counts
 from .step_size import dual_averaging_warmup
 
 __all__ = ["pt_adapt"]
+
+#: Starts of the mode search behind the default start (:func:`gibbsebm.find_modes`'s default;
+#: its saturation rounds add more while some basin was reached by a single start).
+MODE_SEARCH_STARTS = 256
+
+
+def _start_at_modes(
+    rx: ReplicaExchange, generator: torch.Generator | None, state: PTState
+) -> tuple[PTState, dict]:
+    """Chains restarted at the modes :func:`gibbsebm.find_modes` finds, in proportion to their
+    local masses (:func:`gibbsebm.modes.initial_positions`); every replica of a chain starts
+    at the chain's point. Returns the new state and the search's summary (plain data); when
+    the search fails (no finite mode) the given start is kept and the summary says why."""
+    from ...modes import find_modes, initial_positions
+
+    c = state.position.shape[0]
+    try:
+        search = find_modes(rx.target, num_starts=MODE_SEARCH_STARTS, generator=generator)
+    except (ValueError, RuntimeError) as err:  # torch.linalg errors are RuntimeErrors
+        return state, {"num_modes": 0, "error": f"{type(err).__name__}: {err}"}
+    pos = initial_positions(rx.target, c, generator=generator, search=search)
+    pos = pos.to(dtype=state.position.dtype, device=state.position.device)
+    summary = search.describe()
+    summary["allocation"] = "local mass"
+    return rx.spec.init(pos), summary
 
 
 def pt_adapt(rx: ReplicaExchange) -> Callable[..., tuple[PTState, dict, dict]]:
@@ -37,21 +62,24 @@ def pt_adapt(rx: ReplicaExchange) -> Callable[..., tuple[PTState, dict, dict]]:
         params: dict,
         callback: Callable | None = None,
     ) -> tuple[PTState, dict, dict]:
-        """Inner warmup (first half), then PT steps with per-temperature step sizes."""
+        """Mode start (optional), inner warmup (first half), then PT steps with
+        per-temperature step sizes."""
         params = dict(params)
         adapt_info: dict = {"betas": ladder_b}
+        if rx.init_from_modes:
+            state, adapt_info["modes"] = _start_at_modes(rx, generator, state)
         n1 = num_warmup // 2 if inner.adapt is not None else 0
         if n1 > 0:
 
             def cb(i: int, st: Any, inf: Any) -> None:
                 if callback is not None:
-                    callback(i, wrap(st, state.swap_parity), inf)
+                    callback(i, wrap(st, state.swap_parity, state.record), inf)
 
             inner_state, params, inner_adapt_info = inner.adapt(
                 generator, state.inner, ld_flat, n1, params, cb
             )
             adapt_info["inner"] = inner_adapt_info
-            state = wrap(inner_state, state.swap_parity)
+            state = wrap(inner_state, state.swap_parity, state.record)
         c = state.position.shape[0]
         tune = (
             rx.per_beta_step_size
@@ -63,7 +91,7 @@ def pt_adapt(rx: ReplicaExchange) -> Callable[..., tuple[PTState, dict, dict]]:
                 state, info = step(generator, state, None, **params)
                 if callback is not None:
                     callback(i, state, info)
-            return state, params, adapt_info
+            return restart_counts(state), params, adapt_info
         if params.get("trajectory_length") is not None:
             # hmc: a trajectory length T needs one step size; with one step size per
             # temperature the number of leapfrog steps n = ceil(T / eps) is fixed instead
@@ -91,6 +119,6 @@ def pt_adapt(rx: ReplicaExchange) -> Callable[..., tuple[PTState, dict, dict]]:
         if num_warmup > n1:
             params["step_size"] = per_beta.repeat(c)
             adapt_info["step_size_per_beta"] = per_beta
-        return state, params, adapt_info
+        return restart_counts(state), params, adapt_info
 
     return adapt
