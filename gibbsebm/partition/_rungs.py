@@ -34,6 +34,8 @@ __all__ = [
     "pt_rungs",
     "stitch_rungs",
     "NUM_JACKKNIFE_GROUPS",
+    "COLD_START_S",
+    "phase_checks",
 ]
 
 #: Groups of chains for jackknife standard errors (delete-one-group jackknife; each group's
@@ -151,11 +153,18 @@ def sequential_rungs(
     draws: int,
     bar: Any = None,
     hysteresis: bool = False,
+    cold_start: float | None = None,
 ) -> RungData:
     """Move ``num_chains`` chains up the ladder ``s``; ``burn`` kernel steps then ``draws``
     recorded steps at every rung ``k >= 1``. With ``hysteresis``, the chains then walk back
     down the ladder (same protocol) and ``.down`` holds that pass: chains that lag behind
-    the ladder bias the two passes in opposite directions."""
+    the ladder bias the two passes in opposite directions.
+
+    With ``cold_start = S > 1`` (finite supports only, where :math:`\\pi_S` is the target at
+    ``S`` times its beta), the chains are first quenched: ``burn + draws`` steps at ``s = S``,
+    then as many at ``s = 1``, before the down pass. The down pass is then a heating run
+    from the cold phase, so a phase the up pass never entered (a first-order transition
+    whose metastable branch the chains followed) shows as a disagreement of the passes."""
     s_vals = [float(v) for v in s.tolist()]
     r = len(s_vals) - 1
     z = path.sample_base(num_chains, generator)
@@ -174,16 +183,31 @@ def sequential_rungs(
         "burn_per_rung": burn,
         "draws_per_rung": draws,
         "num_chains": num_chains,
+        "linear_in_s": path.kind == "geometric",
     }
     out = RungData(s.to("cpu", torch.float64), first, first_se, first_ess, fwd, bwd, der, info)
     if hysteresis:
+        if cold_start is not None and cold_start > 1.0:
+            z = _quench(trans, z, generator, cold_start, burn + draws)
         # the same chains walk back down: their lag has the opposite sign
         f_d, b_d, d_d, _ = _sweep(
             path, trans, s_vals, range(r, 0, -1), z, generator, burn=burn, draws=draws, bar=bar
         )
         out.down = RungData(out.s, first, first_se, first_ess, f_d, b_d, d_d, dict(info))
         out.info["passes"] = "up and down"
+        if cold_start is not None and cold_start > 1.0:
+            out.info["passes"] = f"up, quench at s={cold_start:g}, down (heating from cold)"
     return out
+
+
+def _quench(trans: Any, z: torch.Tensor, generator: torch.Generator, s_cold: float, n: int) -> Any:
+    """``n`` kernel steps at ``s_cold``, then ``n`` at ``s = 1``; returns the positions."""
+    for s_val in (s_cold, 1.0):
+        state = trans.init(z, s_val)
+        for _ in range(n):
+            state, _ = trans.step(generator, state, s_val)
+        z = state.position
+    return z
 
 
 def pt_rungs(dist: Any, samples: Any, first: tuple[float, float, float]) -> RungData:
@@ -243,7 +267,13 @@ def pt_rungs(dist: Any, samples: Any, first: tuple[float, float, float]) -> Rung
         else:
             raise ValueError("PT draws of a latent= energy are not supported; use draws=None")
     s = torch.cat([torch.zeros(1, dtype=torch.float64), betas.cpu() / beta])
-    info = {"draws_from": "parallel tempering (Samples.extra)", "num_chains": c, "draws": d}
+    info = {
+        "draws_from": "parallel tempering (Samples.extra)",
+        "num_chains": c,
+        "draws": d,
+        "linear_in_s": getattr(dist.energy, "tempered_energy", None) is None
+        and dist.latent is None,
+    }
     return RungData(s, first[0], first[1], first[2], fwd, bwd, der, info)
 
 
@@ -252,6 +282,12 @@ def pt_rungs(dist: Any, samples: Any, first: tuple[float, float, float]) -> Rung
 #: by one conditional-ESS step of 1 %) relax; four recorded draws per chain and rung.
 DEFAULT_BURN, DEFAULT_DRAWS = 4, 4
 DEFAULT_LADDER_CHAINS = 128
+#: Cold start of the down pass on finite supports: the chains are quenched at ``s = 4``
+#: (four times the target's beta) before they heat back down the ladder. A first-order
+#: transition between the base and the target shows as up/down hysteresis only when the two
+#: passes start in different phases; four times beta puts the energy term well above the
+#: entropy term (the free-energy barrier of a mean-field model scales like 1/beta).
+COLD_START_S = 16.0
 
 
 class LadderPlan(LogZPlan):
@@ -290,7 +326,7 @@ class LadderPlan(LogZPlan):
         cess: float | None = None,
         hysteresis: bool = True,
     ) -> None:
-        from ._common import EvalCounter, make_base
+        from ._common import EvalCounter, UniformBase, make_base
         from ._transitions import make_transition
         from .ais import PILOT_CESS, PILOT_NUM_CHAINS, _resample_schedule, pilot_schedule
 
@@ -358,6 +394,8 @@ class LadderPlan(LogZPlan):
             s = _resample_schedule(s, 2)
         self.schedule = s
         self.burn, self.draws, self.hysteresis = burn, draws, bool(hysteresis)
+        # the cold start needs pi_s proper for s > 1: true on a finite support (uniform base)
+        self.cold_start = COLD_START_S if isinstance(q, UniformBase) else None
         self.num_items = num_chains
         self.steps_per_item = (2 if self.hysteresis else 1) * (s.numel() - 1)
         self.setup_evals = self.counter.n
@@ -412,6 +450,7 @@ class LadderPlan(LogZPlan):
             draws=self.draws,
             bar=bar,
             hysteresis=self.hysteresis,
+            cold_start=self.cold_start,
         )
         bar.close()
         cpu = torch.device("cpu")
@@ -544,3 +583,149 @@ def jackknife_stderr(fn: Any, num_chains: int) -> tuple[float, list[float]]:
     t = torch.tensor(vals, dtype=torch.float64)
     g = len(groups)
     return float(math.sqrt((g - 1) / g * ((t - t.mean()) ** 2).sum())), vals
+
+
+#: Thresholds of :func:`phase_checks` (a first-order transition along the ladder).
+#:
+#: * ``separation_sd``: the up (hot-start) and down (cold-start) passes put the integrand at
+#:   one rung more than 2 pooled standard deviations of the draws apart. Chains that lag
+#:   behind the ladder shift a pass's mean by a fraction of its spread; chains in two
+#:   different phases (a metastable branch followed through a first-order transition) sit
+#:   whole distributions apart. The difference must also exceed 4 standard errors (chain
+#:   means; a false alarm under 1 in 10^4 per rung).
+#: * ``split_rhat``: within one pass, the chains at a rung disagree: the potential scale
+#:   reduction of the integrand across chains (Gelman & Rubin 1992) exceeds 3. Chains that
+#:   are correlated within a rung but share one basin give at most about
+#:   :math:`\\sqrt{(D-1)/D + \\tau}` with :math:`\\tau` the integrated autocorrelation over the
+#:   ``D`` draws (below 2.2 for the defaults, D = 4 draws after 4 burn-in steps); chains split
+#:   between basins separated by ``g`` spreads give about ``g/2``.
+#: * ``heat_capacity_ratio``: thermodynamic consistency between neighbouring rungs. On a path
+#:   whose log-density is linear in ``s`` (the geometric path, or the temperature path of an
+#:   energy linear in beta) the TI integrand :math:`m(s)` has :math:`m'(s) = \\mathrm{Var}_s`
+#:   (the heat capacity), so the rise between rungs ``k, k+1`` should be the trapezoid of the
+#:   rungs' variances. A rise 3 times larger (and 4 standard errors above it) means the
+#:   variance peaks between the rungs: a heat-capacity spike the ladder does not resolve. The
+#:   integrand is then monotone, so the interval's quadrature error is bounded by
+#:   :math:`\\Delta s\\,(m_{k+1} - m_k)/2`; that bound is added to the standard error.
+PHASE_THRESHOLDS: dict[str, float] = {
+    "separation_sd": 2.0,
+    "separation_z": 4.0,
+    "split_rhat": 3.0,
+    "heat_capacity_ratio": 3.0,
+    "heat_capacity_z": 4.0,
+}
+
+
+def _rhat(x: torch.Tensor) -> float:
+    """Potential scale reduction of ``x`` shaped ``(C, D)`` (not split; inf for frozen chains
+    that disagree, 1 for identical constant chains)."""
+    d = x.shape[1]
+    w = float(x.var(1).mean())
+    b = float(x.mean(1).var())
+    if w <= 0.0:
+        return 1.0 if b <= 0.0 else math.inf
+    return math.sqrt(((d - 1) / d * w + b) / w)
+
+
+def phase_checks(rungs: RungData) -> tuple[dict[str, Any], list[str], float]:
+    """Checks of the ladder for a phase transition (mode switching along the path).
+
+    Reads the TI integrand's draws ``deriv`` of both passes (see :data:`PHASE_THRESHOLDS`):
+    up/down separation (hysteresis between a hot start and a cold start), chains split
+    between basins at one rung (per-rung R-hat across chains), and an unresolved heat-
+    capacity spike between neighbouring rungs.
+
+    Parameters
+    ----------
+    rungs : RungData
+        The ladder's draws, with ``.down`` when the chains also walked down.
+
+    Returns
+    -------
+    diagnostics : dict
+        ``rung_rhat`` (per rung, up pass), ``rung_separation_sd`` (per rung, up vs down),
+        ``heat_capacity_rise_ratio`` (per interval), ``unresolved_quadrature_bound``.
+    problems : list of str
+        Findings that make the estimate untrusted.
+    extra_stderr : float
+        A systematic term to add (in quadrature) to the standard error: the monotone
+        quadrature bound of the intervals with an unresolved spike.
+    """
+    th = PHASE_THRESHOLDS
+    r = rungs.num_rungs
+    s = rungs.s[1:]
+    passes = [rungs] + ([rungs.down] if rungs.down is not None else [])
+    problems: list[str] = []
+    c = rungs.num_chains
+    # (b) chains split between basins at a rung, in either pass
+    rhats = [[_rhat(p.deriv[k]) for k in range(1, r + 1)] for p in passes]
+    split = [k for k in range(r) if max(rh[k] for rh in rhats) > th["split_rhat"]]
+    if split:
+        worst = max(max(rh[k] for rh in rhats) for k in split)
+        problems.append(
+            f"chains split between basins at {len(split)} of {r} rungs (s = "
+            f"{float(s[split[0]]):.3g} to {float(s[split[-1]]):.3g}; energy R-hat across "
+            f"chains up to {worst:.3g} > {th['split_rhat']:g}): a phase transition or modes "
+            "the chains do not cross; the estimate rests on chains that did not mix"
+        )
+    # (a) hot-start (up) and cold-start (down) passes in different distributions
+    sep: list[float] = []
+    if rungs.down is not None:
+        bad = []
+        for k in range(1, r + 1):
+            u, dn = rungs.deriv[k], rungs.down.deriv[k]
+            diff = abs(float(u.mean() - dn.mean()))
+            sd = math.sqrt(0.5 * (float(u.var()) + float(dn.var())))
+            se = math.sqrt(float(u.mean(1).var() + dn.mean(1).var()) / c)
+            ratio = diff / sd if sd > 0 else (math.inf if diff > 0 else 0.0)
+            sep.append(ratio)
+            z = diff / se if se > 0 else (math.inf if diff > 0 else 0.0)
+            if ratio > th["separation_sd"] and z > th["separation_z"]:
+                bad.append(k - 1)
+        if bad:
+            problems.append(
+                f"the up pass (hot start) and down pass (cold start) disagree at {len(bad)} "
+                f"of {r} rungs (s = {float(s[bad[0]]):.3g} to {float(s[bad[-1]]):.3g}; "
+                f"separation up to {max(sep):.3g} sd of the draws): hysteresis of a "
+                "first-order phase transition along the ladder; the chains of one pass "
+                "followed a metastable branch"
+            )
+    # (c) unresolved heat-capacity spike between neighbouring rungs
+    ratios: list[float] = []
+    bound = 0.0
+    if rungs.info.get("linear_in_s", False) and r > 1:
+        means = torch.stack(
+            [torch.cat([p.deriv[k] for p in passes], 1).mean() for k in range(1, r + 1)]
+        )
+        var = torch.stack(
+            [torch.cat([p.deriv[k] for p in passes], 1).var() for k in range(1, r + 1)]
+        )
+        cm = [torch.cat([p.deriv[k].mean(1) for p in passes]) for k in range(1, r + 1)]
+        bad = []
+        for k in range(r - 1):
+            ds = float(s[k + 1] - s[k])
+            rise = float(means[k + 1] - means[k])
+            pred = ds * 0.5 * float(var[k] + var[k + 1])
+            se = math.sqrt(float(cm[k].var() / cm[k].numel() + cm[k + 1].var() / cm[k + 1].numel()))
+            ratio = rise / pred if pred > 0 else (math.inf if rise > 0 else 0.0)
+            ratios.append(ratio)
+            if ratio > th["heat_capacity_ratio"] and rise - pred > th["heat_capacity_z"] * se:
+                bad.append(k)
+                bound += 0.5 * ds * rise
+        if bad:
+            problems.append(
+                f"the integrand rises {max(ratios[k] for k in bad):.3g} times more between "
+                f"rungs than their heat capacity explains at {len(bad)} interval(s) (s = "
+                f"{float(s[bad[0]]):.3g} to {float(s[bad[-1] + 1]):.3g}): a heat-capacity spike "
+                "the ladder does not resolve (a phase transition); the monotone quadrature "
+                f"bound {bound:.3g} nat is added to the stderr; use more rungs"
+            )
+    diag = {
+        "rung_rhat": rhats[0],
+        "rung_separation_sd": sep,
+        "heat_capacity_rise_ratio": ratios,
+        "unresolved_quadrature_bound": bound,
+    }
+    if len(rhats) > 1:
+        diag["rung_rhat_down"] = rhats[1]
+    return diag, problems, bound

@@ -24,7 +24,7 @@ import torch
 
 from ..distribution import Gibbs
 from ..runtime.plan import run_here
-from ._rungs import LadderPlan, RungData, jackknife_stderr
+from ._rungs import LadderPlan, RungData, jackknife_stderr, phase_checks
 from ._stats import weight_ess
 from .result import LogZEstimate
 
@@ -105,7 +105,9 @@ def bridge_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
 
     With a down pass (``rungs.down``), each pair's draws pool both passes, and half the
     difference between the up-only and down-only chains (the hysteresis) enters the
-    standard error as a systematic term.
+    standard error as a systematic term. The ladder is checked for a phase transition
+    (:func:`~gibbsebm.partition._rungs.phase_checks`); the bridge needs no quadrature, so
+    only the flags apply (an unresolved spike shows as poor overlap of the pair).
     """
     r = rungs.num_rungs
     c = rungs.num_chains
@@ -121,8 +123,8 @@ def bridge_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
         diag_h = {"total_up": up, "total_down": down, "hysteresis": hyst}
     overlap = [min(weight_ess(rungs.fwd[k]), weight_ess(rungs.bwd[k + 1])) for k in range(1, r)]
     log_z = rungs.first_log_z + chain_sum
+    phase_diag, extra, _ = phase_checks(rungs)
     se = math.sqrt(rungs.first_stderr**2 + jk_se**2 + hyst**2)
-    extra = []
     n_draws = rungs.fwd[1].numel() if r > 1 else 0
     if overlap and min(overlap) < 10:
         extra.append(
@@ -134,6 +136,7 @@ def bridge_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
         "pair_min_ess": overlap,
         "jackknife_stderr": jk_se,
         **diag_h,
+        "phase": phase_diag,
         "first_interval_log_z": rungs.first_log_z,
         "first_interval_stderr": rungs.first_stderr,
         "ess": rungs.first_ess,

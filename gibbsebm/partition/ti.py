@@ -21,7 +21,7 @@ import torch
 
 from ..distribution import Gibbs
 from ..runtime.plan import run_here
-from ._rungs import LadderPlan, RungData
+from ._rungs import LadderPlan, RungData, phase_checks
 from .result import LogZEstimate
 
 __all__ = ["ti_log_partition", "TIPlan", "ti_from_rungs"]
@@ -45,7 +45,10 @@ def ti_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
 
     With a down pass (``rungs.down``), the up and down integrals are averaged per chain and
     half their difference (the hysteresis, the first-order effect of chains lagging behind
-    the ladder) enters the standard error as a systematic term.
+    the ladder) enters the standard error as a systematic term. The ladder is checked for a
+    phase transition (:func:`~gibbsebm.partition._rungs.phase_checks`): passes in different
+    phases, chains split between basins and an unresolved heat-capacity spike make the
+    estimate untrusted, and the spike's monotone quadrature bound is added to the stderr.
     """
     r = rungs.num_rungs
     s = rungs.s[1:]  # rungs 1..R
@@ -68,7 +71,8 @@ def ti_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
     coarse = float(_trapezoid(s[coarse_idx], m.mean(0)[coarse_idx]))
     quad_err = abs(integral - coarse) / 3.0
     log_z = rungs.first_log_z + integral
-    se = math.sqrt(rungs.first_stderr**2 + mc_se**2 + quad_err**2 + hyst**2)
+    phase_diag, phase_problems, phase_extra = phase_checks(rungs)
+    se = math.sqrt(rungs.first_stderr**2 + mc_se**2 + quad_err**2 + hyst**2 + phase_extra**2)
     diag = {
         "integral": integral,
         "mc_stderr": math.sqrt(mc_se**2 + rungs.first_stderr**2),
@@ -81,6 +85,8 @@ def ti_from_rungs(rungs: RungData) -> tuple[float, float, dict[str, Any]]:
         "rung_mean": m.mean(0).tolist(),
         "rung_mcse": (m.std(0) / math.sqrt(c)).tolist(),
         "num_rungs": r,
+        "phase": phase_diag,
+        "extra_problems": phase_problems,
         **rungs.info,
     }
     return log_z, se, diag
