@@ -58,7 +58,7 @@ class Samples:
     sites : dict of str to Tensor, optional
         For a Pyro model: each latent site's draws in its constrained space,
         ``(num_chains, num_samples, *site_shape)`` (``draws`` holds the unconstrained vector).
-        Not saved by :meth:`save`.
+        Saved by :meth:`save` and joined by :meth:`concatenate` (shards) like ``draws``.
     """
 
     draws: torch.Tensor
@@ -179,6 +179,11 @@ class Samples:
                 "attrs": _options_json(self.attrs),
             },
             "adaptation": _tensor_or_json(self.adaptation),
+            "sites": (
+                None
+                if self.sites is None
+                else {str(k): v.detach().cpu() for k, v in self.sites.items()}
+            ),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -223,6 +228,7 @@ class Samples:
             event_shape=tuple(m["event_shape"]),
             adaptation=payload["adaptation"],
             attrs=m["attrs"],
+            sites=None if payload.get("sites") is None else dict(payload["sites"]),
         )
 
     @classmethod
@@ -248,6 +254,10 @@ class Samples:
                 )
             if set(p.stats) != set(first.stats) or set(p.extra) != set(first.extra):
                 raise ValueError("the parts record different statistics")
+            if (p.sites is None) != (first.sites is None) or (
+                p.sites is not None and set(p.sites) != set(first.sites)
+            ):
+                raise ValueError("the parts record different Pyro sites")
         return cls(
             draws=torch.cat([p.draws for p in parts], 0),
             stats={k: torch.cat([p.stats[k] for p in parts], 0) for k in first.stats},
@@ -261,6 +271,11 @@ class Samples:
             event_shape=first.event_shape,
             adaptation={"shards": [p.adaptation for p in parts]},
             attrs={**first.attrs, "shard_seeds": [p.seed for p in parts]},
+            sites=(
+                None
+                if first.sites is None
+                else {k: torch.cat([p.sites[k] for p in parts], 0) for k in first.sites}
+            ),
         )
 
 
