@@ -130,7 +130,7 @@ class Samples:
 
         return arviz_summary(self, var_name=var_name, **kwargs)
 
-    def diagnose(self, num_superchains: int | None = None) -> list:
+    def diagnose(self, num_superchains: int | str | None = "auto") -> list:
         """Stan-style convergence checks of this run; the failed ones as data.
 
         R-hat > 1.01, bulk or tail ESS < 100 per chain up to 4 chains, divergences, tree-depth
@@ -141,17 +141,26 @@ class Samples:
 
         Parameters
         ----------
-        num_superchains : int, optional
-            For many short chains: check nested R-hat with this many superchains of
-            consecutive chains (each started from one point) instead of split R-hat.
+        num_superchains : int, "auto" or None
+            ``"auto"`` (default): for many short chains (at least 64 chains of fewer than 200
+            draws) nested R-hat over superchains of consecutive chains replaces split R-hat,
+            which fails on short chains of correct samplers; the rule and the number of
+            superchains are `gibbsebm.diagnostics.default_superchains`. An int forces nested
+            R-hat with that many superchains; ``None`` forces split R-hat.
 
         Returns
         -------
         list of gibbsebm.diagnostics.Problem
             Empty when every check passes; ``[p.to_dict() for p in ...]`` gives plain data.
         """
-        from .diagnostics import check
+        from .diagnostics import check, default_superchains
 
+        if isinstance(num_superchains, str):
+            if num_superchains != "auto":
+                raise ValueError(
+                    f"num_superchains must be an int, 'auto' or None, got {num_superchains!r}"
+                )
+            num_superchains = default_superchains(self.num_chains, self.num_samples)
         return check(
             self.draws,
             self.stats,
