@@ -506,6 +506,7 @@ def _samples_to(s: Samples, device: torch.device) -> Samples:
         stats=map_tensors(s.stats, move),
         extra=map_tensors(s.extra, move),
         adaptation=map_tensors(s.adaptation, move),
+        sites=None if s.sites is None else map_tensors(s.sites, move),
     )
 
 

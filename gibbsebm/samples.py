@@ -58,7 +58,7 @@ class Samples:
     sites : dict of str to Tensor, optional
         For a Pyro model: each latent site's draws in its constrained space,
         ``(num_chains, num_samples, *site_shape)`` (``draws`` holds the unconstrained vector).
-        Not saved by :meth:`save`.
+        Saved by :meth:`save` and joined by :meth:`concatenate` (shards) like ``draws``.
     """
 
     draws: torch.Tensor
@@ -130,7 +130,7 @@ class Samples:
 
         return arviz_summary(self, var_name=var_name, **kwargs)
 
-    def diagnose(self, num_superchains: int | None = None) -> list:
+    def diagnose(self, num_superchains: int | str | None = "auto") -> list:
         """Stan-style convergence checks of this run; the failed ones as data.
 
         R-hat > 1.01, bulk or tail ESS < 100 per chain up to 4 chains, divergences, tree-depth
@@ -141,17 +141,26 @@ class Samples:
 
         Parameters
         ----------
-        num_superchains : int, optional
-            For many short chains: check nested R-hat with this many superchains of
-            consecutive chains (each started from one point) instead of split R-hat.
+        num_superchains : int, "auto" or None
+            ``"auto"`` (default): for many short chains (at least 64 chains of fewer than 200
+            draws) nested R-hat over superchains of consecutive chains replaces split R-hat,
+            which fails on short chains of correct samplers; the rule and the number of
+            superchains are `gibbsebm.diagnostics.default_superchains`. An int forces nested
+            R-hat with that many superchains; ``None`` forces split R-hat.
 
         Returns
         -------
         list of gibbsebm.diagnostics.Problem
             Empty when every check passes; ``[p.to_dict() for p in ...]`` gives plain data.
         """
-        from .diagnostics import check
+        from .diagnostics import check, default_superchains
 
+        if isinstance(num_superchains, str):
+            if num_superchains != "auto":
+                raise ValueError(
+                    f"num_superchains must be an int, 'auto' or None, got {num_superchains!r}"
+                )
+            num_superchains = default_superchains(self.num_chains, self.num_samples)
         return check(
             self.draws,
             self.stats,
@@ -179,6 +188,11 @@ class Samples:
                 "attrs": _options_json(self.attrs),
             },
             "adaptation": _tensor_or_json(self.adaptation),
+            "sites": (
+                None
+                if self.sites is None
+                else {str(k): v.detach().cpu() for k, v in self.sites.items()}
+            ),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -223,6 +237,7 @@ class Samples:
             event_shape=tuple(m["event_shape"]),
             adaptation=payload["adaptation"],
             attrs=m["attrs"],
+            sites=None if payload.get("sites") is None else dict(payload["sites"]),
         )
 
     @classmethod
@@ -248,6 +263,10 @@ class Samples:
                 )
             if set(p.stats) != set(first.stats) or set(p.extra) != set(first.extra):
                 raise ValueError("the parts record different statistics")
+            if (p.sites is None) != (first.sites is None) or (
+                p.sites is not None and set(p.sites) != set(first.sites)
+            ):
+                raise ValueError("the parts record different Pyro sites")
         return cls(
             draws=torch.cat([p.draws for p in parts], 0),
             stats={k: torch.cat([p.stats[k] for p in parts], 0) for k in first.stats},
@@ -261,6 +280,11 @@ class Samples:
             event_shape=first.event_shape,
             adaptation={"shards": [p.adaptation for p in parts]},
             attrs={**first.attrs, "shard_seeds": [p.seed for p in parts]},
+            sites=(
+                None
+                if first.sites is None
+                else {k: torch.cat([p.sites[k] for p in parts], 0) for k in first.sites}
+            ),
         )
 
 

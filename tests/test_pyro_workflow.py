@@ -339,3 +339,43 @@ def test_ising_coupling_posterior_under_nuts_matches_the_exact_grid():
     w_wrong = torch.softmax(logpost + 4 * logz, 0)
     m_wrong = float((w_wrong * grid).sum())
     assert abs(draws.mean() - m_wrong) / (draws.std() / math.sqrt(ess)) > 5
+
+
+def test_sites_survive_shards_and_save_load(tmp_path):
+    """Samples.sites is merged across shards like draws and kept by save/load."""
+    from gibbsebm.executors import LocalExecutor
+    from gibbsebm.interop.pyro import PyroModelPotential
+    from gibbsebm.run import SamplePlan
+    from gibbsebm.samples import Samples
+
+    data = torch.linspace(-1, 2, 10, dtype=DT)
+    opts = dict(model_args=(data,), num_chains=6, num_samples=5, num_warmup=5, seed=3,
+                progress=False, warn=False)  # fmt: skip
+    sharded = gibbsebm.sample(_conjugate, "hmc", executor=LocalExecutor(num_shards=2), **opts)
+    assert sharded.attrs.get("num_shards", 2) == 2
+    pot = PyroModelPotential(_conjugate, (data,))
+    for k, v in pot.constrain(sharded.draws).items():
+        torch.testing.assert_close(sharded.sites[k], v, rtol=0, atol=0)
+    # the merge of shards that carry sites concatenates them (the chain dimension)
+    plan = SamplePlan(pot.as_gibbs(), "hmc", num_chains=6, num_samples=5, num_warmup=5, thin=1,
+                      seed=3, init=None, kernel_options={})  # fmt: skip
+    parts = []
+    for shard in plan.shards(2):
+        r = plan.run_shard(shard, progress=False)
+        parts.append(Samples(**{**r.__dict__, "sites": pot.constrain(r.draws)}))
+    merged = plan.merge(parts, run_info={"num_shards": 2})
+    for k in pot.site_names:
+        torch.testing.assert_close(merged.sites[k], torch.cat([p.sites[k] for p in parts], 0))
+        torch.testing.assert_close(merged.sites[k], sharded.sites[k], rtol=0, atol=0)
+    # save / load round trip keeps every site, bit for bit
+    path = tmp_path / "s.pt"
+    sharded.save(path)
+    back = Samples.load(path)
+    assert set(back.sites) == {"mu", "s"}
+    for k in back.sites:
+        torch.testing.assert_close(back.sites[k], sharded.sites[k], rtol=0, atol=0)
+    # negative control: a run without sites loads without them
+    unsharded = gibbsebm.sample(pot.as_gibbs(), "hmc", **{k: v for k, v in opts.items()
+                                                          if k != "model_args"})  # fmt: skip
+    unsharded.save(tmp_path / "u.pt")
+    assert Samples.load(tmp_path / "u.pt").sites is None

@@ -97,3 +97,48 @@ def test_sharded_run_warns_once(device):
             executor=gibbsebm.LocalExecutor(num_shards=2),
         )
     assert len(rec) == 1 and s.num_chains == 4
+
+
+@pytest.fixture
+def one_thread():
+    """512 chains in torch's intra-op threads oversubscribe a small machine (14 s, not 0.5 s)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_many_short_chains_of_a_correct_sampler_are_silent(device, seed, one_thread):
+    """512 chains x 50 draws of MALA on a Gaussian: the chains are stationary but shorter than
+    a few autocorrelation times, so split R-hat exceeds 1.01 (about 1.04); the default check
+    uses nested R-hat for many short chains (`diagnostics.default_superchains`) and is silent."""
+    d = gibbsebm.Gibbs(Gaussian(torch.zeros(4, device=device)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = gibbsebm.sample(
+            d, "mala", num_chains=512, num_samples=50, num_warmup=100, seed=seed, progress=False
+        )
+    assert s.diagnose() == []
+    # negative control: the split R-hat rule flags this good run
+    assert "rhat" in {p.check for p in s.diagnose(num_superchains=None)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_many_short_chains_stuck_in_two_modes_warn(device, seed, one_thread):
+    g = torch.Generator().manual_seed(seed)
+    init = torch.where(torch.rand(512, generator=g) < 0.5, -8.0, 8.0)[:, None].to(device)
+    with pytest.warns(gibbsebm.SamplingWarning, match="nested R-hat") as rec:
+        s = gibbsebm.sample(
+            _mixture(device),
+            "mala",
+            num_chains=512,
+            num_samples=50,
+            num_warmup=100,
+            init=init,
+            seed=seed,
+            progress=False,
+        )
+    assert len(rec) == 1
+    checks = {p.check: p for p in s.diagnose()}
+    assert "nested_rhat" in checks and "rhat" not in checks
