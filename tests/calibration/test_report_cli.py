@@ -484,3 +484,68 @@ def test_bad_inputs_are_one_line_errors_naming_file_and_shape(tmp_path, capsys):
         with pytest.raises(CalibrationInputError) as info:
             run_calibrate(_parse(["calibrate", *argv, "--output-dir", str(out)]))
         assert info.value.path is not None and Path(info.value.path).name in err
+
+
+# ------------------------------------------------------------------ verdict, style, counts
+def test_verdict_opens_the_report_with_paired_intervals(crossfit_report):
+    rep = crossfit_report
+    v = rep.data["verdict"]
+    html = rep.html_path.read_text()
+    md = rep.markdown_path.read_text()
+    # first thing after the title, in both renderings
+    assert html.index('id="verdict"') < html.index("<h2>Data</h2>")
+    assert md.splitlines()[2].startswith("**Verdict.**")
+    assert v["best"] in rep.systems and v["ranking_by_nll"][0] == v["best"]
+    # point differences are exactly the differences of the metrics in the tables
+    for s, r in rep.systems.items():
+        d = v["comparisons"][f"{s}: fitted beta vs beta = 1"]
+        assert d["nll"]["value"] == pytest.approx(r.after["nll"].value - r.before["nll"].value)
+        assert d["ece"]["value"] == pytest.approx(r.after["ece"].value - r.before["ece"].value)
+        assert d["nll"]["ci_low"] <= d["nll"]["value"] <= d["nll"]["ci_high"]
+    # 'over' is 3x overconfident: fitting beta must be a clear improvement on both metrics
+    d = v["comparisons"]["over: fitted beta vs beta = 1"]
+    assert d["nll"]["ci_high"] < 0 and d["ece"]["ci_high"] < 0
+    assert "95% paired bootstrap CI" in v["text"]
+
+
+def test_verdict_says_not_distinguishable_for_a_calibrated_system(tmp_path, no_rendering):
+    # energies that are exactly calibrated at beta = 1: the fitted beta cannot be told apart
+    g = torch.Generator().manual_seed(11)
+    e = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    y = torch.multinomial(torch.softmax(-e, 1), 1, generator=g).squeeze(1)
+    rep = report(e, y, output_dir=tmp_path / "r", n_bootstrap=200, n_folds=3)
+    v = rep.data["verdict"]
+    d = v["comparisons"][f"{v['best']}: fitted beta vs beta = 1"]["nll"]
+    assert d["ci_low"] < 0 < d["ci_high"]
+    assert "cannot be told apart" in v["text"] and "not distinguishable" in v["text"]
+    # negative control: the same labels with energies 4x too sharp are clearly improved
+    rep = report(4 * e, y, output_dir=tmp_path / "s", n_bootstrap=200, n_folds=3)
+    assert "is better than the raw energies" in rep.data["verdict"]["text"]
+    assert "not distinguishable" not in rep.data["verdict"]["text"]
+
+
+def test_report_inlines_the_packaged_style_sheet(crossfit_report):
+    from gibbsebm.calibration._page import css
+
+    html = crossfit_report.html_path.read_text()
+    sheet = css()
+    assert "@media print" in sheet and "overflow-x:auto" in sheet
+    assert sheet in html and 'name="viewport"' in html
+    assert html.count('<div class="table-wrap">') == html.count("<table>")
+
+
+def test_reliability_diagram_shows_per_bin_counts_and_keeps_legends_off_the_bars():
+    from gibbsebm.calibration import expected_calibration_error, plots
+
+    g = torch.Generator().manual_seed(3)
+    p = torch.softmax(3 * torch.randn(300, 3, generator=g, dtype=torch.float64), 1)
+    y = torch.multinomial(p, 1, generator=g).squeeze(1)
+    r = expected_calibration_error(p, y, n_bins=10, n_bootstrap=0)
+    fig = plots.reliability_diagram(r)
+    ax, counts = fig.axes[:2]
+    heights = [b.get_height() for b in counts.containers[0]]
+    assert heights == list(r.bins.counts)  # one count bar per bin, empty ones included
+    assert ax.get_legend() is None  # the legend sits under the count axes, outside the data
+    leg = counts.get_legend()
+    assert leg is not None and leg.get_bbox_to_anchor().y1 < counts.get_window_extent().y0 + 1
+    assert "ECE" in ax.get_title()
