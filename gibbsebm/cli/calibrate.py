@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # numpy is imported where it is used: ``--help`` does not nee
 
 __all__ = ["add_parser", "run_calibrate", "load_energies", "load_labels"]
 
-_REPORT_FILES = {"report.html", "report.json", "report.md", "report.css", "figures"}
+_REPORT_FILES = {"report.html", "report.json", "report.md", "figures"}
 _PREFIXES = ("energies", "fit_energies", "ood_energies")
 
 
