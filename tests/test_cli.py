@@ -505,3 +505,53 @@ def test_import_direction_of_the_command_line():
         bad = {m for m in _imports(path) if m == "gibbsebm.cli" or m.startswith("gibbsebm.cli.")}
         assert not bad, f"{path.relative_to(root)} imports the command line: {bad}"
     assert not {m for m in _imports(root / "interop" / "arviz.py") if m.startswith("gibbsebm.run")}
+
+
+def test_sample_prints_and_saves_the_warnings_once_and_writes_a_report(tmp_path, capsys):
+    from html import escape
+
+    """A deliberately short run fails the diagnostics: the CLI prints the warning lines on
+    stderr, saves them in summary.json and report.html/md, and gibbsebm.sample itself issues
+    no SamplingWarning (``filterwarnings = error`` would turn one into a failure here)."""
+    out = tmp_path / "short"
+    argv = ["sample", "--energy", "gaussian", "--param", "dim=3", "--method", "mala"]
+    argv += ["--num-chains", "4", "--num-samples", "60", "--num-warmup", "20", "--seed", "1"]
+    argv += ["--output-dir", str(out), "--no-progress"]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    problems = summary["problems"]
+    assert problems and {"check", "figure", "threshold", "message"} <= set(problems[0])
+    assert summary["warnings"] == [p["message"] for p in problems]
+    assert "sampling diagnostics found" in err
+    for p in problems:
+        assert err.count(p["message"]) == 1  # printed once
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert html.index('id="verdict"') < html.index("<h2>Warnings</h2>")
+    assert "Do not trust these draws" in html and "Do not trust these draws" in md
+    for p in problems:
+        assert escape(p["message"]) in html  # the same line, as text
+    assert "r_hat" in html and "ess_bulk" in html and "mcse_mean" in html
+    assert 'src="data:image/png;base64,' in html
+    for f in ("figures/trace.png", "figures/rank.png"):
+        assert (out / f).read_bytes().startswith(b"\x89PNG") and f in summary["files"]
+
+
+def test_run_report_of_a_good_run_says_so(tmp_path):
+    import torch
+
+    import gibbsebm
+    from gibbsebm.energies import Gaussian
+    from gibbsebm.workflow.run_report import worst_coordinates, write_run_report
+
+    torch.set_num_threads(1)
+    s = gibbsebm.sample(gibbsebm.Gibbs(Gaussian(torch.zeros(2))), "hmc", num_chains=4,
+                        num_samples=600, num_warmup=200, seed=0)  # fmt: skip
+    assert s.diagnose() == []  # a good run: no warning (and none raised above)
+    files = write_run_report(tmp_path, s, title="<b>good</b>", plots=False)
+    html = files["html"].read_text()
+    assert "passed every check" in html and "<b>good</b>" not in html
+    assert "None: every check passed." in files["markdown"].read_text()
+    recs = [{"r_hat": 1.0}, {"r_hat": float("nan")}, {"r_hat": 1.2}, {"r_hat": None}]
+    assert worst_coordinates(recs, 3) == [1, 3, 2]

@@ -16,6 +16,7 @@ from .metrics import MetricResult
 
 __all__ = [
     "reliability_diagram",
+    "reliability_legend",
     "confidence_histogram",
     "energy_probability_scatter",
     "risk_coverage_plot",
@@ -23,12 +24,26 @@ __all__ = [
     "pit_histogram",
     "metric_bars",
     "new_figure",
+    "legend_below",
     "figure_png",
 ]
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (4.2, 3.6)):
-    """A figure with a grid of axes (no pyplot); returns ``(fig, axes)`` with axes flattened."""
+def new_figure(
+    ncols: int = 1,
+    nrows: int = 1,
+    size: tuple[float, float] = (4.2, 3.6),
+    *,
+    bottom: float = 0.55,
+    top: float = 0.35,
+    height_ratios: list | None = None,
+    hspace: float = 0.4,
+):
+    """A figure with a grid of axes (no pyplot); returns ``(fig, axes)`` with axes flattened.
+
+    ``bottom`` and ``top`` are the margins in inches (room for legends placed outside the
+    axes, and for two-line titles); ``height_ratios`` sizes the rows.
+    """
     from matplotlib.figure import Figure
 
     w, h = size[0] * ncols, size[1] * nrows
@@ -37,13 +52,31 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (4.2,
     fig.subplots_adjust(
         left=0.75 / w,
         right=1 - 0.15 / w,
-        bottom=0.55 / h,
-        top=1 - 0.35 / h,
+        bottom=bottom / h,
+        top=1 - top / h,
         wspace=0.32,
-        hspace=0.4,
+        hspace=hspace,
     )
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    kw = {"gridspec_kw": {"height_ratios": height_ratios}} if height_ratios else {}
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw).ravel()
     return fig, axes
+
+
+def legend_below(ax, ncol: int = 2, **kw):
+    """A legend under the axes (below the x label): it never covers data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    return ax.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=ncol,
+        fontsize=7,
+        frameon=False,
+        **kw,
+    )
 
 
 def figure_png(fig, dpi: int = 100) -> bytes:
@@ -52,7 +85,8 @@ def figure_png(fig, dpi: int = 100) -> bytes:
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # "tight": legends placed outside the axes are inside the image, never cut off
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08)
     return buf.getvalue()
 
 
@@ -69,12 +103,21 @@ def _ax(ax):
     return ax.figure, ax
 
 
-def reliability_diagram(result: MetricResult, ax: Any = None, title: str | None = None):
+def reliability_diagram(
+    result: MetricResult,
+    ax: Any = None,
+    title: str | None = None,
+    counts_ax: Any = None,
+    legend: str = "below",
+):
     """Reliability diagram of a top-label :func:`expected_calibration_error` result.
 
     One bar per **non-empty** bin, spanning the bin, with height = accuracy in the bin; the
-    mean confidence of the bin is marked by a red tick and the gap shaded. Empty bins are
-    left blank (no bar, labelled "empty bins" in the legend), never drawn as accuracy 0.
+    mean confidence of the bin is marked by a red tick and the gap hatched. Empty bins are
+    shaded grey (no bar), never drawn as accuracy 0. The number of samples in each bin is
+    drawn as a count histogram in ``counts_ax`` under the diagram (created when ``ax`` is
+    ``None``), so a bin's weight in the ECE is visible next to its bar. The metric and its
+    interval go in the title and the legend outside the axes: nothing covers a bar.
 
     Parameters
     ----------
@@ -82,6 +125,11 @@ def reliability_diagram(result: MetricResult, ax: Any = None, title: str | None 
         From :func:`expected_calibration_error` (``result.bins`` shaped ``(M,)``).
     ax : matplotlib Axes, optional
     title : str, optional
+    counts_ax : matplotlib Axes, optional
+        Where to draw the per-bin counts (see :func:`confidence_histogram`).
+    legend : {"below", "none"}
+        ``"below"``: a legend under the axes (under ``counts_ax`` when given); ``"none"``:
+        none (the caller draws one for the figure, e.g. with :func:`reliability_legend`).
 
     Returns
     -------
@@ -95,7 +143,14 @@ def reliability_diagram(result: MetricResult, ax: Any = None, title: str | None 
     b = result.bins
     if b is None or b.counts.ndim != 1:
         raise ValueError("reliability_diagram needs a top-label binned result (bins shaped (M,))")
-    fig, ax = _ax(ax)
+    if legend not in ("below", "none"):
+        raise ValueError(f"legend must be 'below' or 'none', got {legend!r}")
+    if ax is None:
+        fig, axes = new_figure(
+            nrows=2, size=(4.2, 2.6), bottom=1.0, top=0.6, height_ratios=[3, 1], hspace=0.35
+        )
+        ax, counts_ax = axes
+    fig = ax.figure
     edges = b.edges
     left, width = edges[:-1], np.diff(edges)
     full = b.counts > 0
@@ -120,28 +175,72 @@ def reliability_diagram(result: MetricResult, ax: Any = None, title: str | None 
         # an empty bin has no accuracy: shade its column light grey, draw no bar
         for x0, w in zip(left[empty], width[empty]):
             ax.axvspan(x0, x0 + w, facecolor="0.93", edgecolor="none", zorder=0, gid="empty-bin")
+    _reliability_handles(ax, bool(empty.any()))
+    ax.plot([0, 1], [0, 1], ls="--", color="0.3", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    txt = f"{result.name.upper()} {result.value:.4f}"
+    if result.n_bootstrap and np.isfinite(result.ci_low):
+        txt += f" [{result.ci_low:.4f}, {result.ci_high:.4f}]"
+    if result.consistency:
+        txt += f"; calibrated: {result.consistency['mean']:.4f}"
+    head = _text(title) + "\n" if title else ""
+    ax.set_title(head + txt, fontsize=9)
+    if counts_ax is not None:
+        ax.tick_params(labelbottom=False)
+        confidence_histogram(result, counts_ax, legend="none")
+        counts_ax.set_ylabel("count", fontsize=8)
+        low = counts_ax
+    else:
+        ax.set_xlabel("confidence (max probability)")
+        low = ax
+    if legend == "below":
+        handles, labels = ax.get_legend_handles_labels()
+        if counts_ax is not None:
+            h2, l2 = counts_ax.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        low.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.45 if counts_ax is not None else -0.16),
+            ncol=2,
+            fontsize=7,
+            frameon=False,
+        )
+    return fig
+
+
+def _reliability_handles(ax, with_empty: bool) -> None:
+    """Legend entries of a reliability diagram (drawn as empty artists: no data covered)."""
+    if with_empty:
         ax.plot([], [], color="0.85", ls="none", marker="s", ms=8, label="empty bin (no data)")
-    ax.plot([], [], color="#c44e52", lw=1.5, label="mean confidence")
+    ax.plot([], [], color="#c44e52", lw=1.5, label="mean confidence in bin")
     ax.add_patch(
         _rect(0, 0, 0, 0, facecolor="none", edgecolor="#c44e52", hatch="\\\\", label="gap")
     )
-    ax.plot([0, 1], [0, 1], ls="--", color="0.3", lw=1, label="perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (max probability)")
-    ax.set_ylabel("accuracy")
-    txt = f"{result.name.upper()} = {result.value:.4f}"
-    if result.n_bootstrap:
-        txt += (
-            f"\n{int(round(100 * result.ci_level))}% CI [{result.ci_low:.4f}, {result.ci_high:.4f}]"
+    ax.plot([], [], ls="--", color="0.3", lw=1, label="perfect calibration")
+
+
+def reliability_legend(fig, axes: list, counts_axes: list | None = None, ncol: int = 4):
+    """One legend for a figure of reliability diagrams, under all the axes.
+
+    Entries are gathered from ``axes`` (and ``counts_axes``), without duplicates.
+    """
+    seen: dict = {}
+    for a in list(axes) + list(counts_axes or []):
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(
+            list(seen.values()),
+            list(seen),
+            loc="lower center",
+            ncol=ncol,
+            fontsize=8,
+            frameon=False,
         )
-    if result.consistency:
-        txt += f"\nif calibrated: {result.consistency['mean']:.4f} (mean)"
-    ax.text(0.03, 0.97, txt, transform=ax.transAxes, va="top", fontsize=8)
-    ax.legend(loc="lower right", fontsize=7)
-    if title:
-        ax.set_title(_text(title), fontsize=10)
-    return fig
 
 
 def _rect(x, y, w, h, **kw):
@@ -150,7 +249,9 @@ def _rect(x, y, w, h, **kw):
     return Rectangle((x, y), w, h, **kw)
 
 
-def confidence_histogram(result: MetricResult, ax: Any = None, title: str | None = None):
+def confidence_histogram(
+    result: MetricResult, ax: Any = None, title: str | None = None, legend: str = "below"
+):
     """Number of samples per confidence bin, with mean confidence and accuracy marked.
 
     Parameters
@@ -159,6 +260,8 @@ def confidence_histogram(result: MetricResult, ax: Any = None, title: str | None
         From :func:`expected_calibration_error`.
     ax : matplotlib Axes, optional
     title : str, optional
+    legend : {"below", "none"}
+        Where the legend goes: under the axes, or nowhere (a figure legend).
 
     Returns
     -------
@@ -170,18 +273,28 @@ def confidence_histogram(result: MetricResult, ax: Any = None, title: str | None
     fig, ax = _ax(ax)
     edges = b.edges
     ax.bar(
-        edges[:-1], b.counts, width=np.diff(edges), align="edge", color="0.55", edgecolor="white"
+        edges[:-1],
+        b.counts,
+        width=np.diff(edges),
+        align="edge",
+        color="0.55",
+        edgecolor="white",
+        label="samples in bin",
     )
     full = b.counts > 0
     n = b.counts.sum()
     mean_conf = float((b.confidence[full] * b.counts[full]).sum() / n)
     acc = float((b.accuracy[full] * b.counts[full]).sum() / n)
-    ax.axvline(mean_conf, color="#c44e52", lw=1.5, label=f"mean confidence {mean_conf:.3f}")
-    ax.axvline(acc, color="#4c72b0", lw=1.5, ls="--", label=f"accuracy {acc:.3f}")
+    ax.axvline(mean_conf, color="#c44e52", lw=1.5, label="mean confidence (all)")
+    ax.axvline(acc, color="#4c72b0", lw=1.5, ls="--", label="accuracy (all)")
     ax.set_xlim(0, 1)
     ax.set_xlabel("confidence (max probability)")
     ax.set_ylabel("count")
-    ax.legend(loc="upper left", fontsize=7)
+    note = f"mean confidence {mean_conf:.3f}, accuracy {acc:.3f}"
+    ax.text(0.02, 0.95, note, transform=ax.transAxes, fontsize=7, va="top", color="0.2")
+    ax.set_ylim(0, max(1, int(b.counts.max())) * 1.35)  # room for the note above the bars
+    if legend == "below":
+        legend_below(ax)
     if title:
         ax.set_title(_text(title), fontsize=10)
     return fig
@@ -216,7 +329,7 @@ def energy_probability_scatter(
     ax.set_xlabel("lowest energy  min_k E(x, k)")
     ax.set_ylabel(f"max probability at beta = {beta:.3g}")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7)
+    legend_below(ax)
     if title:
         ax.set_title(_text(title), fontsize=10)
     return fig
@@ -250,7 +363,7 @@ def risk_coverage_plot(comparison: Any, ax: Any = None, title: str | None = None
     ax.set_ylabel("risk (error rate among kept)")
     ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7)
+    legend_below(ax, ncol=1)
     if title:
         ax.set_title(_text(title), fontsize=10)
     return fig
@@ -275,7 +388,7 @@ def ood_histogram(
     ax.hist(so, bins=bins, alpha=0.6, density=True, label="out-of-distribution", color="#c44e52")
     ax.set_xlabel(f"negative free energy  -F(x) at beta = {beta:.3g}")
     ax.set_ylabel("density")
-    ax.legend(fontsize=7)
+    legend_below(ax)
     if title:
         ax.set_title(_text(title), fontsize=10)
     return fig
@@ -296,7 +409,7 @@ def pit_histogram(pit: Any, ax: Any = None, title: str | None = None):
     ax.set_xlabel("PIT")
     ax.set_ylabel("count")
     ax.set_title(_text(title) if title else f"PIT (KS p = {pit.ks_pvalue:.3g})", fontsize=10)
-    ax.legend(fontsize=7)
+    legend_below(ax)
     return fig
 
 
@@ -321,7 +434,7 @@ def metric_bars(rows: list, metric: str, ax: Any = None, title: str | None = Non
         ax.hlines(ypos[ok], lo[ok], hi[ok], color="0.15", lw=1.5, label="95% bootstrap CI")
         ax.plot(lo[ok], ypos[ok], "|", color="0.15", ms=8)
         ax.plot(hi[ok], ypos[ok], "|", color="0.15", ms=8)
-        ax.legend(fontsize=7, loc="lower right")
+        legend_below(ax, ncol=1)
     ax.set_yticks(ypos, [_text(n) for n in names], fontsize=8)
     ax.set_xlabel(metric.upper() if metric != "accuracy" else "accuracy")
     if title:

@@ -12,13 +12,10 @@ and writes:
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import hashlib
-import html
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +24,18 @@ from typing import Any
 import torch
 
 from ..runtime.files import atomic_write_bytes
+from . import _page
 from ._inputs import as_labels
 from .combine import CombinationResult, check_systems, combine, fold_indices
 from .metrics import (
     DEFAULT_BOOTSTRAP,
     MetricResult,
+    _bootstrap,
+    _ce_from_bins,
     _check_binning_args,
     _check_common,
     _mean_metric,
+    _uniform_edges,
     accuracy,
     brier_score,
     classwise_calibration_error,
@@ -298,9 +299,11 @@ def report(
     figures: dict[str, bytes] = {}
     captions: dict[str, str] = {}
     captions_md: dict[str, str] = {}
+    log_probs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for s in names:
         e = systems[s]
-        before = _metrics(torch.log_softmax(-e, 1), y, n_bins, n_bootstrap, seed)
+        lp_before = torch.log_softmax(-e, 1)
+        before = _metrics(lp_before, y, n_bins, n_bootstrap, seed)
         if folds is None:
             bf = fit_beta(fit_sys[s], fy)
             lp_after = torch.log_softmax(-bf.beta * e, 1)
@@ -317,22 +320,31 @@ def report(
                 fold_betas.append(fb)
                 lp_after[f] = torch.log_softmax(-fb * e[f], 1)
         after = _metrics(lp_after, y, n_bins, n_bootstrap, seed)
+        log_probs[s] = (lp_before, lp_after)
         scores = compare_confidence_scores(e, y, bf.beta, n_bootstrap=n_bootstrap, seed=seed)
         ood = None
         if ood_sys is not None:
             ood = compare_ood_scores(e, ood_sys[s].to(e.device), bf.beta)
         sys_reports[s] = SystemReport(s, bf, fold_betas, before, after, scores, ood)
 
-        fig, ax = plots.new_figure(ncols=4, size=(3.6, 3.3))
-        plots.reliability_diagram(before["ece"], ax[0], title=f"{s}: beta = 1")
-        plots.reliability_diagram(after["ece"], ax[1], title=f"{s}: beta = {bf.beta:.3g}")
-        plots.confidence_histogram(before["ece"], ax[2], title="confidence, beta = 1")
-        plots.confidence_histogram(after["ece"], ax[3], title=f"confidence, beta = {bf.beta:.3g}")
+        fig, ax = plots.new_figure(
+            ncols=2, nrows=2, size=(4.0, 2.2), bottom=0.9, top=0.6, height_ratios=[3, 1],
+            hspace=0.12,
+        )  # fmt: skip
+        plots.reliability_diagram(
+            before["ece"], ax[0], title=f"{s}: beta = 1", counts_ax=ax[2], legend="none"
+        )
+        plots.reliability_diagram(
+            after["ece"], ax[1], title=f"{s}: beta = {bf.beta:.3g}", counts_ax=ax[3],
+            legend="none",
+        )  # fmt: skip
+        plots.reliability_legend(fig, [ax[0], ax[1]], [ax[2]])
         key = f"reliability_{_slug(s)}"
         figures[key] = plots.figure_png(fig)
         captions[key] = (
-            f"{s}: reliability diagrams and confidence histograms before (beta = 1) and after "
-            f"fitting beta; hatched bins are empty ({n_bins} equal-width bins, right-closed)."
+            f"{s}: reliability diagrams before (beta = 1) and after fitting beta, each with the "
+            f"number of samples per bin under it; grey columns are empty bins ({n_bins} "
+            "equal-width bins, right-closed)."
         )
         captions_md[key] = _md(s) + captions[key][len(s) :]  # the caption starts with s
         ncols = 3 if ood is not None else 2
@@ -409,8 +421,10 @@ def report(
         fig_paths[key] = p
     from .. import __version__
 
+    verdict = _verdict(sys_reports, log_probs, y, n_bins, n_bootstrap, seed, fit_energies is None)
     data = {
         "title": title,
+        "verdict": verdict,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "gibbsebm_version": __version__,
         "settings": {
@@ -429,7 +443,8 @@ def report(
     json_path = out / "report.json"
     atomic_write_bytes(json.dumps(data, indent=2, allow_nan=False).encode("utf-8"), json_path)
     md_path = out / "report.md"
-    atomic_write_bytes(_markdown(data, sys_reports, comb, captions_md).encode("utf-8"), md_path)
+    md_text = _markdown(data, sys_reports, comb, captions_md)
+    atomic_write_bytes(md_text.encode("utf-8"), md_path)
     html_path = out / "report.html"
     atomic_write_bytes(_html(data, sys_reports, comb, figures, captions).encode("utf-8"), html_path)
     return CalibrationReport(
@@ -479,30 +494,7 @@ def _slug(s: str) -> str:
     return f"{keep or 'system'}-{hashlib.sha256(s.encode('utf-8')).hexdigest()[:8]}"
 
 
-_MD_SPECIAL = set("\\`*_{}[]()#+-.!|~>\"'$:")
-
-
-def _md(text: Any) -> str:
-    """User text for Markdown: HTML-special characters as entities, Markdown punctuation
-    backslash-escaped, line breaks and other control characters as spaces."""
-    out = []
-    for c in str(text):
-        if c == "&":
-            out.append("&amp;")
-        elif c == "<":
-            out.append("&lt;")
-        elif c == ">":
-            out.append("&gt;")
-        elif c in _MD_SPECIAL:
-            out.append("\\" + c)
-        elif c < " " or c == "\x7f" or c in "\u2028\u2029\x85":
-            out.append(" ")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-_PIPE = re.compile(r"(?<!\\)\|")  # a pipe not escaped yet (user text is escaped already)
+_md = _page.md  # user text for Markdown (kept under this name for the report's callers)
 
 
 def _plain(text: Any) -> str:
@@ -644,53 +636,204 @@ _NOTES = (
 
 def _markdown(data: dict, sys_reports: dict, comb, captions: dict) -> str:
     """The Markdown report; ``captions`` are already Markdown (user text escaped)."""
-    out = [f"# {_md(data['title'])}", "", "## Data", ""]
+    v = data["verdict"]
+    out = [f"# {_md(data['title'])}", "", f"**Verdict.** {_md(v['text'])}", ""]
+    out += ["## Data", ""]
     out += [f"- {line}" for line in _data_lines(data, _md)]
     out += ["", _NOTES, ""]
     for title, hdr, rows in _tables(sys_reports, comb, _md):
-        out += [f"## {title}", "", "| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
-        out += ["| " + " | ".join(_PIPE.sub(r"\\|", c) for c in r) + " |" for r in rows]
-        out.append("")
+        out += [f"## {title}", ""] + _page.md_table(hdr, rows) + [""]
     out += ["## Figures", ""]
     for key, cap in captions.items():
         out += [f"![{key}](figures/{key}.png)", "", f"*{cap}*", ""]
     return "\n".join(out)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1400px;
-margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em}
-td,th{border:1px solid #ccc;padding:4px 8px;font-size:0.9em;text-align:left}
-th{background:#f2f2f2} img{max-width:100%} .note{color:#555;font-size:0.9em}
-figure{margin:1em 0} figcaption{color:#444;font-size:0.9em}
-"""
-
-
 def _html(data: dict, sys_reports: dict, comb, figures: dict, captions: dict) -> str:
-    e = html.escape
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(data['title'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(data['title'])}</h1>",
-        "<h2>Data</h2><ul>",
-    ]
-    out += [f"<li>{e(line)}</li>" for line in _data_lines(data)]
-    out += ["</ul>", f'<p class="note">{e(_NOTES)}</p>']
+    v = data["verdict"]
+    body = [_page.verdict(v["text"], v.get("tone", "")), "<h2>Data</h2>", '<ul class="data">']
+    body += [f"<li>{_page.html.escape(line)}</li>" for line in _data_lines(data)]
+    body += ["</ul>", f'<p class="note">{_page.html.escape(_NOTES)}</p>']
     for title, hdr, rows in _tables(sys_reports, comb):
-        out.append(f"<h2>{e(title)}</h2><table><tr>")
-        out += [f"<th>{e(h)}</th>" for h in hdr]
-        out.append("</tr>")
-        for r in rows:
-            out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
-        out.append("</table>")
-    out.append("<h2>Figures</h2>")
+        body.append(_page.table(title, hdr, rows))
+    body.append("<h2>Figures</h2>")
     for key, png in figures.items():
-        b64 = base64.b64encode(png).decode("ascii")
-        out.append(
-            f'<figure id="{e(key)}"><img alt="{e(key)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{e(captions[key])}</figcaption></figure>"
+        body.append(_page.figure(key, png, captions[key]))
+    return _page.page(data["title"], body)
+
+
+# ----------------------------------------------------------------------------- the verdict
+def _paired_differences(
+    lp_a: torch.Tensor,
+    lp_b: torch.Tensor,
+    y: torch.Tensor,
+    n_bins: int,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """NLL and top-label ECE of ``b`` minus those of ``a`` on the same samples, with 95%
+    paired percentile-bootstrap intervals (both scored on each resample of the samples).
+
+    Returns ``{"nll": {"value", "ci_low", "ci_high"}, "ece": {...}}`` (``None`` for the
+    interval when ``n_bootstrap < 2`` or a replicate is not finite).
+    """
+    n = y.shape[0]
+    dev = y.device
+    edges = _uniform_edges(n_bins, dev)
+
+    def parts(lp: torch.Tensor):
+        p = lp.exp()
+        p = p / p.sum(1, keepdim=True)
+        conf, pred = p.max(1)
+        hit = (pred == y).to(torch.float64)
+        bin_of = (torch.searchsorted(edges, conf.contiguous(), side="left") - 1).clamp_(
+            0, n_bins - 1
         )
-    out.append("</body></html>")
-    return "\n".join(out)
+        onehot = torch.nn.functional.one_hot(bin_of, n_bins).to(torch.float64)
+        design = torch.cat((onehot, onehot * conf[:, None], onehot * hit[:, None]), 1)
+        return -lp.gather(1, y[:, None]).squeeze(1), design
+
+    nll_a, des_a = parts(lp_a)
+    nll_b, des_b = parts(lp_b)
+    dnll = nll_b - nll_a
+
+    def ece(w: torch.Tensor, design: torch.Tensor) -> torch.Tensor:
+        sums = (w @ design).reshape(w.shape[0], 3, n_bins)
+        return _ce_from_bins(sums[:, 0], sums[:, 1], sums[:, 2], "l1")
+
+    def stat(idx: torch.Tensor) -> torch.Tensor:
+        w = torch.zeros(idx.shape[0], n, dtype=torch.float64, device=dev)
+        w.scatter_add_(1, idx, torch.ones(idx.shape, dtype=torch.float64, device=dev))
+        return torch.stack(((w @ dnll) / n, ece(w, des_b) - ece(w, des_a)), 1)
+
+    ones = torch.ones(1, n, dtype=torch.float64, device=dev)
+    value = torch.stack(((ones @ dnll) / n, ece(ones, des_b) - ece(ones, des_a)), 1)[0]
+    out = {}
+    reps = _bootstrap(stat, n, n_bootstrap, seed, dev, row_cost=8) if n_bootstrap else None
+    for j, name in enumerate(("nll", "ece")):
+        lo = hi = None
+        if reps is not None and reps.shape[0] > 1:
+            r = reps[:, j].detach().cpu().double()
+            if bool(torch.isfinite(r).all()):
+                q = torch.quantile(r, torch.tensor([0.025, 0.975], dtype=torch.float64))
+                lo, hi = float(q[0]), float(q[1])
+        out[name] = {"value": float(value[j]), "ci_low": lo, "ci_high": hi}
+    return out
+
+
+def _judge(d: dict[str, float]) -> str:
+    """``"lower"``/``"higher"`` when the interval of the difference excludes 0, else
+    ``"not distinguishable"`` (or ``"no interval"`` without a bootstrap)."""
+    if d["ci_low"] is None or d["ci_high"] is None:
+        return "no interval"
+    if d["ci_high"] < 0:
+        return "lower"
+    if d["ci_low"] > 0:
+        return "higher"
+    return "not distinguishable"
+
+
+def _diff_text(label: str, a: float, b: float, d: dict[str, float], versus: bool = False) -> str:
+    """'NLL from 0.812 to 0.701 (difference -0.111, 95% paired bootstrap CI [-0.130, -0.093])'
+    (or 'NLL 0.701 vs 0.812 (...)' with ``versus``) and the judgement."""
+    pair = f"{_fmt(b)} vs {_fmt(a)}" if versus else f"from {_fmt(a)} to {_fmt(b)}"
+    txt = f"{label} {pair} (difference {d['value']:+.4f}"
+    j = _judge(d)
+    if j == "no interval":
+        return txt + "; no bootstrap interval)"
+    txt += f", 95% paired bootstrap CI [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}])"
+    if j == "not distinguishable":
+        txt += ": not distinguishable"
+    return txt
+
+
+def _verdict(
+    sys_reports: dict,
+    log_probs: dict,
+    y: torch.Tensor,
+    n_bins: int,
+    n_bootstrap: int,
+    seed: int,
+    cross_fitted: bool,
+) -> dict[str, Any]:
+    """The report's opening paragraph, and the paired comparisons behind it.
+
+    For every system the fitted temperature is compared with beta = 1 (paired on the
+    evaluation samples; out-of-fold probabilities when cross-fitted). With several systems the
+    best one after fitting beta (lowest NLL) is compared with the runner-up.
+    """
+    where = "cross-fitted on the evaluation data" if cross_fitted else "fitted on separate data"
+    comparisons: dict[str, Any] = {}
+    for s, (lp_b, lp_a) in log_probs.items():
+        comparisons[f"{s}: fitted beta vs beta = 1"] = _paired_differences(
+            lp_b, lp_a, y, n_bins, n_bootstrap, seed
+        )
+    names = list(sys_reports)
+    ranked = sorted(names, key=lambda s: sys_reports[s].after["nll"].value)
+    best = ranked[0]
+    r = sys_reports[best]
+    temp = comparisons[f"{best}: fitted beta vs beta = 1"]
+    parts = []
+    tone = ""
+    if len(names) > 1:
+        second = ranked[1]
+        r2 = sys_reports[second]
+        d = _paired_differences(
+            log_probs[second][1], log_probs[best][1], y, n_bins, n_bootstrap, seed
+        )
+        comparisons[f"{best} vs {second}, both at their fitted beta"] = d
+        jn, je = _judge(d["nll"]), _judge(d["ece"])
+        lead = (
+            f"The best of the {len(names)} systems is {best!r} at its fitted beta"
+            if jn == "lower"
+            else f"{best!r} has the lowest NLL of the {len(names)} systems at their fitted "
+            f"beta, but it is not clearly better than {second!r}"
+        )
+        parts.append(
+            f"{lead}: against {second!r}, "
+            + _diff_text("NLL", r2.after["nll"].value, r.after["nll"].value, d["nll"], True)
+            + "; "
+            + _diff_text("ECE", r2.after["ece"].value, r.after["ece"].value, d["ece"], True)
+            + "."
+        )
+        tone = "ok" if jn == "lower" else "warn"
+        if je == "higher":
+            parts.append(f"Note that {best!r} has the higher ECE of the two.")
+    jn, je = _judge(temp["nll"]), _judge(temp["ece"])
+    b = r.beta_fit
+    head = (
+        f"For {best!r}, the fitted inverse temperature beta = {_fmt(b.beta, '.4g')} "
+        f"± {_fmt(b.stderr, '.2g')} (T = {_fmt(b.temperature, '.3g')}, {where})"
+    )
+    if jn == "lower":
+        judgement = "is better than the raw energies (beta = 1)"
+        tone = tone or "ok"
+    elif jn == "higher":
+        judgement = "is worse than the raw energies (beta = 1): keep beta = 1"
+        tone = "bad"
+    elif jn == "not distinguishable":
+        judgement = (
+            f"cannot be told apart from the raw energies (beta = 1) with {int(y.shape[0])} samples"
+        )
+        tone = tone or "warn"
+    else:
+        judgement = "was compared with beta = 1 without bootstrap intervals (no certainty)"
+        tone = tone or "warn"
+    parts.append(
+        f"{head} {judgement}: "
+        + _diff_text("NLL", r.before["nll"].value, r.after["nll"].value, temp["nll"])
+        + "; "
+        + _diff_text("ECE", r.before["ece"].value, r.after["ece"].value, temp["ece"])
+        + "."
+    )
+    parts.append(
+        "Differences are paired on the same evaluation samples (bootstrap over samples); an "
+        "interval that covers 0 means the data cannot tell the two apart."
+    )
+    return {
+        "text": " ".join(parts),
+        "tone": tone,
+        "best": best,
+        "ranking_by_nll": ranked,
+        "comparisons": comparisons,
+    }

@@ -1,25 +1,34 @@
-"""``gibbsebm calibrate``: a calibration report from energies stored in files.
+"""``gibbsebm calibrate``: a calibration report from energies (or logits) stored in files.
 
 The face of :mod:`gibbsebm.calibration` on the command line (the calibration package itself
-never imports the command line). Input files:
+never imports the command line). Input files (reading and checks in
+:mod:`gibbsebm.calibration.files`):
 
 * ``.npz``: arrays ``energies`` (N, K) and ``labels`` (N,); several systems as
   ``energies_<name>``; optionally ``fit_energies[_<name>]``/``fit_labels`` (data to fit beta
-  on) and ``ood_energies[_<name>]`` (out-of-distribution inputs);
+  on) and ``ood_energies[_<name>]`` (out-of-distribution inputs). An archive with one array
+  (or one array besides ``labels``) needs no names; ``--key`` picks one array by name;
+* ``.pt``: a tensor saved with ``torch.save`` (loaded with ``weights_only=True``), or a dict
+  of tensors named as in an ``.npz``;
 * ``.npy``: one (N, K) energy matrix (labels from ``--labels``);
-* ``.csv``: a header row; a column named ``label`` holds the labels, every other column is
-  the energy of one class, in order.
+* ``.csv``: an optional header row; a column named ``label`` holds the labels, every other
+  column is the energy of one class, in order.
 
-Every ``--energies`` file is one system, named after the file (``--names`` overrides), or
-several systems for an ``.npz`` with ``energies_<name>`` arrays. Label files (``--labels``,
-``--fit-labels``) are ``.npy``, ``.csv``/``.txt`` (one integer per line, or a ``label``
-column) or ``.npz`` (array ``labels``).
+``--logits`` says the files hold logits: the energies are their negatives,
+``E(x, k) = -logit_k(x)``. Every ``--energies`` file is one system, named after the file
+(``--names`` overrides), or several systems for an archive with ``energies_<name>`` arrays.
+Label files (``--labels``, ``--fit-labels``) are ``.npy``, ``.npz``/``.pt`` (array ``labels``
+or the only array), ``.csv``/``.txt`` (one integer per line, or a ``label`` column).
+
+A file that cannot be used (wrong shape, non-numeric dtype, NaN or infinite values, labels
+that are not integers, out of range or of another length than the energies) stops the command
+with one line naming the file and the shapes (a
+:class:`gibbsebm.calibration.files.CalibrationInputError`), exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,59 +41,66 @@ if TYPE_CHECKING:  # numpy is imported where it is used: ``--help`` does not nee
 __all__ = ["add_parser", "run_calibrate", "load_energies", "load_labels"]
 
 _REPORT_FILES = {"report.html", "report.json", "report.md", "figures"}
+_PREFIXES = ("energies", "fit_energies", "ood_energies")
 
 
-def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
+def _files():
+    from ..calibration import files
+
+    return files
+
+
+def _arrays_of(p: Path) -> dict[str, Any] | None:
+    """The named arrays of an ``.npz`` or of a dict saved in a ``.pt`` file (else ``None``)."""
     import numpy as np
 
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"{path}: the CSV file is empty")
-    header = None
-    try:
-        [float(c) for c in rows[0]]
-    except ValueError:
-        header = [c.strip() for c in rows[0]]
-        rows = rows[1:]
-    width = len(header) if header else len(rows[0])
-    for i, r in enumerate(rows):
-        if len(r) != width:
-            raise ValueError(
-                f"{path}: line {i + 1 + (header is not None)} has {len(r)} columns, expected "
-                f"{width} (blank lines are skipped in the count)"
-            )
-    try:
-        arr = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{path}: non-numeric value in the CSV data ({exc})") from None
-    return header, arr.reshape(len(rows), width)
+    files = _files()
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (ValueError, OSError) as exc:
+            raise files.CalibrationInputError(
+                f"{p}: cannot read as a NumPy .npz archive ({exc})", p
+            ) from None
+    if suffix == ".pt":
+        obj = files.read_pt(p)
+        return obj if isinstance(obj, dict) else None
+    return None
 
 
-def _load_array(path: Path) -> np.ndarray:
-    import numpy as np
+def load_energies(
+    path: str | Path, name: str | None = None, *, key: str | None = None, logits: bool = False
+) -> dict[str, Any]:
+    """Read one energies (or logits) file (see the module notes), checked.
 
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: cannot read as a NumPy array ({exc})") from None
-
-
-def load_energies(path: str | Path, name: str | None = None) -> dict[str, Any]:
-    """Read one energies file (see the module notes).
+    Parameters
+    ----------
+    path : str or Path
+    name : str, optional
+        System name (default: the file's stem).
+    key : str, optional
+        The array to read from an ``.npz`` or a dict in a ``.pt`` file.
+    logits : bool
+        The file holds logits; energies are their negatives.
 
     Returns
     -------
     dict
         ``{"energies": {name: (N, K)}, "labels": (N,) or None, "fit_energies": {...} or None,
-        "fit_labels": ..., "ood_energies": {...} or None}``.
-    """
-    import numpy as np
+        "fit_labels": ..., "ood_energies": {...} or None}`` with float64 energies and int64
+        labels (labels not yet checked against the energies).
 
+    Raises
+    ------
+    gibbsebm.calibration.files.CalibrationInputError
+        A missing or unreadable file, or arrays of the wrong shape, dtype or with NaN.
+    """
+    files = _files()
     p = Path(path)
     if not p.exists():
-        raise ValueError(f"energies file {str(p)!r} does not exist")
-    suffix = p.suffix.lower()
+        raise files.CalibrationInputError(f"energies file {str(p)!r} does not exist", p)
     stem = name or p.stem
     out: dict[str, Any] = {
         "energies": {},
@@ -93,97 +109,87 @@ def load_energies(path: str | Path, name: str | None = None) -> dict[str, Any]:
         "fit_labels": None,
         "ood_energies": None,
     }
-    if suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            keys = set(z.files)
-            for prefix, slot in (
-                ("energies", "energies"),
-                ("fit_energies", "fit_energies"),
-                ("ood_energies", "ood_energies"),
-            ):
+    suffix = p.suffix.lower()
+    arrays = _arrays_of(p) if suffix in (".npz", ".pt") else None
+    if arrays is not None:
+        keys = set(arrays)
+        if key is not None:
+            if key not in keys:
+                raise files.CalibrationInputError(
+                    f"{p}: no array named {key!r} (found: {', '.join(sorted(keys)) or 'none'})",
+                    p,
+                )
+            out["energies"] = {stem: arrays[key]}
+        else:
+            for prefix in _PREFIXES:
                 found = {}
                 if prefix in keys:
-                    found[stem] = z[prefix]
+                    found[stem] = arrays[prefix]
                 for k_ in sorted(keys):
                     if k_.startswith(prefix + "_"):
-                        found[k_[len(prefix) + 1 :]] = z[k_]
+                        found[k_[len(prefix) + 1 :]] = arrays[k_]
                 if found:
-                    out[slot] = found
+                    out[prefix] = found
             if not out["energies"]:
-                raise ValueError(
-                    f"{p}: no array named 'energies' or 'energies_<name>' (found: "
-                    f"{', '.join(sorted(keys)) or 'nothing'})"
-                )
-            if "labels" in keys:
-                out["labels"] = z["labels"]
-            if "fit_labels" in keys:
-                out["fit_labels"] = z["fit_labels"]
-    elif suffix == ".npy":
-        out["energies"] = {stem: _load_array(p)}
+                rest = sorted(keys - {"labels", "fit_labels"})
+                if len(rest) != 1:
+                    raise files.CalibrationInputError(
+                        f"{p}: no array named 'energies' or 'energies_<name>' and not a single "
+                        f"array (found: {', '.join(sorted(keys)) or 'nothing'}); name the array "
+                        "with --key",
+                        p,
+                    )
+                out["energies"] = {stem: arrays[rest[0]]}
+        for slot in ("labels", "fit_labels"):
+            if slot in keys and key != slot:
+                out[slot] = files.check_label_vector(arrays[slot], p)
     elif suffix in (".csv", ".txt"):
-        header, arr = _read_csv(p)
+        header, arr = files.read_table(p)
         if header is None:
             out["energies"] = {stem: arr}
         else:
-            lab = [i for i, h in enumerate(header) if h.lower() in ("label", "labels", "y")]
+            lab = [i for i, h in enumerate(header) if h.lower() in files.LABEL_COLUMNS]
             if len(lab) > 1:
-                raise ValueError(f"{p}: more than one label column in the header {header}")
+                raise files.CalibrationInputError(
+                    f"{p}: more than one label column in the header {header}", p
+                )
             keep = [i for i in range(arr.shape[1]) if i not in lab]
             out["energies"] = {stem: arr[:, keep]}
             if lab:
-                out["labels"] = arr[:, lab[0]]
+                out["labels"] = files.check_label_vector(arr[:, lab[0]], p)
     else:
-        raise ValueError(
-            f"{p}: unsupported file type {suffix!r}; use .npz, .npy or .csv (see "
-            "'gibbsebm calibrate --help')"
-        )
-    for k_, v in out["energies"].items():
-        if np.ndim(v) != 2:
-            raise ValueError(
-                f"{p}: energies {k_!r} must be a 2-D array (N inputs, K labels), got shape "
-                f"{np.shape(v)}"
-            )
+        out["energies"] = {stem: files.read_array(p, key)}
+    for slot in _PREFIXES:
+        if out[slot]:
+            out[slot] = {
+                k_: files.check_energy_matrix(
+                    v, p, logits=logits, what=_what(slot, k_, stem, logits)
+                )
+                for k_, v in out[slot].items()
+            }
     return out
 
 
+def _what(slot: str, name: str, stem: str, logits: bool) -> str:
+    kind = "logits" if logits else "energies"
+    head = {"energies": kind, "fit_energies": f"fit {kind}", "ood_energies": f"OOD {kind}"}[slot]
+    return head if name == stem else f"{head} {name!r}"
+
+
 def load_labels(path: str | Path) -> np.ndarray:
-    """Read integer labels from ``.npy``, ``.npz`` (array ``labels``), ``.csv`` or ``.txt``."""
+    """Read integer labels from ``.npy``, ``.npz``/``.pt`` (array ``labels`` or the only array),
+    ``.csv`` or ``.txt``; int64 ``(N,)``."""
+    return _files().load_label_vector(path)
+
+
+def _merge(
+    files_: list[str], names: list[str] | None, what: str, key: str | None, logits: bool
+) -> dict[str, Any]:
     import numpy as np
 
-    p = Path(path)
-    if not p.exists():
-        raise ValueError(f"labels file {str(p)!r} does not exist")
-    suffix = p.suffix.lower()
-    if suffix == ".npy":
-        a = _load_array(p)
-    elif suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            if "labels" not in z.files:
-                raise ValueError(f"{p}: no array named 'labels'")
-            a = z["labels"]
-    elif suffix in (".csv", ".txt"):
-        header, arr = _read_csv(p)
-        if header is not None:
-            lab = [i for i, h in enumerate(header) if h.lower() in ("label", "labels", "y")]
-            if not lab and arr.shape[1] != 1:
-                raise ValueError(f"{p}: no 'label' column in the header {header}")
-            a = arr[:, lab[0] if lab else 0]
-        else:
-            if arr.shape[1] != 1:
-                raise ValueError(f"{p}: expected one label per line, got {arr.shape[1]} columns")
-            a = arr[:, 0]
-    else:
-        raise ValueError(f"{p}: unsupported labels file type {suffix!r}; use .npy, .npz or .csv")
-    a = np.asarray(a).reshape(-1) if np.ndim(a) == 2 and 1 in np.shape(a) else np.asarray(a)
-    return a
-
-
-def _merge(files: list[str], names: list[str] | None, what: str) -> dict[str, Any]:
-    import numpy as np
-
-    if names is not None and len(names) != len(files):
+    if names is not None and len(names) != len(files_):
         raise ValueError(
-            f"--names has {len(names)} names for {len(files)} {what} files; give one per file"
+            f"--names has {len(names)} names for {len(files_)} {what} files; give one per file"
         )
     merged: dict[str, Any] = {
         "energies": {},
@@ -191,24 +197,54 @@ def _merge(files: list[str], names: list[str] | None, what: str) -> dict[str, An
         "fit_energies": {},
         "fit_labels": None,
         "ood_energies": {},
+        "origin": {},
+        "label_origin": {},
     }
-    label_src = None
-    for i, f in enumerate(files):
-        d = load_energies(f, names[i] if names else None)
-        for slot in ("energies", "fit_energies", "ood_energies"):
+    for i, f in enumerate(files_):
+        d = load_energies(f, names[i] if names else None, key=key, logits=logits)
+        for slot in _PREFIXES:
             for k_, v in (d[slot] or {}).items():
                 if k_ in merged[slot]:
                     raise ValueError(
                         f"two systems are named {k_!r} (from {f}); rename a file or use --names"
                     )
                 merged[slot][k_] = v
+                merged["origin"][(slot, k_)] = f
         for slot in ("labels", "fit_labels"):
             if d[slot] is not None:
+                src = merged["label_origin"].get(slot)
                 if merged[slot] is not None and not np.array_equal(merged[slot], d[slot]):
-                    raise ValueError(f"the {slot} in {f} differ from those in {label_src}")
+                    raise ValueError(f"the {slot} in {f} differ from those in {src}")
                 merged[slot] = d[slot]
-                label_src = f
+                merged["label_origin"][slot] = f
     return merged
+
+
+def _check_against(
+    arrays: dict[str, Any], origin: dict, slot: str, labels: Any, label_src: str | None
+) -> Any:
+    """Same (N, K) for every system, and labels that fit it; returns int64 labels."""
+    files = _files()
+    first = next(iter(arrays))
+    shape = arrays[first].shape
+    for k_, v in arrays.items():
+        if v.shape[1] != shape[1] or (labels is not None and v.shape[0] != shape[0]):
+            raise files.CalibrationInputError(
+                f"{origin[(slot, k_)]}: system {k_!r} has shape {v.shape} but system {first!r} "
+                f"(from {origin[(slot, first)]}) has shape {shape}; every system must score "
+                "the same inputs and classes",
+                origin[(slot, k_)],
+                v.shape,
+            )
+    if labels is None:
+        return None
+    return files.check_label_vector(
+        labels,
+        label_src or origin[(slot, first)],
+        n=shape[0],
+        num_classes=shape[1],
+        against=origin[(slot, first)],
+    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -229,20 +265,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="calibration report (HTML, JSON, Markdown) from energies in files",
         description=(
             "Fit the inverse temperature beta of p(k|x) = softmax(-beta E(x, .)) and write a\n"
-            "calibration report (report.html, report.json, report.md): metrics before/after\n"
-            "with bootstrap CIs, reliability diagrams, raw energy vs calibrated probability,\n"
-            "OOD scores and the combination of several systems.\n\n"
-            "inputs:\n"
+            "calibration report (report.html, report.md, report.json): a verdict first, then\n"
+            "metrics before/after with bootstrap CIs, reliability diagrams with per-bin counts,\n"
+            "raw energy vs calibrated probability, OOD scores and the combination of systems.\n\n"
+            "inputs (energies, or logits with --logits: E = -logits):\n"
             "  .npz  arrays energies (or energies_<name>, one per system), labels, and\n"
-            "        optionally fit_energies[_<name>], fit_labels, ood_energies[_<name>]\n"
+            "        optionally fit_energies[_<name>], fit_labels, ood_energies[_<name>];\n"
+            "        or a single array (--key NAME picks one array by name)\n"
+            "  .pt   a tensor from torch.save (read with weights_only=True), or a dict of\n"
+            "        tensors named as in an .npz\n"
             "  .npy  one (N, K) energy matrix E(x_i, k); labels from --labels\n"
-            "  .csv  a header row, a 'label' column and one energy column per class\n\n"
+            "  .csv  an optional header row, a 'label' column and one column per class\n\n"
+            "A file with the wrong shape or dtype, NaN values, or labels that do not match the\n"
+            "energies stops with one line naming the file and the shapes (exit status 2).\n"
             "Without fit data, beta is cross-fitted on the evaluation data (--folds) and the\n"
             "report says so."
         ),
         epilog=(
             "examples:\n"
             "  gibbsebm calibrate --energies val.npz --output-dir runs/calib\n"
+            "  gibbsebm calibrate --energies logits.pt --labels y.npy --logits\n"
             "  gibbsebm calibrate --energies lin.npy mlp.npy --labels y.npy \\\n"
             "      --fit-energies lin_fit.npy mlp_fit.npy --fit-labels y_fit.npy"
         ),
@@ -253,7 +295,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="FILE",
-        help="evaluation energies, one file per system (.npz, .npy or .csv)",
+        help="evaluation energies, one file per system (.npz, .pt, .npy or .csv)",
+    )
+    p.add_argument(
+        "--logits",
+        action="store_true",
+        help="the files hold logits, not energies (energies = -logits)",
+    )
+    p.add_argument(
+        "--key",
+        metavar="NAME",
+        help="the array to read from each .npz (or dict in a .pt) energies file",
     )
     p.add_argument("--labels", metavar="FILE", help="evaluation labels (if not in the files)")
     p.add_argument("--names", nargs="+", metavar="NAME", help="system names, one per file")
@@ -332,7 +384,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
-    ev = _merge(list(args.energies), args.names, "--energies")
+    key = getattr(args, "key", None)
+    logits = bool(getattr(args, "logits", False))
+    ev = _merge(list(args.energies), args.names, "--energies", key, logits)
     systems = ev["energies"]
     labels = load_labels(args.labels) if args.labels else ev["labels"]
     if labels is None:
@@ -340,20 +394,31 @@ def run_calibrate(args: argparse.Namespace) -> int:
             "no labels: put an array 'labels' in the .npz, a 'label' column in the .csv, or "
             "pass --labels FILE"
         )
+    label_src = args.labels or ev["label_origin"].get("labels")
+    labels = _check_against(systems, ev["origin"], "energies", labels, label_src)
+    k = next(iter(systems.values())).shape[1]
     fit_e = fit_y = None
+    fit_origin: dict = {}
+    fit_label_src = args.fit_labels
     if args.fit_energies:
-        fd = _merge(list(args.fit_energies), args.names, "--fit-energies")
-        fit_e = fd["energies"]
+        fd = _merge(list(args.fit_energies), args.names, "--fit-energies", key, logits)
+        fit_e, fit_origin = fd["energies"], fd["origin"]
         fit_y = load_labels(args.fit_labels) if args.fit_labels else fd["labels"]
+        fit_label_src = fit_label_src or fd["label_origin"].get("labels")
         if fit_y is None:
             raise ValueError("--fit-energies given without labels: pass --fit-labels FILE")
     elif ev["fit_energies"]:
-        fit_e = ev["fit_energies"]
+        fit_e, fit_origin = ev["fit_energies"], ev["origin"]
         fit_y = load_labels(args.fit_labels) if args.fit_labels else ev["fit_labels"]
+        fit_label_src = fit_label_src or ev["label_origin"].get("fit_labels")
         if fit_y is None:
             raise ValueError("the file has fit_energies but no fit_labels array")
     elif args.fit_labels:
         raise ValueError("--fit-labels given without --fit-energies")
+    if fit_e is not None:
+        slot = "energies" if args.fit_energies else "fit_energies"
+        fit_y = _check_against(fit_e, fit_origin, slot, fit_y, fit_label_src)
+        _check_classes(fit_e, fit_origin, slot, k, "fit")
     if fit_e is not None and set(fit_e) != set(systems):
         if len(fit_e) == len(systems) == 1:
             fit_e = {next(iter(systems)): next(iter(fit_e.values()))}
@@ -364,9 +429,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
             )
     ood = None
     if args.ood_energies:
-        ood = _merge(list(args.ood_energies), args.names, "--ood-energies")["energies"]
+        od = _merge(list(args.ood_energies), args.names, "--ood-energies", key, logits)
+        ood = od["energies"]
+        _check_against(ood, od["origin"], "energies", None, None)
+        _check_classes(ood, od["origin"], "energies", k, "OOD")
     elif ev["ood_energies"]:
         ood = ev["ood_energies"]
+        _check_against(ood, ev["origin"], "ood_energies", None, None)
+        _check_classes(ood, ev["origin"], "ood_energies", k, "OOD")
     if ood is not None and set(ood) != set(systems):
         if len(ood) == len(systems) == 1:
             ood = {next(iter(systems)): next(iter(ood.values()))}
@@ -386,6 +456,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
         sources["fit_labels"] = args.fit_labels
     if args.ood_energies:
         sources["ood_energies"] = ", ".join(args.ood_energies)
+    if logits:
+        sources["sign"] = "the files hold logits; energies = -logits"
+    if key is not None:
+        sources["key"] = key
     try:
         import torch
 
@@ -403,6 +477,18 @@ def run_calibrate(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     print(rep.output_dir)
     return 0
+
+
+def _check_classes(arrays: dict, origin: dict, slot: str, k: int, what: str) -> None:
+    files = _files()
+    for name, v in arrays.items():
+        if v.shape[1] != k:
+            raise files.CalibrationInputError(
+                f"{origin[(slot, name)]}: {what} energies {name!r} have shape {v.shape} but the "
+                f"evaluation energies have {k} classes; they must have the same columns",
+                origin[(slot, name)],
+                v.shape,
+            )
 
 
 def _report(report, systems, labels, out, fit_e, fit_y, ood, args, sources):

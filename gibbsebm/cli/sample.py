@@ -49,7 +49,9 @@ examples:
   gibbsebm sample --energy mymodels.energies:MyEnergy --param width=32 --event-shape 2
   gibbsebm sample --config run.toml --seed 3                # options from TOML, CLI wins
 
-writes: samples.nc (arviz netCDF), summary.json, config.json, samples.png, energy_trace.png
+writes: samples.nc (arviz netCDF), summary.json (with the diagnostics' warnings), config.json,
+report.html and report.md (verdict, R-hat/ESS/MCSE table, warnings, trace and rank plots of the
+coordinates with the largest R-hat), samples.png, energy_trace.png
 """
 
 
@@ -197,6 +199,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             progress=bool(cfg["progress"]) if cfg["progress"] is not None else sys.stderr.isatty(),
             checkpoint=str(run / "checkpoint.pt"),
             checkpoint_every=int(cfg["checkpoint_every"]),
+            warn=False,  # the problems are printed and saved below, once
             **options,
         )
     except KeyboardInterrupt:
@@ -214,6 +217,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     ess = [r.get("ess_bulk") for r in records if r.get("ess_bulk") is not None]
     finite_rhat = [x for x in rhat if math.isfinite(x)]
     finite_ess = [x for x in ess if math.isfinite(x)]
+    from ..diagnostics import format_problems
+
+    problems = samples.diagnose()
     result: dict[str, Any] = {
         "command": "sample",
         "energy": cfg["energy"],
@@ -232,12 +238,36 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         "min_ess_bulk": min(finite_ess) if finite_ess else None,
         "stats": _stats_overview(samples),
         "exact": _exact_comparison(dist, samples, records),
+        "problems": [p.to_dict() for p in problems],
+        "warnings": [p.message for p in problems],
         "summary": records,
-        "files": ["samples.nc", "summary.json", "config.json"],
+        "files": ["samples.nc", "summary.json", "config.json", "report.html", "report.md"],
         "versions": {"gibbsebm": gibbsebm.__version__, "torch": torch.__version__},
     }
-    if cfg.get("plots", True):
+    plots = bool(cfg.get("plots", True))
+    if plots:
         result["files"] += plot_samples(run, samples, dist)
+    from ..workflow.run_report import write_run_report
+
+    written = write_run_report(
+        run,
+        samples,
+        records=records,
+        problems=problems,
+        title=f"gibbsebm sample: {cfg['energy']} with {method}",
+        settings={
+            "energy": cfg["energy"],
+            "params": cfg["params"],
+            "beta": beta,
+            "method": method,
+            "chains x draws": f"{result['num_chains']} x {result['num_samples']}",
+            "warmup": result["num_warmup"],
+            "seed": result["seed"],
+            "wall time": f"{wall:.1f} s",
+        },
+        plots=plots,
+    )
+    result["files"] += [f"figures/{k}.png" for k in ("trace", "rank") if k in written]
     write_json(run / "summary.json", result)
     if (run / "checkpoint.pt").exists():
         (run / "checkpoint.pt").unlink()
@@ -245,6 +275,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         f"  {result['num_chains']} chains x {result['num_samples']} draws in {wall:.1f} s; "
         f"max R-hat {_fmt(result['max_r_hat'])}, min bulk ESS {_fmt(result['min_ess_bulk'])}"
     )
-    print(f"  wrote {run / 'samples.nc'} and {run / 'summary.json'}")
+    if problems:
+        # the lines of the SamplingWarning gibbsebm.sample would have issued
+        print(f"gibbsebm: warning: {format_problems(problems)}", file=sys.stderr)
+    print(f"  wrote {run / 'samples.nc'}, {run / 'summary.json'} and {run / 'report.html'}")
     print(run)
     return 0

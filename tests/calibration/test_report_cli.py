@@ -4,6 +4,7 @@ import argparse
 import base64
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,3 +333,219 @@ def test_cli_refuses_to_overwrite_a_report_without_force(tmp_path, capsys, no_re
     assert run_calibrate(_parse([*argv, "--force", "--title", "again"])) == 0
     assert json.loads((out / "report.json").read_text())["title"] == "again"
     capsys.readouterr()
+
+
+# ------------------------------------------------------------------ input formats and errors
+def _run_cli(argv, capsys):
+    from gibbsebm.cli import main
+
+    code = main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _io_data(n=60, k=3, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    e = 2 * torch.randn(n, k, generator=g, dtype=torch.float64)
+    y = torch.multinomial(torch.softmax(-e, 1), 1, generator=g).squeeze(1)
+    return e.numpy(), y.numpy()
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "npz_single", "pt", "pt_dict", "csv"])
+def test_every_input_format_gives_the_same_energies(tmp_path, fmt):
+    from gibbsebm.calibration.files import load_energy_matrix
+
+    e, y = _io_data()
+    f = tmp_path / f"e.{fmt.split('_')[0]}"
+    if fmt == "npy":
+        np.save(f, e)
+    elif fmt == "npz":
+        np.savez(f, energies=e, labels=y)
+    elif fmt == "npz_single":
+        np.savez(f, whatever=e)
+    elif fmt == "pt":
+        torch.save(torch.from_numpy(e), f)
+    elif fmt == "pt_dict":
+        torch.save({"energies": torch.from_numpy(e), "labels": torch.from_numpy(y)}, f)
+    else:
+        f.write_text("\n".join(",".join(f"{v:.17g}" for v in r) for r in e) + "\n")
+    d = load_energies(f)
+    assert np.array_equal(d["energies"]["e"], e)
+    if fmt in ("npz", "pt_dict"):
+        assert np.array_equal(d["labels"], y)
+    if fmt not in ("npz", "pt_dict"):
+        assert np.array_equal(load_energy_matrix(f), e)
+    # logits flip the sign: energies = -logits
+    assert np.array_equal(load_energies(f, logits=True)["energies"]["e"], -e)
+
+
+def test_cli_logits_pt_and_key_give_the_report_of_the_energies(tmp_path, capsys, no_rendering):
+    e, y = _io_data(90, 4, seed=8)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "e.npy", e)
+    torch.save({"logits": torch.from_numpy(-e), "other": torch.zeros(3)}, tmp_path / "l.pt")
+    common = ["--labels", str(tmp_path / "y.npy"), "--bootstrap", "20", "--folds", "2"]
+    code, _, err = _run_cli(
+        ["calibrate", "--energies", str(tmp_path / "e.npy"), "--output-dir", str(tmp_path / "a"),
+         *common], capsys)  # fmt: skip
+    assert code == 0, err
+    code, _, err = _run_cli(
+        ["calibrate", "--energies", str(tmp_path / "l.pt"), "--logits", "--key", "logits",
+         "--names", "e", "--output-dir", str(tmp_path / "b"), *common], capsys)  # fmt: skip
+    assert code == 0, err
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert a["systems"]["e"]["beta_fit"] == b["systems"]["e"]["beta_fit"]
+    assert a["systems"]["e"]["after"]["nll"] == b["systems"]["e"]["after"]["nll"]
+    assert "logits" in b["data"]["sources"]["sign"]
+    # without --key the two-array dict is ambiguous: one line naming the file and the arrays
+    code, _, err = _run_cli(
+        ["calibrate", "--energies", str(tmp_path / "l.pt"), "--output-dir", str(tmp_path / "c"),
+         *common], capsys)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert "l.pt" in err and "logits, other" in err and "--key" in err
+
+
+def _bad_inputs(tmp_path):
+    """(argv without the output folder, words the one-line error must contain)."""
+    e, y = _io_data(60, 3)
+    d = tmp_path
+    np.save(d / "e.npy", e)
+    np.save(d / "y.npy", y)
+    np.save(d / "vec.npy", e[:, 0])
+    np.save(d / "cube.npy", e[:, :, None])
+    np.save(d / "str.npy", np.array([["a", "b"], ["c", "d"]]))
+    np.save(d / "bool.npy", e > 0)
+    nan = e.copy()
+    nan[[5, 9], 1] = np.nan
+    np.save(d / "nan.npy", nan)
+    np.save(d / "y_short.npy", y[:-1])
+    np.save(d / "y_float.npy", y + 0.5)
+    ynan = y.astype(float)
+    ynan[3] = np.nan
+    np.save(d / "y_nan.npy", ynan)
+    np.save(d / "y_big.npy", np.where(np.arange(60) == 0, 3, y))
+    np.save(d / "e4.npy", np.concatenate([e, e[:, :1]], 1))
+    torch.save({"energies": torch.from_numpy(nan)}, d / "nan.pt")
+    (d / "code.pt").write_bytes(b"not a torch file")
+    np.savez(d / "two.npz", a=e, b=e)
+    (d / "nan.csv").write_text("c0,c1,c2,label\n1,2,nan,0\n1,2,3,1\n")
+    lab = ["--labels", str(d / "y.npy")]
+    return [
+        (["--energies", str(d / "vec.npy"), *lab], ["vec.npy", "2-D", "(60,)"]),
+        (["--energies", str(d / "cube.npy"), *lab], ["cube.npy", "2-D", "(60, 3, 1)"]),
+        (["--energies", str(d / "str.npy"), *lab], ["str.npy", "dtype <U1", "(2, 2)"]),
+        (["--energies", str(d / "bool.npy"), *lab], ["bool.npy", "dtype bool"]),
+        (["--energies", str(d / "nan.npy"), *lab], ["nan.npy", "2 NaN", "(60, 3)", "row 5"]),
+        (["--energies", str(d / "nan.pt"), *lab], ["nan.pt", "2 NaN", "(60, 3)"]),
+        (["--energies", str(d / "nan.csv")], ["nan.csv", "1 NaN", "row 0"]),
+        (["--energies", str(d / "code.pt"), *lab], ["code.pt", "weights_only=True"]),
+        (["--energies", str(d / "two.npz"), *lab], ["two.npz", "a, b", "--key"]),
+        (["--energies", str(d / "two.npz"), "--key", "c", *lab], ["two.npz", "'c'"]),
+        (
+            ["--energies", str(d / "e.npy"), "--labels", str(d / "y_short.npy")],
+            ["y_short.npy", "59 labels", "(59,)", "60 rows", "e.npy"],
+        ),
+        (
+            ["--energies", str(d / "e.npy"), "--labels", str(d / "y_float.npy")],
+            ["y_float.npy", "integers", "entry 0 is 1.5"],
+        ),
+        (
+            ["--energies", str(d / "e.npy"), "--labels", str(d / "y_nan.npy")],
+            ["y_nan.npy", "1 NaN", "entry 3"],
+        ),
+        (
+            ["--energies", str(d / "e.npy"), "--labels", str(d / "y_big.npy")],
+            ["y_big.npy", "label 3", "3 classes"],
+        ),
+        (
+            ["--energies", str(d / "e.npy"), str(d / "e4.npy"), *lab],
+            ["e4.npy", "(60, 4)", "(60, 3)"],
+        ),
+        (
+            ["--energies", str(d / "e.npy"), *lab, "--ood-energies", str(d / "e4.npy")],
+            ["e4.npy", "(60, 4)", "3 classes"],
+        ),
+    ]
+
+
+def test_bad_inputs_are_one_line_errors_naming_file_and_shape(tmp_path, capsys):
+    from gibbsebm.calibration.files import CalibrationInputError
+
+    for i, (argv, words) in enumerate(_bad_inputs(tmp_path)):
+        out = tmp_path / f"out{i}"
+        code, _, err = _run_cli(["calibrate", *argv, "--output-dir", str(out)], capsys)
+        assert code == 2, (argv, err)
+        assert err.startswith("gibbsebm: error: ") and err.count("\n") == 1, err
+        for w in words:
+            assert w in err, (w, err)
+        assert not out.exists()  # nothing written for a bad input
+        # the library raises its own error type (a ValueError) with the path attached
+        with pytest.raises(CalibrationInputError) as info:
+            run_calibrate(_parse(["calibrate", *argv, "--output-dir", str(out)]))
+        assert info.value.path is not None and Path(info.value.path).name in err
+
+
+# ------------------------------------------------------------------ verdict, style, counts
+def test_verdict_opens_the_report_with_paired_intervals(crossfit_report):
+    rep = crossfit_report
+    v = rep.data["verdict"]
+    html = rep.html_path.read_text()
+    md = rep.markdown_path.read_text()
+    # first thing after the title, in both renderings
+    assert html.index('id="verdict"') < html.index("<h2>Data</h2>")
+    assert md.splitlines()[2].startswith("**Verdict.**")
+    assert v["best"] in rep.systems and v["ranking_by_nll"][0] == v["best"]
+    # point differences are exactly the differences of the metrics in the tables
+    for s, r in rep.systems.items():
+        d = v["comparisons"][f"{s}: fitted beta vs beta = 1"]
+        assert d["nll"]["value"] == pytest.approx(r.after["nll"].value - r.before["nll"].value)
+        assert d["ece"]["value"] == pytest.approx(r.after["ece"].value - r.before["ece"].value)
+        assert d["nll"]["ci_low"] <= d["nll"]["value"] <= d["nll"]["ci_high"]
+    # 'over' is 3x overconfident: fitting beta must be a clear improvement on both metrics
+    d = v["comparisons"]["over: fitted beta vs beta = 1"]
+    assert d["nll"]["ci_high"] < 0 and d["ece"]["ci_high"] < 0
+    assert "95% paired bootstrap CI" in v["text"]
+
+
+def test_verdict_says_not_distinguishable_for_a_calibrated_system(tmp_path, no_rendering):
+    # energies that are exactly calibrated at beta = 1: the fitted beta cannot be told apart
+    g = torch.Generator().manual_seed(11)
+    e = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    y = torch.multinomial(torch.softmax(-e, 1), 1, generator=g).squeeze(1)
+    rep = report(e, y, output_dir=tmp_path / "r", n_bootstrap=200, n_folds=3)
+    v = rep.data["verdict"]
+    d = v["comparisons"][f"{v['best']}: fitted beta vs beta = 1"]["nll"]
+    assert d["ci_low"] < 0 < d["ci_high"]
+    assert "cannot be told apart" in v["text"] and "not distinguishable" in v["text"]
+    # negative control: the same labels with energies 4x too sharp are clearly improved
+    rep = report(4 * e, y, output_dir=tmp_path / "s", n_bootstrap=200, n_folds=3)
+    assert "is better than the raw energies" in rep.data["verdict"]["text"]
+    assert "not distinguishable" not in rep.data["verdict"]["text"]
+
+
+def test_report_inlines_the_packaged_style_sheet(crossfit_report):
+    from gibbsebm.calibration._page import css
+
+    html = crossfit_report.html_path.read_text()
+    sheet = css()
+    assert "@media print" in sheet and "overflow-x:auto" in sheet
+    assert sheet in html and 'name="viewport"' in html
+    assert html.count('<div class="table-wrap">') == html.count("<table>")
+
+
+def test_reliability_diagram_shows_per_bin_counts_and_keeps_legends_off_the_bars():
+    from gibbsebm.calibration import expected_calibration_error, plots
+
+    g = torch.Generator().manual_seed(3)
+    p = torch.softmax(3 * torch.randn(300, 3, generator=g, dtype=torch.float64), 1)
+    y = torch.multinomial(p, 1, generator=g).squeeze(1)
+    r = expected_calibration_error(p, y, n_bins=10, n_bootstrap=0)
+    fig = plots.reliability_diagram(r)
+    ax, counts = fig.axes[:2]
+    heights = [b.get_height() for b in counts.containers[0]]
+    assert heights == list(r.bins.counts)  # one count bar per bin, empty ones included
+    assert ax.get_legend() is None  # the legend sits under the count axes, outside the data
+    leg = counts.get_legend()
+    assert leg is not None and leg.get_bbox_to_anchor().y1 < counts.get_window_extent().y0 + 1
+    assert "ECE" in ax.get_title()
