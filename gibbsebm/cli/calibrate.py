@@ -420,8 +420,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         fit_y = _check_against(fit_e, fit_origin, slot, fit_y, fit_label_src)
         _check_classes(fit_e, fit_origin, slot, k, "fit")
     if fit_e is not None and set(fit_e) != set(systems):
-        if len(fit_e) == len(systems) == 1:
-            fit_e = {next(iter(systems)): next(iter(fit_e.values()))}
+        if len(fit_e) == len(systems) and len(args.fit_energies or ()) == len(systems):
+            # one file per system on both sides: paired by position ("same order")
+            fit_e = dict(zip(systems, fit_e.values()))
         else:
             raise ValueError(
                 f"fit energies are for systems {sorted(fit_e)} but evaluation energies for "
@@ -438,8 +439,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         _check_against(ood, ev["origin"], "ood_energies", None, None)
         _check_classes(ood, ev["origin"], "ood_energies", k, "OOD")
     if ood is not None and set(ood) != set(systems):
-        if len(ood) == len(systems) == 1:
-            ood = {next(iter(systems)): next(iter(ood.values()))}
+        if len(ood) == len(systems) and len(args.ood_energies or ()) == len(systems):
+            ood = dict(zip(systems, ood.values()))
         else:
             raise ValueError(
                 f"OOD energies are for systems {sorted(ood)} but evaluation energies for "

@@ -313,7 +313,7 @@ def _readme(r: dict[str, Any]) -> str:
 _DEMO_EPILOG = """\
 example:
   gibbsebm demo                       # about a minute on 2 CPU cores
-  gibbsebm demo --quick --output-dir /tmp/tour
+  gibbsebm demo --quick --output-dir runs/tour
 
 writes into the run folder: samples (arviz netCDF + summary), log Z estimate vs exact,
 a calibration report (HTML, JSON, Markdown), figures, and demo.json/README.md.

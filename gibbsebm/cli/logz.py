@@ -33,7 +33,7 @@ _LOGZ_EPILOG = """\
 examples:
   gibbsebm logz --energy ising --param L=8 --beta 0.4407 --method ais
   gibbsebm logz --energy gaussian --param dim=10 --method importance --option num_samples=20000
-  gibbsebm logz --energy ising --param L=6 --betas 0.1:0.8:8 --method ti
+  gibbsebm logz --energy ising --param L=6 --betas 0.1:0.8:8      # a curve, by AIS
 
 writes: logz.json (estimate, stderr, CI, exact value and error when known), logz_curve.png
 """
