@@ -26,15 +26,8 @@ from gibbsebm.runtime import files
 pytestmark = [
     pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning"),
     pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class Payload:

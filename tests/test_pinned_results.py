@@ -6,19 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from pinned_cases import LOGZ_CASES, PATH, SAMPLE_CASES, close, run_logz_case, run_sample_case
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 with open(PATH) as _fh:
     PINNED = json.load(_fh)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("name", [c[0] for c in SAMPLE_CASES])

@@ -99,15 +99,6 @@ def test_sharded_run_warns_once(device):
     assert len(rec) == 1 and s.num_chains == 4
 
 
-@pytest.fixture
-def one_thread():
-    """512 chains in torch's intra-op threads oversubscribe a small machine (14 s, not 0.5 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_many_short_chains_of_a_correct_sampler_are_silent(device, seed, one_thread):
     """512 chains x 50 draws of MALA on a Gaussian: the chains are stationary but shorter than

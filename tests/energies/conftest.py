@@ -2,12 +2,8 @@
 quadrature grids); intra-op threading only adds contention there, so they run single-threaded."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
     yield
-    torch.set_num_threads(before)

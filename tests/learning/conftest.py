@@ -4,13 +4,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """Small tensors: one intra-op thread is fastest and immune to a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(n)

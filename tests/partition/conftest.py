@@ -43,10 +43,7 @@ def within(est, truth: float, k: float = 4.0, floor: float = 1e-6) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """The estimators run on small tensors; intra-op threads only add contention on a shared
     2-core machine. Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(n)

@@ -19,13 +19,7 @@ from gibbsebm import Gibbs
 from gibbsebm.energies import Gaussian, GaussianMixture
 from gibbsebm.samplers import tempering
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mixture_4d() -> GaussianMixture:

@@ -19,14 +19,7 @@ from gibbsebm.energies import Gaussian, Ising2D
 from gibbsebm.samplers import tempering
 from gibbsebm.samplers.registry import get_spec
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread per process: on shared CPUs two threads oversubscribe the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fraction_with_se(indicator: torch.Tensor) -> tuple[float, float]:
