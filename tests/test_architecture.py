@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gibbsebm.latent",
             "gibbsebm.energies.*",
             "gibbsebm.diagnostics",
+            "gibbsebm._convergence",
             "gibbsebm.modes",
             "gibbsebm.errors",
         ),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from gibbsebm import _convergence
 from gibbsebm import diagnostics as D
 
 az = pytest.importorskip("arviz")
@@ -254,5 +255,5 @@ def test_rank_normal_scores_equal_scipy_average_ranks(levels):
     r = scipy_stats.rankdata(x, axis=-1)
     expected = scipy_stats.norm.ppf((r - 3 / 8) / (x.shape[1] + 1 / 4))
     t = torch.tensor(x)
-    got = D._z_scale(t[:, None, :])[:, 0, :]  # (B, C=1, N)
+    got = _convergence._z_scale(t[:, None, :])[:, 0, :]  # (B, C=1, N)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
