@@ -353,7 +353,7 @@ def test_private_ray_head_settings_and_one_warning(monkeypatch):
     """A RayExecutor without an address asks for a loopback head, and warns once if refused."""
     import types
 
-    import gibbsebm.runtime.executors as ex_mod
+    import gibbsebm.runtime._ray_network as ex_mod
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     kw = RayExecutor()._init_kwargs()
@@ -366,17 +366,17 @@ def test_private_ray_head_settings_and_one_warning(monkeypatch):
     monkeypatch.setattr(ex_mod, "_warned_ray_network", False)
     fake = types.SimpleNamespace(util=types.SimpleNamespace(get_node_ip_address=lambda: "10.0.0.5"))
     with pytest.warns(RuntimeWarning, match="not 127.0.0.1"):
-        ex_mod._check_loopback_node(fake)
+        ex_mod.check_loopback_node(fake)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ex_mod._check_loopback_node(fake)  # once per process
+        ex_mod.check_loopback_node(fake)  # once per process
         monkeypatch.setattr(ex_mod, "_warned_ray_network", False)
         ok = types.SimpleNamespace(
             util=types.SimpleNamespace(get_node_ip_address=lambda: "127.0.0.1")
         )
-        ex_mod._check_loopback_node(ok)  # the loopback: no warning
+        ex_mod.check_loopback_node(ok)  # the loopback: no warning
 
 
 def test_one_progress_bar_for_the_run(capsys):
