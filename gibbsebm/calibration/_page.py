@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["css", "page", "table", "figure", "verdict", "md", "md_table", "md_escape_cells"]
+__all__ = [
+    "css",
+    "page",
+    "table",
+    "figure",
+    "verdict",
+    "md",
+    "md_table",
+    "md_escape_cells",
+    "num",
+]
 
 
 @lru_cache(maxsize=1)
@@ -104,3 +115,17 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(md_escape_cells(header)) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(md_escape_cells(r)) + " |" for r in rows]
     return out
+
+
+def num(x: Any, spec: str = ".4g") -> str:
+    """A number for a report cell: ``format(x, spec)``; ``"n/a"`` for None, NaN or anything
+    that is not a number; ``"inf"``/``"-inf"`` for infinities."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    if math.isnan(v):
+        return "n/a"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return format(v, spec)

@@ -30,18 +30,6 @@ MAX_TABLE_ROWS = 30
 _COLUMNS = ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat")
 
 
-def _num(x: Any, spec: str = ".4g") -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return "n/a"
-    if math.isnan(v):
-        return "n/a"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return format(v, spec)
-
-
 def worst_coordinates(records: Sequence[Mapping[str, Any]], k: int) -> list[int]:
     """Indices of the ``k`` coordinates with the largest R-hat (undefined R-hat first: a
     coordinate that never moved is the worst case)."""
@@ -112,9 +100,9 @@ def _verdict(problems: Sequence[Any], records: Sequence[Mapping[str, Any]]) -> t
     bulk = [float(r["ess_bulk"]) for r in records if _finite(r.get("ess_bulk"))]
     tail = [float(r["ess_tail"]) for r in records if _finite(r.get("ess_tail"))]
     figs = (
-        f"max R-hat {_num(max(rhat)) if rhat else 'n/a'}, min bulk ESS "
-        f"{_num(min(bulk), '.0f') if bulk else 'n/a'}, min tail ESS "
-        f"{_num(min(tail), '.0f') if tail else 'n/a'} over {len(records)} coordinates"
+        f"max R-hat {_page.num(max(rhat)) if rhat else 'n/a'}, min bulk ESS "
+        f"{_page.num(min(bulk), '.0f') if bulk else 'n/a'}, min tail ESS "
+        f"{_page.num(min(tail), '.0f') if tail else 'n/a'} over {len(records)} coordinates"
     )
     if not problems:
         return (
@@ -202,7 +190,7 @@ def write_run_report(
     order = worst_coordinates(records, len(records))
     shown_rows = order[:MAX_TABLE_ROWS]
     header = ["coordinate", *_COLUMNS]
-    rows = [[labels[i], *(_num(records[i].get(c)) for c in _COLUMNS)] for i in shown_rows]
+    rows = [[labels[i], *(_page.num(records[i].get(c)) for c in _COLUMNS)] for i in shown_rows]
     table_title = (
         f"Summary ({len(records)} coordinates, largest R-hat first"
         + (f"; the {len(shown_rows)} worst shown, all in summary.json)" if len(order) > len(
