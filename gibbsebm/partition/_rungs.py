@@ -486,6 +486,7 @@ class LadderPlan(LogZPlan):
         rungs = pt_rungs(dist, self.samples, (first.log_z, first.stderr, first.diagnostics["ess"]))
         rungs.info["first_interval"] = f"importance sampling at beta_min={b_min:.4g}"
         log_z, se, diag = self.reduce(rungs)
+        se = _with_roundoff(dist, log_z, se, diag)
         diag["path"] = "temperature (PT ladder)"
         diag["defaults"] = self.defaults
         return LogZEstimate(
@@ -504,6 +505,7 @@ class LadderPlan(LogZPlan):
         rungs.info.update(self.pilot_info)
         rungs.info["first_interval"] = "importance sampling from the base to the first rung"
         log_z, se, diag = self.reduce(rungs)
+        se = _with_roundoff(self.dist, log_z, se, diag)
         diag.update({**self.path.describe(), "kernel": results[0]["kernel"]})
         diag["defaults"] = self.defaults
         if run_info is not None:
@@ -518,6 +520,15 @@ class LadderPlan(LogZPlan):
             num_energy_evals=self.setup_evals + sum(r["num_energy_evals"] for r in results),
             diagnostics=diag,
         )
+
+
+def _with_roundoff(dist: Any, log_z: float, se: float, diag: dict[str, Any]) -> float:
+    """``se`` with the floating-point floor (:func:`~._common.roundoff_stderr`) added."""
+    from ._common import roundoff_stderr
+
+    floor = roundoff_stderr(dist, log_z)
+    diag["roundoff_stderr"] = floor
+    return math.hypot(se, floor) if math.isfinite(se) else se
 
 
 def stitch_rungs(results: list[dict[str, Any]], schedule: torch.Tensor) -> RungData:

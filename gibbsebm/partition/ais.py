@@ -635,6 +635,11 @@ class AISPlan(LogZPlan):
                 "shard_kernels": [r["kernel"] for r in results],
                 "shard_log_z": [summarize_log_weights(r["log_w"])["log_mean"] for r in results],
             }
+        from ._common import roundoff_stderr
+
+        diag["roundoff_stderr"] = roundoff_stderr(self.dist, summ["log_mean"])
+        if math.isfinite(se):
+            se = math.hypot(se, diag["roundoff_stderr"])
         return LogZEstimate(
             log_z=summ["log_mean"],
             stderr=se,

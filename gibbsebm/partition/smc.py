@@ -327,6 +327,11 @@ class SMCPlan(LogZPlan):
         }
         if run_info is not None:
             diag["shards"] = self.shard_record(run_info, results)
+        from ._common import roundoff_stderr
+
+        diag["roundoff_stderr"] = roundoff_stderr(self.dist, log_z)
+        if math.isfinite(se):
+            se = math.hypot(se, diag["roundoff_stderr"])
         return LogZEstimate(
             log_z=log_z,
             stderr=se,
