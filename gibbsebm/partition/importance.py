@@ -19,8 +19,9 @@ Three honesty rules on top of the delta method (each measured by
   ``trusted=False`` (the 4 x 4 Ising model from a uniform base was trusted at z = -5);
 * on a finite support with a uniform base, a greedy local search from the heaviest draws
   finds heavy states (``diagnostics["found_states"]``); states found but never drawn whose
-  weight would dominate the variance make the estimate untrusted
-  (``diagnostics["delta_stderr"]``).
+  weight would dominate the variance (``diagnostics["delta_stderr"]``) or whose mass
+  exceeds the stated error (``diagnostics["found_mass_fraction"]``) make the estimate
+  untrusted.
 """
 
 from __future__ import annotations
@@ -248,8 +249,10 @@ class ImportancePlan(LogZPlan):
         A state ``s`` never drawn adds :math:`e^{2 \\ell_s} / (|S|\\, n Z^2)` to the relative
         variance of :math:`\\hat Z` (:math:`\\ell_s = \\log\\gamma(s) + \\log|S|`, its
         log-weight); the square root of their sum over the found, never-drawn states is
-        ``delta_stderr``. When it exceeds the stated stderr, the stated error rests on not
-        having drawn these states and the estimate is flagged. Returns the evaluations used.
+        ``delta_stderr``; their mass relative to :math:`\\hat Z` (the relative bias of a run
+        that never draws them) is ``found_mass_fraction``. When either exceeds the stated
+        stderr, the stated error rests on not having drawn these states and the estimate is
+        flagged. Returns the evaluations used.
         """
         q = self.base
         top_y = torch.cat([r["top_y"] for r in results])
@@ -284,10 +287,14 @@ class ImportancePlan(LogZPlan):
             records.append({"log_weight": lw_i, "drawn": drawn, "state": found[i].cpu().tolist()})
         log_n = math.log(n)
         if undrawn:
-            lse = float(torch.logsumexp(torch.tensor(undrawn, dtype=torch.float64) * 2, 0))
+            lw_u = torch.tensor(undrawn, dtype=torch.float64)
+            lse = float(torch.logsumexp(2 * lw_u, 0))
             delta = math.exp(0.5 * (lse - q.log_norm - log_n) - log_z)
+            # their own mass, gamma(s) = exp(lw_s) / |S|, relative to the estimate: a run that
+            # never draws them estimates Z minus (about) this mass
+            mass = math.exp(float(torch.logsumexp(lw_u, 0)) - q.log_norm - log_z)
         else:
-            delta = 0.0
+            delta = mass = 0.0
         diag["found_states"] = records
         diag["local_search"] = {
             "starts": int(starts.shape[0]),
@@ -296,12 +303,13 @@ class ImportancePlan(LogZPlan):
             "energy_evals": counter.n,
         }
         diag["delta_stderr"] = delta
-        if delta > se:
+        diag["found_mass_fraction"] = mass
+        if delta > se or mass > se:
             extra.append(
                 f"a greedy local search found {len(undrawn)} heavy state(s) the uniform base "
-                f"never drew; had they been drawn the stderr would be about {delta:.3g} "
-                f"(stated {se:.3g}): the estimate rests on states the base rarely draws "
-                "(diagnostics['found_states'])"
+                f"never drew, holding {mass:.3g} of the estimated Z and a share {delta:.3g} of "
+                f"its stderr (stated {se:.3g}): the estimate rests on states the base rarely "
+                "draws (diagnostics['found_states'])"
             )
         return counter.n
 

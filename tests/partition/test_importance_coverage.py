@@ -64,6 +64,7 @@ def test_ising_from_uniform_base_is_flagged_not_trusted_and_wrong():
     found = est.diagnostics["found_states"]
     ground = [f for f in found if abs(torch.tensor(f["state"]).sum()) == 16]
     assert len(ground) == 2 and all(f["drawn"] is False for f in ground)
+    assert est.diagnostics["found_mass_fraction"] > est.stderr
     assert any("never drew" in p for p in est.problems)
 
 
