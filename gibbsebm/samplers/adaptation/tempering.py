@@ -78,6 +78,16 @@ def _start_at_modes(
     pos = pos.to(dtype=state.position.dtype, device=state.position.device)
     summary = search.describe()
     summary["allocation"] = "local mass"
+    prec = search.precisions
+    if prec is None:
+        prec = torch.linalg.inv(search.covariances)
+    m = search.num_modes
+    # for the check of unexplored modes after sampling (gibbsebm.run; tempering.basin_labels)
+    summary["basins"] = {
+        "locations": search.locations.reshape(m, -1),
+        "precisions": prec,
+        "weights": search.weights,
+    }
     return rx.spec.init(pos), summary
 
 
