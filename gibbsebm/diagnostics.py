@@ -91,6 +91,11 @@ PT_MIN_ROUND_TRIPS = 1
 #: this cuts the ladder in two (the default ladder is spaced for about 0.25, Vousden et al.
 #: 2016; 0.01 is 25 times less, about one exchange per 100 proposals).
 PT_MIN_SWAP_RATE = 0.01
+#: Parallel tempering from the modes `gibbsebm.find_modes` found: a run whose target draws fall
+#: outside every found basin more often than this (`gibbsebm.samplers.tempering.basin_labels`:
+#: 5 sigma under each mode's Laplace precision, 3e-7 of a Gaussian mode's draws) visited
+#: a region the search did not find; 1% leaves room for the tails of non-Gaussian modes.
+PT_MAX_OUTSIDE_FRACTION = 0.01
 #: Many short chains (`default_superchains`): at least this many chains ...
 NESTED_MIN_CHAINS = 64
 #: ... and fewer draws per chain than this switch the default R-hat check to nested R-hat.
@@ -120,7 +125,8 @@ class Problem:
     check : str
         ``"rhat"``, ``"nested_rhat"``, ``"ess_bulk"``, ``"ess_tail"``, ``"divergences"``,
         ``"tree_depth"``, ``"ebfmi"``, ``"nonfinite_proposals"``, ``"stuck_chains"``,
-        ``"nonfinite_draws"``, ``"pt_round_trips"`` or ``"pt_swap_rate"``.
+        ``"nonfinite_draws"``, ``"pt_round_trips"``, ``"pt_swap_rate"`` or
+        ``"pt_unexplored_mode"``.
     figure : float
         The measured value (the worst R-hat, the smallest ESS, a count, ...).
     threshold : float
@@ -272,6 +278,10 @@ def check(
       coldest and the hottest temperature during the draws.
     * ``pt_swap_rate`` (from the stat ``swap_rate``): neighbouring temperatures whose mean
       swap acceptance, pooled over chains, is below :data:`PT_MIN_SWAP_RATE`.
+    * ``pt_unexplored_mode`` (stats ``basin``, ``unvisited_modes``): more than
+      :data:`PT_MAX_OUTSIDE_FRACTION` of the draws outside every basin the mode search
+      found, or a found mode never visited (a mode that no start finds and no draw visits
+      cannot be detected).
 
     R-hat and ESS need 4 draws per chain (R-hat 2 chains); with fewer they are not checked.
 
@@ -461,7 +471,31 @@ def check(
             )
         )
     _pt_checks(problems, stats, who, n)
+    _pt_mode_check(problems, stats, who)
     return problems
+
+
+def _pt_mode_check(problems: list, stats: Mapping, who: str) -> None:
+    """``pt_unexplored_mode``: target draws outside every found basin, or found modes never
+    visited (stats ``basin`` and ``unvisited_modes`` of ``pt`` from its default start)."""
+    basin, missed = stats.get("basin"), stats.get("unvisited_modes")
+    if basin is None or missed is None or basin.numel() == 0:
+        return
+    outside = float((basin.detach() < 0).to(torch.float64).mean())
+    k = int(missed.detach().reshape(-1)[0])
+    if outside > PT_MAX_OUTSIDE_FRACTION or k > 0:
+        problems.append(
+            Problem(
+                "pt_unexplored_mode",
+                outside,
+                PT_MAX_OUTSIDE_FRACTION,
+                f"{who}{100 * outside:.3g}% of the target draws lie outside every basin of the "
+                f"modes find_modes found, and {k} found modes with weight enough to expect "
+                "visits were never visited: the draws explored a mode the search missed, or "
+                "did not reach one it found, so mode weights are not trustworthy (more "
+                "starts, more temperatures or a lower beta_min, longer runs)",
+            )
+        )
 
 
 def _pt_checks(problems: list, stats: Mapping, who: str, n: int) -> None:

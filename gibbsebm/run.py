@@ -230,6 +230,9 @@ def run_chains(
     stuck = _stuck_chains(draws, stats)
     stats["stuck_chains"] = stuck[:, None].expand(c, d).clone()
     # stuck chains are reported by the run's one SamplingWarning (Samples.diagnose)
+    basins = (out.get("adapt_info") or {}).get("modes", {}).get("basins")
+    if method == "pt" and basins is not None:
+        stats.update(_mode_visits(draws, basins))
     return Samples(
         draws=_unflatten(draws, n, batch),
         stats={k: _unflatten(v, n, batch) for k, v in stats.items()},
@@ -256,6 +259,18 @@ def _needs_grad(method: str, options: dict[str, Any]) -> bool:
     if method == "pt":
         return options.get("kernel") in _GRADIENT_METHODS
     return method in _GRADIENT_METHODS
+
+
+def _mode_visits(draws: torch.Tensor, basins: dict) -> dict[str, torch.Tensor]:
+    """``basin`` ``(C, D)``: the found mode whose basin holds each target draw of ``pt`` (-1:
+    none) and ``unvisited_modes`` ``(C, D)``: found modes with due but no visits (checked
+    by ``pt_unexplored_mode``; see :func:`gibbsebm.samplers.tempering.basin_labels`)."""
+    from .samplers.tempering import basin_labels, unexplored_modes
+
+    dev = draws.device
+    lab = basin_labels(draws, basins["locations"].to(dev), basins["precisions"].to(dev))
+    missed = unexplored_modes(lab, basins["weights"].to(dev))
+    return {"basin": lab, "unvisited_modes": missed.expand(lab.shape).clone()}
 
 
 def _stuck_chains(draws: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor:
