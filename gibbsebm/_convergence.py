@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["rhat", "ess", "mcse", "nested_rhat", "ebfmi", "summary_stats"]
+__all__ = ["rhat", "ess", "mcse", "nested_rhat", "ebfmi", "summary_stats", "check_stats"]
 
 #: numpy's ``np.finfo(float).resolution``: arviz calls a coordinate constant below this range.
 _CONSTANT_RANGE = 1e-15
@@ -39,13 +39,62 @@ def _prepare(draws: torch.Tensor, what: str) -> tuple[torch.Tensor, tuple, torch
     return x, event, out_dtype
 
 
+#: On the CPU the estimators run over chunks of coordinates holding about this many draws
+#: (8 MiB of float64 each): every coordinate is independent, and small chunks keep the
+#: temporaries (sorts, ranks, normal scores, centred copies) in the cache and on the heap
+#: instead of a fresh ``mmap`` (and its page faults) per full-size array. Measured at
+#: 4096 chains x 50 draws x 100 coordinates, one thread: see ``benchmarks/diagnostics_benchmark.py``.
+_CPU_CHUNK_DRAWS = 1 << 20
+
+
+def _flat_draws(draws: torch.Tensor, what: str) -> tuple[torch.Tensor, tuple, torch.dtype]:
+    """``(C, N, B)`` view of the detached draws (no copy, no cast), the event shape, the dtype."""
+    if not isinstance(draws, torch.Tensor):
+        draws = torch.as_tensor(draws)
+    if draws.dim() < 2:
+        raise ValueError(
+            f"{what}: draws must be shaped (chains, draws, *event), got {tuple(draws.shape)}"
+        )
+    c, n = draws.shape[0], draws.shape[1]
+    event = tuple(draws.shape[2:])
+    out_dtype = draws.dtype if draws.dtype.is_floating_point else torch.float64
+    return draws.detach().reshape(c, n, -1), event, out_dtype
+
+
+def _coord_slices(flat: torch.Tensor) -> list[slice]:
+    """Chunks of coordinates of ``flat`` ``(C, N, B)``: one chunk off the CPU."""
+    c, n, b = flat.shape
+    if flat.device.type != "cpu" or b == 0:
+        return [slice(0, b)]
+    step = max(1, _CPU_CHUNK_DRAWS // max(1, c * n))
+    return [slice(i, min(b, i + step)) for i in range(0, b, step)]
+
+
+def _chunk_x(flat: torch.Tensor, sl: slice) -> torch.Tensor:
+    """Coordinates ``sl`` of ``flat`` ``(C, N, B)`` as a contiguous float64 ``(b, C, N)``."""
+    return flat[:, :, sl].permute(2, 0, 1).to(torch.float64, memory_format=torch.contiguous_format)
+
+
+def _by_chunks(flat: torch.Tensor, fn) -> list[torch.Tensor]:
+    """``fn(x)`` (a tuple of ``(b,)`` tensors) over the coordinate chunks, concatenated."""
+    parts = [fn(_chunk_x(flat, sl)) for sl in _coord_slices(flat)]
+    return [torch.cat(col) for col in zip(*parts)]
+
+
 def _finish(v: torch.Tensor, event: tuple, dtype: torch.dtype) -> torch.Tensor:
     return v.reshape(event).to(dtype)
 
 
 def _nonfinite(x: torch.Tensor) -> torch.Tensor:
-    """``(B,)``: coordinates with a NaN or infinite draw."""
-    return ~torch.isfinite(x).flatten(1).all(1)
+    """``(B,)``: coordinates with a NaN or infinite draw.
+
+    From the rows' largest and smallest values (NaN propagates through both, ``+inf`` shows
+    in the largest, ``-inf`` in the smallest): two reductions instead of a boolean copy.
+    """
+    flat = x.flatten(1)
+    if flat.shape[1] == 0:
+        return torch.zeros(flat.shape[0], dtype=torch.bool, device=x.device)
+    return ~(torch.isfinite(flat.amax(1)) & torch.isfinite(flat.amin(1)))
 
 
 def _split(x: torch.Tensor) -> torch.Tensor:
@@ -377,10 +426,11 @@ def rhat(draws: torch.Tensor) -> torch.Tensor:
     >>> r.shape, bool((r < 1.02).all())
     (torch.Size([3]), True)
     """
-    x, event, dtype = _prepare(draws, "rhat")
-    if x.shape[1] < 2 or _too_short(x.shape[2]):
-        return _nan(event, dtype, x.device)
-    return _finish(_rhat_x(x), event, dtype)
+    flat, event, dtype = _flat_draws(draws, "rhat")
+    if flat.shape[0] < 2 or _too_short(flat.shape[1]):
+        return _nan(event, dtype, flat.device)
+    (out,) = _by_chunks(flat, lambda x: (_rhat_x(x),))
+    return _finish(out, event, dtype)
 
 
 def _ess_tail_x(x: torch.Tensor, sorted_full: torch.Tensor | None = None) -> torch.Tensor:
@@ -446,17 +496,97 @@ def ess(draws: torch.Tensor, kind: str = "bulk") -> torch.Tensor:
     """
     if kind not in ("bulk", "tail", "mean"):
         raise ValueError(f"kind must be 'bulk', 'tail' or 'mean', got {kind!r}")
-    x, event, dtype = _prepare(draws, "ess")
-    if _too_short(x.shape[2]):
-        return _nan(event, dtype, x.device)
-    if kind == "bulk":
-        out = _ess_raw(_z_scale(_split(x)))
-    elif kind == "tail":
-        out = _ess_tail_x(x)
-    else:
-        out = _ess_raw(_split(x))
-    out = torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
+    flat, event, dtype = _flat_draws(draws, "ess")
+    if _too_short(flat.shape[1]):
+        return _nan(event, dtype, flat.device)
+    (out,) = _by_chunks(flat, lambda x: (_masked(x, _ess_x(x, kind)),))
     return _finish(out, event, dtype)
+
+
+def _masked(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` ``(B,)`` with NaN for the coordinates of ``x`` that hold a non-finite draw."""
+    return torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
+
+
+def _ess_x(x: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "bulk":
+        return _ess_raw(_z_scale(_split(x)))
+    if kind == "tail":
+        return _ess_tail_x(x)
+    return _ess_raw(_split(x))
+
+
+def _check_x(x: torch.Tensor, with_rhat: bool, k: int | None) -> tuple[torch.Tensor, ...]:
+    """Bulk ESS, tail ESS (and split R-hat, nested R-hat) of ``x`` ``(B, C, N)``, one sort.
+
+    The sort of the split draws gives the normal scores of the bulk ESS and R-hat and, with
+    an even number of draws (the split draws are then the same multiset), the tail
+    quantiles; every value is the one `ess`, `rhat` and `nested_rhat` compute alone.
+    """
+    b, c, n = x.shape
+    split = _split(x)
+    sort = _sort_rows(split.reshape(b, -1).contiguous())
+    z = _z_scale(split, sort)
+    out = [
+        _masked(x, _ess_raw(z)),
+        _masked(x, _ess_tail_x(x, sort[0] if n % 2 == 0 else None)),
+    ]
+    if with_rhat:
+        out.append(_rhat_x(x, sort, z))
+    if k is not None:
+        out.append(_nested_rhat_x(x, k))
+    return tuple(out)
+
+
+def check_stats(
+    draws: torch.Tensor, rhat: bool = True, num_superchains: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Bulk and tail ESS, split R-hat and nested R-hat of the draws in one pass.
+
+    The values are those of `ess` (``kind="bulk"``, ``"tail"``), `rhat` and `nested_rhat`;
+    they share one float64 copy and one sort of each coordinate's draws, and on the CPU they
+    run over small chunks of coordinates. This is what `gibbsebm.diagnostics.check` (the
+    post-run warning) uses.
+
+    Parameters
+    ----------
+    draws : Tensor
+        ``(chains, draws, *event)`` with at least 4 draws per chain.
+    rhat : bool
+        Whether to compute split R-hat too (only with at least 2 chains).
+    num_superchains : int, optional
+        Also compute nested R-hat with this many superchains.
+
+    Returns
+    -------
+    dict of str to Tensor
+        ``ess_bulk``, ``ess_tail`` and, when asked, ``rhat`` and ``nested_rhat``, each
+        ``event``-shaped.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 4 draws per chain, or a ``num_superchains`` that `nested_rhat`
+        refuses.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from gibbsebm.diagnostics import check_stats, ess
+    >>> d = torch.randn(4, 100, 3, generator=torch.Generator().manual_seed(0))
+    >>> out = check_stats(d)
+    >>> sorted(out), bool(torch.equal(out["ess_tail"], ess(d, kind="tail")))
+    (['ess_bulk', 'ess_tail', 'rhat'], True)
+    """
+    flat, event, dtype = _flat_draws(draws, "check_stats")
+    c, n = flat.shape[:2]
+    if _too_short(n):
+        raise ValueError(f"check_stats needs at least 4 draws per chain, got {n}")
+    with_rhat = rhat and c >= 2
+    k = None if num_superchains is None else _check_superchains(c, num_superchains)
+    cols = _by_chunks(flat, lambda x: _check_x(x, with_rhat, k))
+    names = ["ess_bulk", "ess_tail"] + ["rhat"] * with_rhat + ["nested_rhat"] * (k is not None)
+    return {name: _finish(v, event, dtype) for name, v in zip(names, cols)}
 
 
 def mcse(draws: torch.Tensor) -> torch.Tensor:
@@ -485,12 +615,15 @@ def mcse(draws: torch.Tensor) -> torch.Tensor:
     >>> bool(0.005 < m < 0.02)  # about 1 / sqrt(10000)
     True
     """
-    x, event, dtype = _prepare(draws, "mcse")
-    if _too_short(x.shape[2]):
-        return _nan(event, dtype, x.device)
-    sd = x.reshape(x.shape[0], -1).std(-1, correction=1)
-    out = sd / torch.sqrt(_ess_raw(_split(x)))
-    out = torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
+    flat, event, dtype = _flat_draws(draws, "mcse")
+    if _too_short(flat.shape[1]):
+        return _nan(event, dtype, flat.device)
+
+    def one(x: torch.Tensor) -> tuple[torch.Tensor]:
+        sd = x.reshape(x.shape[0], -1).std(-1, correction=1)
+        return (_masked(x, sd / torch.sqrt(_ess_raw(_split(x)))),)
+
+    (out,) = _by_chunks(flat, one)
     return _finish(out, event, dtype)
 
 
@@ -553,13 +686,25 @@ def nested_rhat(draws: torch.Tensor, num_superchains: int) -> torch.Tensor:
     >>> r.shape, bool((r < 1.05).all())
     (torch.Size([2]), True)
     """
-    x, event, dtype = _prepare(draws, "nested_rhat")
-    b, c, n = x.shape
+    flat, event, dtype = _flat_draws(draws, "nested_rhat")
+    c, n = flat.shape[:2]
+    k = _check_superchains(c, num_superchains)
+    (out,) = _by_chunks(flat, lambda x: (_nested_rhat_x(x, k),))
+    return _finish(out, event, dtype)
+
+
+def _check_superchains(c: int, num_superchains: int) -> int:
     k = int(num_superchains)
     if k < 2 or c % k:
         raise ValueError(
             f"num_superchains must be >= 2 and divide the number of chains ({c}), got {num_superchains!r}"
         )
+    return k
+
+
+def _nested_rhat_x(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Nested R-hat of ``x`` ``(B, C, N)`` with ``k`` superchains (NaN where non-finite)."""
+    b, c, n = x.shape
     m = c // k
     xs = x.reshape(b, k, m, n)
     chain_mean = xs.mean(-1)  # (B, K, M)
@@ -568,9 +713,7 @@ def nested_rhat(draws: torch.Tensor, num_superchains: int) -> torch.Tensor:
     b_tilde = chain_mean.var(-1, correction=1) if m > 1 else torch.zeros_like(super_mean)
     w_tilde = xs.var(-1, correction=1).mean(-1) if n > 1 else torch.zeros_like(super_mean)
     w_nu = (b_tilde + w_tilde).mean(-1)
-    out = torch.sqrt(1.0 + b_nu / w_nu)
-    out = torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
-    return _finish(out, event, dtype)
+    return _masked(x, torch.sqrt(1.0 + b_nu / w_nu))
 
 
 def ebfmi(hamiltonian: torch.Tensor) -> torch.Tensor:
