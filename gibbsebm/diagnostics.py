@@ -56,7 +56,7 @@ from typing import Any
 
 import torch
 
-from ._convergence import ebfmi, ess, mcse, nested_rhat, rhat, summary_stats
+from ._convergence import check_stats, ebfmi, ess, mcse, nested_rhat, rhat, summary_stats
 
 __all__ = [
     "rhat",
@@ -65,6 +65,7 @@ __all__ = [
     "nested_rhat",
     "ebfmi",
     "summary_stats",
+    "check_stats",
     "SamplingWarning",
     "Problem",
     "check",
@@ -320,10 +321,15 @@ def check(
     if c == 0 or n == 0:
         return problems
     who = f"{method}: " if method else ""
-    finite = torch.isfinite(draws.detach())
     coord_shape = tuple(draws.shape[2:])
-    bad_coord = ~finite.reshape(c, n, -1).all(1).all(0)
+    # largest and smallest draw of each coordinate: NaN propagates, +-inf shows (no bool copy)
+    d_flat = draws.detach().reshape(c * n, -1)
+    if d_flat.dtype.is_floating_point or d_flat.dtype.is_complex:
+        bad_coord = ~(torch.isfinite(d_flat.amax(0)) & torch.isfinite(d_flat.amin(0)))
+    else:
+        bad_coord = torch.zeros(d_flat.shape[1], dtype=torch.bool, device=d_flat.device)
     if bool(bad_coord.any()):
+        finite = torch.isfinite(draws.detach())
         coords, count = _worst(
             bad_coord.reshape(coord_shape).to(torch.float64), bad_coord.reshape(coord_shape), True
         )
@@ -340,11 +346,18 @@ def check(
                 count,
             )
         )
-    if num_superchains is not None and num_superchains > 0:
-        r = nested_rhat(draws, num_superchains)
+    nested = num_superchains is not None and num_superchains > 0
+    # bulk/tail ESS and split R-hat share one sort per coordinate (`check_stats`)
+    both = (
+        check_stats(draws, rhat=not nested, num_superchains=num_superchains if nested else None)
+        if n >= 4
+        else {}
+    )
+    if nested:
+        r = both["nested_rhat"] if n >= 4 else nested_rhat(draws, num_superchains)
         name, label = "nested_rhat", f"nested R-hat ({num_superchains} superchains)"
     elif c >= 2 and n >= 4:
-        r = rhat(draws)
+        r = both["rhat"]
         name, label = "rhat", "rank-normalized split R-hat"
     else:
         r = None
@@ -375,7 +388,7 @@ def check(
     if n >= 4:
         threshold = _ess_threshold(c)
         for kind in ("bulk", "tail"):
-            e = ess(draws, kind=kind)
+            e = both[f"ess_{kind}"]
             bad = e < threshold
             if bool(bad.any()):
                 coords, count = _worst(e, bad, False)
