@@ -33,7 +33,7 @@ def _raw_roles_in_site(site: Path) -> dict[str, list[str]]:
     return found
 
 
-SNIPPET_LINE = re.compile(r'^--8<-- "([^"]+)"\s*$', re.MULTILINE)
+SNIPPET_LINE = re.compile(r'^\s*--8<-- "([^"]+)"\s*$', re.MULTILINE)
 
 
 def _unexpanded_snippets(site: Path) -> list[str]:
