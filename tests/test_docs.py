@@ -1,4 +1,5 @@
-"""The documentation renders: no raw reST role on a built page, math shipped with the docs.
+"""The documentation renders: no raw reST role on a built page, math shipped with the docs, and
+every generated snippet (``--8<-- "docs/generated/x.md"``) expanded in place.
 
 ``GIBBSEBM_DOCS_SITE=<folder>`` points the page check at a site already built (CI builds it
 with ``mkdocs build --strict`` and passes the folder); without it the check builds the site
@@ -30,6 +31,68 @@ def _raw_roles_in_site(site: Path) -> dict[str, list[str]]:
         if hits:
             found[str(page.relative_to(site))] = hits[:3]
     return found
+
+
+SNIPPET_LINE = re.compile(r'^\s*--8<-- "([^"]+)"\s*$', re.MULTILINE)
+
+
+def _unexpanded_snippets(site: Path) -> list[str]:
+    """Pages that show an include line as text (the snippets extension did not run on it)."""
+    out = []
+    for page in site.rglob("*.html"):
+        if re.search(r"--8(?:&lt;|<)--", page.read_text("utf-8")):
+            out.append(str(page.relative_to(site)))
+    return out
+
+
+def _snippets_config() -> dict:
+    import yaml
+
+    conf = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    for ext in conf["markdown_extensions"]:
+        if isinstance(ext, dict) and "pymdownx.snippets" in ext:
+            return ext["pymdownx.snippets"]
+    raise AssertionError("mkdocs.yml does not enable pymdownx.snippets")
+
+
+def _render_with_snippets(text: str) -> str:
+    import markdown
+
+    conf = dict(_snippets_config())
+    conf["base_path"] = [str(ROOT / p) for p in conf.get("base_path", ["."])]
+    return markdown.markdown(
+        text,
+        extensions=["tables", "pymdownx.snippets"],
+        extension_configs={"pymdownx.snippets": conf},
+    )
+
+
+def test_snippet_includes_expand_and_missing_ones_fail():
+    """The include lines the pages use expand with mkdocs.yml's settings; a missing file fails."""
+    conf = _snippets_config()
+    assert conf.get("check_paths") is True  # a missing snippet must fail the strict build
+    html = _render_with_snippets('--8<-- "docs/generated/double_well_table.md"\n')
+    assert "<table>" in html and "--8&lt;--" not in html and "P(left) sampled" in html
+    with pytest.raises(Exception, match="(?i)snippet|no_such"):
+        _render_with_snippets('--8<-- "docs/generated/no_such_snippet.md"\n')
+
+
+def test_every_include_line_names_an_existing_file():
+    missing = []
+    for page in (ROOT / "docs").rglob("*.md"):
+        if "generated" in page.relative_to(ROOT / "docs").parts:
+            continue
+        for target in SNIPPET_LINE.findall(page.read_text("utf-8")):
+            if not (ROOT / target).is_file():
+                missing.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not missing, missing
+
+
+def test_unexpanded_include_is_caught(tmp_path):
+    """Negative control for the built-site check: a page showing the include line is reported."""
+    (tmp_path / "ok.html").write_text("<table><tr><td>1</td></tr></table>")
+    (tmp_path / "bad.html").write_text('<p>--8&lt;-- "docs/generated/x.md"</p>')
+    assert _unexpanded_snippets(tmp_path) == ["bad.html"]
 
 
 def _external_scripts(site: Path) -> list[str]:
@@ -100,6 +163,7 @@ def test_built_site_has_no_raw_role_and_no_cdn():
     assert (site / "index.html").exists()
     assert not _raw_roles_in_site(site)
     assert not _external_scripts(site)
+    assert not _unexpanded_snippets(site)
 
 
 @pytest.mark.slow
@@ -107,3 +171,4 @@ def test_built_site_slow():
     site = _site()
     assert not _raw_roles_in_site(site)
     assert not _external_scripts(site)
+    assert not _unexpanded_snippets(site)

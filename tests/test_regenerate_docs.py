@@ -1,0 +1,177 @@
+"""The docs' numbers come from ``scripts/regenerate_docs.py``: the committed snippets match the
+committed JSON, a changed number changes its snippet, and every snippet is shown on a page.
+
+The renderers run on the saved JSON only (no example or benchmark is rerun here), so these
+tests take seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ROOT / "docs" / "generated"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "regenerate_docs", ROOT / "scripts" / "regenerate_docs.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["regenerate_docs"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+rd = _load_script()
+NAMES = [s.name for s in rd.SNIPPETS]
+INCLUDE = re.compile(r'^\s*--8<-- "docs/generated/([^"]+)\.md"\s*$', re.MULTILINE)
+
+
+def _pages() -> dict[Path, str]:
+    return {
+        p: p.read_text("utf-8")
+        for p in (ROOT / "docs").rglob("*.md")
+        if "generated" not in p.relative_to(ROOT / "docs").parts
+    }
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A copy of the generated files, the saved data and the README that the script writes to."""
+    gen = tmp_path / "generated"
+    shutil.copytree(GENERATED, gen)
+    res = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", res)
+    readme = tmp_path / "README.md"
+    shutil.copyfile(ROOT / "README.md", readme)
+    monkeypatch.setattr(rd, "GENERATED", gen)
+    monkeypatch.setattr(rd, "DATA", gen / "data")
+    monkeypatch.setattr(rd, "RESULTS", res)
+    monkeypatch.setattr(rd, "README", readme)
+    return tmp_path
+
+
+def test_check_passes_on_the_committed_tree(capsys):
+    assert rd.main(["--check"]) == 0
+    assert f"{len(NAMES)} generated files up to date" in capsys.readouterr().out
+
+
+def test_a_changed_number_changes_its_snippet_and_check_catches_the_stale_one(sandbox):
+    path = sandbox / "results" / "pyro_benchmark.json"
+    data = json.loads(path.read_text())
+    data["results"][0]["ratio_ess_per_s"] = 777.0
+    path.write_text(json.dumps(data))
+    # negative control: the committed snippet is now stale
+    assert rd.main(["--check", "--only", "pyro_benchmark_table"]) == 1
+    assert rd.main(["--tables-only", "--only", "pyro_benchmark_table"]) == 0
+    assert "| 777 |" in (sandbox / "generated" / "pyro_benchmark_table.md").read_text()
+    assert rd.main(["--check", "--only", "pyro_benchmark_table"]) == 0
+
+
+def test_a_changed_example_output_changes_the_guide(sandbox):
+    path = sandbox / "generated" / "data" / "double_well.json"
+    data = json.loads(path.read_text())
+    data["results"][0]["left"] = 0.987654
+    path.write_text(json.dumps(data))
+    assert rd.main(["--check", "--only", "double_well_table"]) == 1
+    rd.main(["--tables-only", "--only", "double_well_table"])
+    assert "| 0.988 |" in (sandbox / "generated" / "double_well_table.md").read_text()
+
+
+def test_a_stale_readme_block_fails_check_and_is_rewritten_in_place(sandbox):
+    readme = sandbox / "README.md"
+    text = readme.read_text()
+    _, body = rd._readme_block(text, "readme_ais_seeds")
+    assert body and "seeds" in body
+    readme.write_text(text.replace(body, "hand-copied: 12 of 12 seeds, mean z +9.99"))
+    assert rd.main(["--check", "--only", "readme_ais_seeds"]) == 1
+    rd.main(["--tables-only", "--only", "readme_ais_seeds"])
+    assert readme.read_text() == text
+
+
+def test_every_snippet_is_included_by_a_page_or_pending():
+    included = {name for text in _pages().values() for name in INCLUDE.findall(text)}
+    readme = (ROOT / "README.md").read_text()
+    for name in NAMES:
+        if name in rd.README_BLOCKS:
+            assert f"<!-- generated:{name} -->" in readme
+        elif name in rd.PENDING:
+            assert name not in included, f"{name} is placed: take it off PENDING"
+        else:
+            assert name in included, f"docs/generated/{name}.md is on no page"
+    # and every include names a registered snippet
+    assert included <= set(NAMES)
+
+
+def test_generated_folder_holds_only_registered_snippets():
+    on_disk = {p.stem for p in GENERATED.glob("*.md")}
+    assert on_disk == {n for n in NAMES if n not in rd.README_BLOCKS}
+    for s in rd.SNIPPETS:
+        for src in s.sources:
+            assert (ROOT / src).is_file(), f"{s.name}: source {src} missing"
+
+
+def test_list_names_every_snippet(capsys):
+    assert rd.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in NAMES:
+        assert re.search(rf"^{name}: ", out, re.MULTILINE)
+    assert "pending" in out
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(SystemExit, match="unknown snippet"):
+        rd.main(["--check", "--only", "no_such_table"])
+    with pytest.raises(SystemExit, match="unknown benchmark"):
+        rd.main(["--rerun-benchmark", "no_such_benchmark"])
+
+
+def test_every_example_producer_has_saved_data():
+    for ex in rd.EXAMPLES:
+        assert (ROOT / ex.argv[0]).is_file()
+        assert (GENERATED / "data" / f"{ex.name}.json").is_file(), ex.name
+
+
+@pytest.mark.parametrize(
+    ("page", "snippet", "hand_copied"),
+    [
+        ("guides/double_well.md", "double_well_table", "| 0.25 | hmc |"),
+        ("calibration.md", "calibration_digits_table", "| ECE | 0.0"),
+        ("guides/bayesian_workflow.md", "pyro_benchmark_table", "| eight schools"),
+        ("multimodal.md", "multimodal_table", "| double-well-4d-16modes"),
+        ("benchmarks/diagnostics.md", "diagnostics_table", "| 64 x 100 x 10 |"),
+        ("benchmarks/partition.md", "benchmark_partition", "| ais | default |"),
+        ("benchmarks/ray.md", "benchmark_ray", "|"),
+        ("guides/rbm_digits.md", "guide_rbm_digits", "AIS gives \\(\\log Z ="),
+        ("guides/gibbs_posterior_calibration.md", "guide_gibbs_posterior", "covers the true"),
+    ],
+)
+def test_converted_pages_include_the_snippet_not_a_copy(page, snippet, hand_copied):
+    text = (ROOT / "docs" / page).read_text()
+    assert f'--8<-- "docs/generated/{snippet}.md"' in text
+    assert hand_copied not in text
+    assert hand_copied in (GENERATED / f"{snippet}.md").read_text()
+
+
+def test_why_page_is_second_in_nav_and_its_figures_are_generated():
+    import yaml
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    assert nav[1] == {"Why gibbsebm": "why.md"}
+    text = (ROOT / "docs" / "why.md").read_text()
+    for name in ("why_sampling", "why_logz", "why_multimodal", "why_calibration", "why_limits"):
+        assert f'--8<-- "docs/generated/{name}.md"' in text
+    # the machine the numbers came from is stated, and no table on the page is hand-written
+    # except the feature comparison (no digits in its cells)
+    assert "no GPU" in text
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("| ---"):
+            assert not re.search(r"\d\.\d|\d{3}", line.replace("1.9", "").replace("1.7", "")), line
