@@ -80,6 +80,20 @@ the target and the hot end. Round trips do not prove that the modes mix: the hot
 (:math:`\\beta/20` by default) may itself be unable to cross between distant modes, and then
 R-hat (checked for every run) is what flags the chains that stayed in their modes.
 
+Unexplored modes
+----------------
+From the default start, every target draw is labelled with the found mode whose basin holds
+it (:func:`basin_labels`: the nearest mode in Mahalanobis distance under its Laplace
+precision, inside when below the :math:`\\chi^2_d` quantile at :data:`BASIN_Z` sigma, ``-1``
+outside): ``Samples.stats["basin"]`` ``(C, D)``; ``Samples.stats["unvisited_modes"]`` counts
+the found modes whose local weight predicts at least :data:`MIN_EXPECTED_VISITS` visits and
+that no draw visited (:func:`unexplored_modes`). The run's
+:class:`~gibbsebm.diagnostics.SamplingWarning` reports ``pt_unexplored_mode`` when more than
+:data:`~gibbsebm.diagnostics.PT_MAX_OUTSIDE_FRACTION` of the draws lie outside every basin
+(the chains reached a mode the search missed) or such a mode was never visited (the chains
+were cut off from it). A mode that no start of the search finds and no chain visits leaves
+no trace: no check can see it.
+
 Adaptation
 ----------
 The warmup (:func:`gibbsebm.samplers.adaptation.tempering.pt_adapt`, attached by
