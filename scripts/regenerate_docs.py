@@ -774,6 +774,42 @@ def render_why_limits() -> str:
     )
 
 
+def render_learning_spiral_table() -> str:
+    d = _data("spiral_ebm")
+    labels = {
+        "pcd": "PCD + Langevin",
+        "dsm": "DSM",
+        "kde": "Gaussian KDE of the training points (Scott)",
+        "fresh spiral (floor)": "fresh spiral points (the floor)",
+    }
+    fine, wide = d["mmd_fine"], d["mmd"]
+    best = min((k for k in fine if "floor" not in k), key=lambda k: fine[k]["mmd2"])
+
+    def cell(m: dict, bold: bool) -> str:
+        s = f"{m['mmd2']:.4f} ± {m['stderr']:.4f}"
+        return f"**{s}**" if bold else s
+
+    rows = [[labels.get(k, k), cell(fine[k], k == best), cell(wide[k], False)] for k in fine]
+    header = [
+        "samples",
+        f"\\(\\mathrm{{MMD}}^2\\), \\(h = {d['mmd_fine_bandwidth']:g}\\)",
+        f"\\(\\mathrm{{MMD}}^2\\), median heuristic \\(h = {d['mmd_bandwidth']:.1f}\\)",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            f"{d['epochs']} epochs; training time PCD {d['pcd_train_time_s']:.0f} s, DSM "
+            f"{d['dsm_train_time_s']:.0f} s on the loaded machine; DSM's final loss "
+            f"{d['dsm_final_loss']:.0f}. "
+            + _source_line(
+                "`docs/generated/data/spiral_ebm.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark spiral_ebm",
+            ),
+        ]
+    )
+
+
 def _readme_ais_data(seeds: int = 12) -> dict:
     """Run the README's AIS example over ``seeds`` seeds (about 10 s each on one core)."""
     import torch
@@ -834,6 +870,7 @@ class Example(NamedTuple):
     argv: tuple[str, ...]
     figures: str | None  # folder under docs/figures/ that receives its PNG files
     extract: Callable[[Path], dict] | None = None  # output folder -> data (default results.json)
+    result: str = "results.json"  # the JSON file the example writes (when extract is None)
 
 
 class Benchmark(NamedTuple):
@@ -870,6 +907,7 @@ SNIPPETS: tuple[Snippet, ...] = (
     ),
     Snippet("why_limits", _res("sampling", "sampling_lean"), render_why_limits),
     Snippet("why_calibration", _dat("calibration_digits"), render_why_calibration),
+    Snippet("learning_spiral_table", _dat("spiral_ebm"), render_learning_spiral_table),
     Snippet("double_well_table", _dat("double_well"), render_double_well_table),
     Snippet(
         "calibration_digits_table", _dat("calibration_digits"), render_calibration_digits_table
@@ -911,6 +949,11 @@ EXAMPLES: tuple[Example, ...] = (
         ("examples/gibbs_posterior_calibration.py",),
         "gibbs_posterior_calibration",
     ),
+)
+
+#: examples that take several minutes (training runs): rerun only by ``--rerun-benchmark NAME``
+SLOW_EXAMPLES: tuple[Example, ...] = (
+    Example("spiral_ebm", ("examples/spiral_ebm.py",), "learning", result="spiral_ebm.json"),
 )
 
 #: data made by this script itself (not an example script)
@@ -1009,7 +1052,7 @@ def run_example(ex: Example) -> None:
         subprocess.run(cmd, cwd=ROOT, env=_env(), check=True)
         DATA.mkdir(parents=True, exist_ok=True)
         if ex.extract is None:
-            shutil.copyfile(Path(tmp) / "results.json", DATA / f"{ex.name}.json")
+            shutil.copyfile(Path(tmp) / ex.result, DATA / f"{ex.name}.json")
         else:
             data = ex.extract(Path(tmp))
             (DATA / f"{ex.name}.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -1071,7 +1114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rerun-benchmark",
         default=None,
         metavar="NAME",
-        help="rerun a slow benchmark to refresh its JSON: " + ", ".join(b.name for b in BENCHMARKS),
+        help="rerun slow producers (comma-separated) to refresh their JSON: "
+        + ", ".join([b.name for b in BENCHMARKS] + [e.name for e in SLOW_EXAMPLES]),
     )
     args = ap.parse_args(argv)
 
@@ -1084,9 +1128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{s.name}: {where} <- {', '.join(s.sources)}{note}")
         return 0
     if args.rerun_benchmark:
-        known = {b.name: b for b in BENCHMARKS}
+        known: dict[str, Benchmark | Example] = {b.name: b for b in BENCHMARKS}
+        known.update({e.name: e for e in SLOW_EXAMPLES})
         for n in _names(args.rerun_benchmark, list(known), "benchmark"):
-            run_benchmark(known[n])
+            job = known[n]
+            run_example(job) if isinstance(job, Example) else run_benchmark(job)
     elif not (args.check or args.tables_only):
         wanted = {Path(src).stem for s in selected for src in s.sources}
         for ex in EXAMPLES:

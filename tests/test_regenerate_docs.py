@@ -135,7 +135,7 @@ def test_unknown_names_are_refused():
 
 
 def test_every_example_producer_has_saved_data():
-    for ex in rd.EXAMPLES:
+    for ex in rd.EXAMPLES + rd.SLOW_EXAMPLES:
         assert (ROOT / ex.argv[0]).is_file()
         assert (GENERATED / "data" / f"{ex.name}.json").is_file(), ex.name
 
@@ -145,6 +145,7 @@ def test_every_example_producer_has_saved_data():
     [
         ("guides/double_well.md", "double_well_table", "| 0.25 | hmc |"),
         ("calibration.md", "calibration_digits_table", "| ECE | 0.0"),
+        ("learning.md", "learning_spiral_table", "| PCD + Langevin |"),
         ("guides/bayesian_workflow.md", "pyro_benchmark_table", "| eight schools"),
         ("multimodal.md", "multimodal_table", "| double-well-4d-16modes"),
         ("benchmarks/diagnostics.md", "diagnostics_table", "| 64 x 100 x 10 |"),
