@@ -810,6 +810,107 @@ def render_learning_spiral_table() -> str:
     )
 
 
+def _calibration_temperature_data() -> dict:
+    """The end-to-end temperature example of docs/calibration.md (``fit_beta``'s docstring)."""
+    import torch
+
+    from gibbsebm.calibration import (
+        accuracy,
+        brier_score,
+        expected_calibration_error,
+        fit_beta,
+        negative_log_likelihood,
+        probabilities,
+    )
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(2000, 5, generator=g, dtype=torch.float64)
+    y = torch.multinomial(torch.softmax(-2.0 * e, 1), 1, generator=g).squeeze(1)
+    fit = fit_beta(e, y)
+    out: dict[str, Any] = {
+        "n": 2000,
+        "num_classes": 5,
+        "true_beta": 2.0,
+        "beta": float(fit.beta),
+        "stderr": float(fit.stderr),
+    }
+    for key, beta in (("at_one", 1.0), ("at_fit", float(fit.beta))):
+        p = probabilities(e, beta)
+        m = {
+            "nll": negative_log_likelihood(p, y),
+            "ece": expected_calibration_error(p, y),
+            "brier": brier_score(p, y),
+            "accuracy": accuracy(p, y),
+        }
+        out[key] = {
+            name: {"value": v.value, "ci_low": v.ci_low, "ci_high": v.ci_high}
+            for name, v in m.items()
+        }
+        out[key]["ece"]["consistency"] = m["ece"].consistency
+    return out
+
+
+def render_calibration_temperature_table() -> str:
+    d = _data("calibration_temperature")
+    one, fit = d["at_one"], d["at_fit"]
+
+    def ci(m: dict) -> str:
+        return f"{m['value']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+
+    def cons(m: dict) -> str:
+        c = m["consistency"]
+        return f"{c['mean']:.4f} / {c['q95']:.4f}, p = {c['p_value']:.2g}"
+
+    same = one["accuracy"]["value"] == fit["accuracy"]["value"]
+    rows = [
+        ["NLL", ci(one["nll"]), ci(fit["nll"])],
+        ["ECE (15 bins)", ci(one["ece"]), ci(fit["ece"])],
+        [
+            "ECE of a calibrated model with these confidences (mean / 95%)",
+            cons(one["ece"]),
+            cons(fit["ece"]),
+        ],
+        ["Brier", ci(one["brier"]), ci(fit["brier"])],
+        [
+            "accuracy",
+            f"{one['accuracy']['value']:.4f}",
+            f"{fit['accuracy']['value']:.4f}" + (" (same arg-min)" if same else ""),
+        ],
+    ]
+    header = [
+        "",
+        "\\(\\beta = 1\\) (as given)",
+        f"\\(\\hat\\beta = {d['beta']:.3f} \\pm {d['stderr']:.3f}\\)",
+    ]
+    z = (d["beta"] - d["true_beta"]) / d["stderr"]
+    p1, pf = one["ece"]["consistency"]["p_value"], fit["ece"]["consistency"]["p_value"]
+    n_res = one["ece"]["consistency"]["n_resamples"]
+    def verdict(p: float) -> str:
+        return "within" if p >= 0.05 else "beyond"
+
+    prose = (
+        f"The true \\(\\beta = {d['true_beta']:g}\\) lies {abs(z):.1f} standard errors from "
+        f"\\(\\hat\\beta\\). After fitting, the ECE is {verdict(pf)} what a perfectly "
+        f"calibrated model with the same confidences would show (p = {pf:.2g}); before, it is "
+        f"{verdict(p1)} it (p = {p1:.2g}"
+        + (f", the smallest value {n_res} resamples can give" if p1 <= 1 / n_res + 1e-12 else "")
+        + ")."
+    )
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            prose,
+            "",
+            _source_line(
+                "`docs/generated/data/calibration_temperature.json`",
+                command="python scripts/regenerate_docs.py --only calibration_temperature_table",
+            ),
+        ]
+    )
+
+
 def _readme_ais_data(seeds: int = 12) -> dict:
     """Run the README's AIS example over ``seeds`` seeds (about 10 s each on one core)."""
     import torch
@@ -898,6 +999,11 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("pyro_benchmark_table", _res("pyro_benchmark"), render_pyro_benchmark_table),
     Snippet("multimodal_table", _res(*MULTIMODAL_FILES), render_multimodal_table),
     Snippet("cli_startup_table", _res("cli_startup"), render_cli_startup_table),
+    Snippet(
+        "calibration_temperature_table",
+        _dat("calibration_temperature"),
+        render_calibration_temperature_table,
+    ),
     Snippet("why_sampling", _res("sampling"), render_why_sampling),
     Snippet("why_logz", _res("partition"), render_why_logz),
     Snippet(
@@ -957,7 +1063,10 @@ SLOW_EXAMPLES: tuple[Example, ...] = (
 )
 
 #: data made by this script itself (not an example script)
-JOBS: dict[str, Callable[[], dict]] = {"readme_ais_seeds": _readme_ais_data}
+JOBS: dict[str, Callable[[], dict]] = {
+    "readme_ais_seeds": _readme_ais_data,
+    "calibration_temperature": _calibration_temperature_data,
+}
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(

@@ -145,6 +145,7 @@ def test_every_example_producer_has_saved_data():
     [
         ("guides/double_well.md", "double_well_table", "| 0.25 | hmc |"),
         ("calibration.md", "calibration_digits_table", "| ECE | 0.0"),
+        ("calibration.md", "calibration_temperature_table", "| NLL | 1.0"),
         ("learning.md", "learning_spiral_table", "| PCD + Langevin |"),
         ("guides/bayesian_workflow.md", "pyro_benchmark_table", "| eight schools"),
         ("multimodal.md", "multimodal_table", "| double-well-4d-16modes"),
