@@ -886,6 +886,7 @@ def render_calibration_temperature_table() -> str:
     z = (d["beta"] - d["true_beta"]) / d["stderr"]
     p1, pf = one["ece"]["consistency"]["p_value"], fit["ece"]["consistency"]["p_value"]
     n_res = one["ece"]["consistency"]["n_resamples"]
+
     def verdict(p: float) -> str:
         return "within" if p >= 0.05 else "beyond"
 
@@ -906,6 +907,44 @@ def render_calibration_temperature_table() -> str:
             _source_line(
                 "`docs/generated/data/calibration_temperature.json`",
                 command="python scripts/regenerate_docs.py --only calibration_temperature_table",
+            ),
+        ]
+    )
+
+
+def render_learning_jem_table() -> str:
+    d = _data("jem_digits")
+
+    def auroc(m: dict) -> str:
+        if m["value"] == 1.0:
+            return "1.000 (perfect)"
+        digits = 4 if m["stderr"] < 0.001 else 3
+        return f"{m['value']:.{digits}f} ± {m['stderr']:.{digits}f}"
+
+    rows = []
+    for name, r in d["report"].items():
+        rows.append(
+            [
+                name,
+                f"{r['accuracy']:.3f}",
+                f"{r['ece']['value']:.3f} [{r['ece']['ci'][0]:.3f}, {r['ece']['ci'][1]:.3f}]",
+                f"{r['nll']['value']:.3f} [{r['nll']['ci'][0]:.3f}, {r['nll']['ci'][1]:.3f}]",
+                auroc(r["ood_auroc"]["uniform noise"]),
+                auroc(r["ood_auroc"]["shuffled pixels"]),
+            ]
+        )
+    header = ["", "accuracy", "ECE", "NLL", "AUROC noise", "AUROC shuffled"]
+    tt = d["train_time_s"]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            f"{d['epochs']} epochs, {d['n_train']} training / {d['n_test']} test digits; "
+            f"training time {tt['ce']:.0f} s (cross-entropy) and {tt['jem']:.0f} s (JEM) on the "
+            "loaded machine. "
+            + _source_line(
+                "`docs/generated/data/jem_digits.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark jem_digits",
             ),
         ]
     )
@@ -1014,6 +1053,7 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("why_limits", _res("sampling", "sampling_lean"), render_why_limits),
     Snippet("why_calibration", _dat("calibration_digits"), render_why_calibration),
     Snippet("learning_spiral_table", _dat("spiral_ebm"), render_learning_spiral_table),
+    Snippet("learning_jem_table", _dat("jem_digits"), render_learning_jem_table),
     Snippet("double_well_table", _dat("double_well"), render_double_well_table),
     Snippet(
         "calibration_digits_table", _dat("calibration_digits"), render_calibration_digits_table
@@ -1060,6 +1100,7 @@ EXAMPLES: tuple[Example, ...] = (
 #: examples that take several minutes (training runs): rerun only by ``--rerun-benchmark NAME``
 SLOW_EXAMPLES: tuple[Example, ...] = (
     Example("spiral_ebm", ("examples/spiral_ebm.py",), "learning", result="spiral_ebm.json"),
+    Example("jem_digits", ("examples/jem_digits.py",), "learning", result="jem_digits.json"),
 )
 
 #: data made by this script itself (not an example script)
