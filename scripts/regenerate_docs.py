@@ -950,6 +950,62 @@ def render_learning_jem_table() -> str:
     )
 
 
+def render_learning_rbm_table() -> str:
+    d = _data("rbm_learning")
+    f, curves = d["final"], d["curves"]
+
+    def best(key: str) -> str:
+        c = curves[key]
+        i = max(range(len(c)), key=c.__getitem__)
+        return f"{i + 1} ({c[i]:.2f})"
+
+    def ll(key: str, bold: bool = False) -> str:
+        s = f"{f[key]['ll']:.2f} ± {f[key]['stderr']:.2f}"
+        return f"**{s}**" if bold else s
+
+    lr = d["sklearn_best_lr"]
+    others = sorted(k for k in f if k.startswith("sklearn_lr") and k != f"sklearn_lr{lr:g}")
+    rows = [
+        ["gibbsebm CD-1", ll("cd", True), best("cd")],
+        ["gibbsebm PCD", ll("pcd", True), best("pcd")],
+        [
+            f"sklearn `BernoulliRBM`, lr {lr:g} (best of three)",
+            ll("sklearn_best"),
+            best("sklearn_best"),
+        ],
+        [
+            "sklearn, lr " + " / ".join(k.removeprefix("sklearn_lr") for k in others),
+            " / ".join(ll(k) for k in others),
+            "",
+        ],
+    ]
+    z = ", ".join(f"{c['z']:.2f}" for c in d["ais_check"])
+    epochs = ", ".join(str(c["epoch"]) for c in d["ais_check"])
+    ses = [c["ais_ll_stderr"] for c in d["ais_check"]]
+    trusted = all(c["ais_ll_trusted"] for c in d["ais_check"])
+    tm = d["timing_s"]
+    return "\n".join(
+        _table(
+            [f"trainer (epoch {d['epochs']})", "held-out log-likelihood", "best epoch (value)"],
+            rows,
+        )
+        + [
+            "",
+            f"AIS monitor against the exact value: z = (AIS - exact) / stderr = {z} at epochs "
+            f"{epochs} (stderr {min(ses):.2f} to {max(ses):.2f} nats"
+            + (", all trusted" if trusted else ", **not all trusted**")
+            + f"). Training time on the loaded machine: CD {tm['cd']:.0f} s, PCD {tm['pcd']:.0f} s, "
+            f"sklearn {min(v for k, v in tm.items() if k.startswith('sklearn')):.0f}-"
+            f"{max(v for k, v in tm.items() if k.startswith('sklearn')):.0f} s per learning rate "
+            "(each with the per-epoch exact score). "
+            + _source_line(
+                "`docs/generated/data/rbm_learning.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark rbm_learning",
+            ),
+        ]
+    )
+
+
 def _readme_ais_data(seeds: int = 12) -> dict:
     """Run the README's AIS example over ``seeds`` seeds (about 10 s each on one core)."""
     import torch
@@ -1053,6 +1109,7 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("why_limits", _res("sampling", "sampling_lean"), render_why_limits),
     Snippet("why_calibration", _dat("calibration_digits"), render_why_calibration),
     Snippet("learning_spiral_table", _dat("spiral_ebm"), render_learning_spiral_table),
+    Snippet("learning_rbm_table", _dat("rbm_learning"), render_learning_rbm_table),
     Snippet("learning_jem_table", _dat("jem_digits"), render_learning_jem_table),
     Snippet("double_well_table", _dat("double_well"), render_double_well_table),
     Snippet(
@@ -1101,6 +1158,7 @@ EXAMPLES: tuple[Example, ...] = (
 SLOW_EXAMPLES: tuple[Example, ...] = (
     Example("spiral_ebm", ("examples/spiral_ebm.py",), "learning", result="spiral_ebm.json"),
     Example("jem_digits", ("examples/jem_digits.py",), "learning", result="jem_digits.json"),
+    Example("rbm_learning", ("examples/rbm_learning.py",), "learning", result="rbm_learning.json"),
 )
 
 #: data made by this script itself (not an example script)

@@ -148,6 +148,7 @@ def test_every_example_producer_has_saved_data():
         ("calibration.md", "calibration_temperature_table", "| NLL | 1.0"),
         ("learning.md", "learning_spiral_table", "| PCD + Langevin |"),
         ("learning.md", "learning_jem_table", "| JEM (CE + PCD) |"),
+        ("learning.md", "learning_rbm_table", "| gibbsebm CD-1 |"),
         ("guides/bayesian_workflow.md", "pyro_benchmark_table", "| eight schools"),
         ("multimodal.md", "multimodal_table", "| double-well-4d-16modes"),
         ("benchmarks/diagnostics.md", "diagnostics_table", "| 64 x 100 x 10 |"),
