@@ -774,6 +774,238 @@ def render_why_limits() -> str:
     )
 
 
+def render_learning_spiral_table() -> str:
+    d = _data("spiral_ebm")
+    labels = {
+        "pcd": "PCD + Langevin",
+        "dsm": "DSM",
+        "kde": "Gaussian KDE of the training points (Scott)",
+        "fresh spiral (floor)": "fresh spiral points (the floor)",
+    }
+    fine, wide = d["mmd_fine"], d["mmd"]
+    best = min((k for k in fine if "floor" not in k), key=lambda k: fine[k]["mmd2"])
+
+    def cell(m: dict, bold: bool) -> str:
+        s = f"{m['mmd2']:.4f} ± {m['stderr']:.4f}"
+        return f"**{s}**" if bold else s
+
+    rows = [[labels.get(k, k), cell(fine[k], k == best), cell(wide[k], False)] for k in fine]
+    header = [
+        "samples",
+        f"\\(\\mathrm{{MMD}}^2\\), \\(h = {d['mmd_fine_bandwidth']:g}\\)",
+        f"\\(\\mathrm{{MMD}}^2\\), median heuristic \\(h = {d['mmd_bandwidth']:.1f}\\)",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            f"{d['epochs']} epochs; training time PCD {d['pcd_train_time_s']:.0f} s, DSM "
+            f"{d['dsm_train_time_s']:.0f} s on the loaded machine; DSM's final loss "
+            f"{d['dsm_final_loss']:.0f}. "
+            + _source_line(
+                "`docs/generated/data/spiral_ebm.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark spiral_ebm",
+            ),
+        ]
+    )
+
+
+def _calibration_temperature_data() -> dict:
+    """The end-to-end temperature example of docs/calibration.md (``fit_beta``'s docstring)."""
+    import torch
+
+    from gibbsebm.calibration import (
+        accuracy,
+        brier_score,
+        expected_calibration_error,
+        fit_beta,
+        negative_log_likelihood,
+        probabilities,
+    )
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(2000, 5, generator=g, dtype=torch.float64)
+    y = torch.multinomial(torch.softmax(-2.0 * e, 1), 1, generator=g).squeeze(1)
+    fit = fit_beta(e, y)
+    out: dict[str, Any] = {
+        "n": 2000,
+        "num_classes": 5,
+        "true_beta": 2.0,
+        "beta": float(fit.beta),
+        "stderr": float(fit.stderr),
+    }
+    for key, beta in (("at_one", 1.0), ("at_fit", float(fit.beta))):
+        p = probabilities(e, beta)
+        m = {
+            "nll": negative_log_likelihood(p, y),
+            "ece": expected_calibration_error(p, y),
+            "brier": brier_score(p, y),
+            "accuracy": accuracy(p, y),
+        }
+        out[key] = {
+            name: {"value": v.value, "ci_low": v.ci_low, "ci_high": v.ci_high}
+            for name, v in m.items()
+        }
+        out[key]["ece"]["consistency"] = m["ece"].consistency
+    return out
+
+
+def render_calibration_temperature_table() -> str:
+    d = _data("calibration_temperature")
+    one, fit = d["at_one"], d["at_fit"]
+
+    def ci(m: dict) -> str:
+        return f"{m['value']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+
+    def cons(m: dict) -> str:
+        c = m["consistency"]
+        return f"{c['mean']:.4f} / {c['q95']:.4f}, p = {c['p_value']:.2g}"
+
+    same = one["accuracy"]["value"] == fit["accuracy"]["value"]
+    rows = [
+        ["NLL", ci(one["nll"]), ci(fit["nll"])],
+        ["ECE (15 bins)", ci(one["ece"]), ci(fit["ece"])],
+        [
+            "ECE of a calibrated model with these confidences (mean / 95%)",
+            cons(one["ece"]),
+            cons(fit["ece"]),
+        ],
+        ["Brier", ci(one["brier"]), ci(fit["brier"])],
+        [
+            "accuracy",
+            f"{one['accuracy']['value']:.4f}",
+            f"{fit['accuracy']['value']:.4f}" + (" (same arg-min)" if same else ""),
+        ],
+    ]
+    header = [
+        "",
+        "\\(\\beta = 1\\) (as given)",
+        f"\\(\\hat\\beta = {d['beta']:.3f} \\pm {d['stderr']:.3f}\\)",
+    ]
+    z = (d["beta"] - d["true_beta"]) / d["stderr"]
+    p1, pf = one["ece"]["consistency"]["p_value"], fit["ece"]["consistency"]["p_value"]
+    n_res = one["ece"]["consistency"]["n_resamples"]
+
+    def verdict(p: float) -> str:
+        return "within" if p >= 0.05 else "beyond"
+
+    prose = (
+        f"The true \\(\\beta = {d['true_beta']:g}\\) lies {abs(z):.1f} standard errors from "
+        f"\\(\\hat\\beta\\). After fitting, the ECE is {verdict(pf)} what a perfectly "
+        f"calibrated model with the same confidences would show (p = {pf:.2g}); before, it is "
+        f"{verdict(p1)} it (p = {p1:.2g}"
+        + (f", the smallest value {n_res} resamples can give" if p1 <= 1 / n_res + 1e-12 else "")
+        + ")."
+    )
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            prose,
+            "",
+            _source_line(
+                "`docs/generated/data/calibration_temperature.json`",
+                command="python scripts/regenerate_docs.py --only calibration_temperature_table",
+            ),
+        ]
+    )
+
+
+def render_learning_jem_table() -> str:
+    d = _data("jem_digits")
+
+    def auroc(m: dict) -> str:
+        if m["value"] == 1.0:
+            return "1.000 (perfect)"
+        digits = 4 if m["stderr"] < 0.001 else 3
+        return f"{m['value']:.{digits}f} ± {m['stderr']:.{digits}f}"
+
+    rows = []
+    for name, r in d["report"].items():
+        rows.append(
+            [
+                name,
+                f"{r['accuracy']:.3f}",
+                f"{r['ece']['value']:.3f} [{r['ece']['ci'][0]:.3f}, {r['ece']['ci'][1]:.3f}]",
+                f"{r['nll']['value']:.3f} [{r['nll']['ci'][0]:.3f}, {r['nll']['ci'][1]:.3f}]",
+                auroc(r["ood_auroc"]["uniform noise"]),
+                auroc(r["ood_auroc"]["shuffled pixels"]),
+            ]
+        )
+    header = ["", "accuracy", "ECE", "NLL", "AUROC noise", "AUROC shuffled"]
+    tt = d["train_time_s"]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            f"{d['epochs']} epochs, {d['n_train']} training / {d['n_test']} test digits; "
+            f"training time {tt['ce']:.0f} s (cross-entropy) and {tt['jem']:.0f} s (JEM) on the "
+            "loaded machine. "
+            + _source_line(
+                "`docs/generated/data/jem_digits.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark jem_digits",
+            ),
+        ]
+    )
+
+
+def render_learning_rbm_table() -> str:
+    d = _data("rbm_learning")
+    f, curves = d["final"], d["curves"]
+
+    def best(key: str) -> str:
+        c = curves[key]
+        i = max(range(len(c)), key=c.__getitem__)
+        return f"{i + 1} ({c[i]:.2f})"
+
+    def ll(key: str, bold: bool = False) -> str:
+        s = f"{f[key]['ll']:.2f} ± {f[key]['stderr']:.2f}"
+        return f"**{s}**" if bold else s
+
+    lr = d["sklearn_best_lr"]
+    others = sorted(k for k in f if k.startswith("sklearn_lr") and k != f"sklearn_lr{lr:g}")
+    rows = [
+        ["gibbsebm CD-1", ll("cd", True), best("cd")],
+        ["gibbsebm PCD", ll("pcd", True), best("pcd")],
+        [
+            f"sklearn `BernoulliRBM`, lr {lr:g} (best of three)",
+            ll("sklearn_best"),
+            best("sklearn_best"),
+        ],
+        [
+            "sklearn, lr " + " / ".join(k.removeprefix("sklearn_lr") for k in others),
+            " / ".join(ll(k) for k in others),
+            "",
+        ],
+    ]
+    z = ", ".join(f"{c['z']:.2f}" for c in d["ais_check"])
+    epochs = ", ".join(str(c["epoch"]) for c in d["ais_check"])
+    ses = [c["ais_ll_stderr"] for c in d["ais_check"]]
+    trusted = all(c["ais_ll_trusted"] for c in d["ais_check"])
+    tm = d["timing_s"]
+    return "\n".join(
+        _table(
+            [f"trainer (epoch {d['epochs']})", "held-out log-likelihood", "best epoch (value)"],
+            rows,
+        )
+        + [
+            "",
+            f"AIS monitor against the exact value: z = (AIS - exact) / stderr = {z} at epochs "
+            f"{epochs} (stderr {min(ses):.2f} to {max(ses):.2f} nats"
+            + (", all trusted" if trusted else ", **not all trusted**")
+            + f"). Training time on the loaded machine: CD {tm['cd']:.0f} s, PCD {tm['pcd']:.0f} s, "
+            f"sklearn {min(v for k, v in tm.items() if k.startswith('sklearn')):.0f}-"
+            f"{max(v for k, v in tm.items() if k.startswith('sklearn')):.0f} s per learning rate "
+            "(each with the per-epoch exact score). "
+            + _source_line(
+                "`docs/generated/data/rbm_learning.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark rbm_learning",
+            ),
+        ]
+    )
+
+
 def _readme_ais_data(seeds: int = 12) -> dict:
     """Run the README's AIS example over ``seeds`` seeds (about 10 s each on one core)."""
     import torch
@@ -834,6 +1066,7 @@ class Example(NamedTuple):
     argv: tuple[str, ...]
     figures: str | None  # folder under docs/figures/ that receives its PNG files
     extract: Callable[[Path], dict] | None = None  # output folder -> data (default results.json)
+    result: str = "results.json"  # the JSON file the example writes (when extract is None)
 
 
 class Benchmark(NamedTuple):
@@ -861,6 +1094,11 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("pyro_benchmark_table", _res("pyro_benchmark"), render_pyro_benchmark_table),
     Snippet("multimodal_table", _res(*MULTIMODAL_FILES), render_multimodal_table),
     Snippet("cli_startup_table", _res("cli_startup"), render_cli_startup_table),
+    Snippet(
+        "calibration_temperature_table",
+        _dat("calibration_temperature"),
+        render_calibration_temperature_table,
+    ),
     Snippet("why_sampling", _res("sampling"), render_why_sampling),
     Snippet("why_logz", _res("partition"), render_why_logz),
     Snippet(
@@ -870,6 +1108,9 @@ SNIPPETS: tuple[Snippet, ...] = (
     ),
     Snippet("why_limits", _res("sampling", "sampling_lean"), render_why_limits),
     Snippet("why_calibration", _dat("calibration_digits"), render_why_calibration),
+    Snippet("learning_spiral_table", _dat("spiral_ebm"), render_learning_spiral_table),
+    Snippet("learning_rbm_table", _dat("rbm_learning"), render_learning_rbm_table),
+    Snippet("learning_jem_table", _dat("jem_digits"), render_learning_jem_table),
     Snippet("double_well_table", _dat("double_well"), render_double_well_table),
     Snippet(
         "calibration_digits_table", _dat("calibration_digits"), render_calibration_digits_table
@@ -913,8 +1154,18 @@ EXAMPLES: tuple[Example, ...] = (
     ),
 )
 
+#: examples that take several minutes (training runs): rerun only by ``--rerun-benchmark NAME``
+SLOW_EXAMPLES: tuple[Example, ...] = (
+    Example("spiral_ebm", ("examples/spiral_ebm.py",), "learning", result="spiral_ebm.json"),
+    Example("jem_digits", ("examples/jem_digits.py",), "learning", result="jem_digits.json"),
+    Example("rbm_learning", ("examples/rbm_learning.py",), "learning", result="rbm_learning.json"),
+)
+
 #: data made by this script itself (not an example script)
-JOBS: dict[str, Callable[[], dict]] = {"readme_ais_seeds": _readme_ais_data}
+JOBS: dict[str, Callable[[], dict]] = {
+    "readme_ais_seeds": _readme_ais_data,
+    "calibration_temperature": _calibration_temperature_data,
+}
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
@@ -1009,7 +1260,7 @@ def run_example(ex: Example) -> None:
         subprocess.run(cmd, cwd=ROOT, env=_env(), check=True)
         DATA.mkdir(parents=True, exist_ok=True)
         if ex.extract is None:
-            shutil.copyfile(Path(tmp) / "results.json", DATA / f"{ex.name}.json")
+            shutil.copyfile(Path(tmp) / ex.result, DATA / f"{ex.name}.json")
         else:
             data = ex.extract(Path(tmp))
             (DATA / f"{ex.name}.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -1071,7 +1322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rerun-benchmark",
         default=None,
         metavar="NAME",
-        help="rerun a slow benchmark to refresh its JSON: " + ", ".join(b.name for b in BENCHMARKS),
+        help="rerun slow producers (comma-separated) to refresh their JSON: "
+        + ", ".join([b.name for b in BENCHMARKS] + [e.name for e in SLOW_EXAMPLES]),
     )
     args = ap.parse_args(argv)
 
@@ -1084,9 +1336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{s.name}: {where} <- {', '.join(s.sources)}{note}")
         return 0
     if args.rerun_benchmark:
-        known = {b.name: b for b in BENCHMARKS}
+        known: dict[str, Benchmark | Example] = {b.name: b for b in BENCHMARKS}
+        known.update({e.name: e for e in SLOW_EXAMPLES})
         for n in _names(args.rerun_benchmark, list(known), "benchmark"):
-            run_benchmark(known[n])
+            job = known[n]
+            run_example(job) if isinstance(job, Example) else run_benchmark(job)
     elif not (args.check or args.tables_only):
         wanted = {Path(src).stem for s in selected for src in s.sources}
         for ex in EXAMPLES:

@@ -135,7 +135,7 @@ def test_unknown_names_are_refused():
 
 
 def test_every_example_producer_has_saved_data():
-    for ex in rd.EXAMPLES:
+    for ex in rd.EXAMPLES + rd.SLOW_EXAMPLES:
         assert (ROOT / ex.argv[0]).is_file()
         assert (GENERATED / "data" / f"{ex.name}.json").is_file(), ex.name
 
@@ -145,6 +145,10 @@ def test_every_example_producer_has_saved_data():
     [
         ("guides/double_well.md", "double_well_table", "| 0.25 | hmc |"),
         ("calibration.md", "calibration_digits_table", "| ECE | 0.0"),
+        ("calibration.md", "calibration_temperature_table", "| NLL | 1.0"),
+        ("learning.md", "learning_spiral_table", "| PCD + Langevin |"),
+        ("learning.md", "learning_jem_table", "| JEM (CE + PCD) |"),
+        ("learning.md", "learning_rbm_table", "| gibbsebm CD-1 |"),
         ("guides/bayesian_workflow.md", "pyro_benchmark_table", "| eight schools"),
         ("multimodal.md", "multimodal_table", "| double-well-4d-16modes"),
         ("benchmarks/diagnostics.md", "diagnostics_table", "| 64 x 100 x 10 |"),
@@ -175,3 +179,31 @@ def test_why_page_is_second_in_nav_and_its_figures_are_generated():
     for line in text.splitlines():
         if line.startswith("|") and not line.startswith("| ---"):
             assert not re.search(r"\d\.\d|\d{3}", line.replace("1.9", "").replace("1.7", "")), line
+
+
+def test_default_run_reruns_only_the_producers_of_the_selected_snippets(sandbox, monkeypatch):
+    ran = []
+    monkeypatch.setattr(rd, "run_example", lambda ex: ran.append(ex.name))
+    monkeypatch.setattr(rd, "run_job", lambda name: ran.append(name))
+    assert rd.main(["--only", "double_well_table,readme_ais_seeds,benchmark_ray"]) == 0
+    assert sorted(ran) == ["double_well", "readme_ais_seeds"]  # benchmarks are never rerun
+    ran.clear()
+    assert rd.main(["--tables-only"]) == 0 and ran == []
+
+
+def test_rerun_benchmark_keeps_the_pages_that_include_snippets(tmp_path, monkeypatch):
+    """A benchmark that writes its whole page (ray_benchmark.py) must not replace the include."""
+    page = tmp_path / "docs" / "benchmarks" / "ray.md"
+    page.parent.mkdir(parents=True)
+    page.write_text('--8<-- "docs/generated/benchmark_ray.md"\n')
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        page.write_text("# Ray executor benchmark\n\n| a whole page |\n")
+
+    monkeypatch.setattr(rd, "ROOT", tmp_path)
+    monkeypatch.setattr(rd.subprocess, "run", fake_run)
+    rd.run_benchmark(next(b for b in rd.BENCHMARKS if b.name == "ray"))
+    assert calls and calls[0][1] == "benchmarks/ray_benchmark.py"
+    assert page.read_text() == '--8<-- "docs/generated/benchmark_ray.md"\n'
