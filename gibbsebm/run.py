@@ -418,6 +418,11 @@ def sample(
         if method == "exchange":
             from .samplers.exchange import sample_exchange
 
+            if thin != 1 or checkpoint is not None or executor is not None:
+                raise ValueError(
+                    "method 'exchange' runs in process without thinning or checkpoints: "
+                    "thin, checkpoint and executor are not supported"
+                )
             seed = resolve_seed(seed, None)
             out = sample_exchange(pot, num_chains=num_chains, num_samples=num_samples,
                                   num_warmup=num_warmup, init=init, **kernel_options,

@@ -161,3 +161,11 @@ def test_exchange_ising_coupling_posterior_near_and_above_critical(J0):
     assert rhat < 1.1
     z_mean, z_sd = _z(s.sites["J"], exact)
     assert z_mean < K_SE and z_sd < K_SE, (z_mean, z_sd, float(s.sites["J"].mean()), exact)
+
+
+def test_exchange_refuses_the_options_it_does_not_support():
+    x = torch.ones(1, 8, 8, dtype=DT)
+    for bad in ({"thin": 2}, {"executor": "local"}, {"checkpoint": "ckpt"}):
+        with pytest.raises(ValueError, match="exchange"):
+            gibbsebm.sample(_model, "exchange", model_args=(x,), num_chains=2, num_samples=2,
+                            num_warmup=0, progress=False, **bad)  # fmt: skip
