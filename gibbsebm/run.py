@@ -433,15 +433,22 @@ def sample(
         if method == "exchange":
             from .samplers.exchange import sample_exchange
 
+            if thin != 1 or checkpoint is not None or executor is not None:
+                raise ValueError(
+                    "method 'exchange' runs in process without thinning or checkpoints: "
+                    "thin, checkpoint and executor are not supported"
+                )
             seed = resolve_seed(seed, None)
             out = sample_exchange(pot, num_chains=num_chains, num_samples=num_samples,
                                   num_warmup=num_warmup, init=init, **kernel_options,
                                   generator=torch.Generator().manual_seed(seed))  # fmt: skip
-            return Samples(draws=out["draws"], stats=out["stats"], method="exchange",
-                           options=dict(kernel_options), seed=seed, num_warmup=num_warmup,
-                           event_shape=(pot.dim,), adaptation=out["adaptation"],
-                           attrs={"exact_auxiliary": out["exact_auxiliary"]},
-                           sites=pot.constrain(out["draws"]))  # fmt: skip
+            out = Samples(draws=out["draws"], stats=out["stats"], method="exchange",
+                          options=dict(kernel_options), seed=seed, num_warmup=num_warmup,
+                          event_shape=(pot.dim,), adaptation=out["adaptation"],
+                          attrs={"exact_auxiliary": out["exact_auxiliary"],
+                                 "auxiliary": out["auxiliary"]},
+                          sites=pot.constrain(out["draws"]))  # fmt: skip
+            return _warned(out) if warn else out  # the same checks as every other method
         opts = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup)
         s = sample(pot.as_gibbs(), method, **opts, thin=thin, seed=seed, init=init,
                    progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
