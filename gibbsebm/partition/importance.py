@@ -59,7 +59,9 @@ _CHUNK = 4096
 #: 2024, section 3; Koopman, Shephard & Creal 2009). The estimate may still converge, but its
 #: stated error is not reliable.
 KHAT_FINITE_VARIANCE = 0.5
-#: Starts of the greedy local search on a finite support: the heaviest distinct draws.
+#: Starts of the greedy local search on a finite support: the heaviest distinct draws (each
+#: sweep costs starts x |values| x sites energy evaluations; the sweeps are capped so the
+#: search costs at most the number of importance draws).
 LOCAL_SEARCH_STARTS = 8
 
 
@@ -102,7 +104,9 @@ def importance_log_partition(
     -------
     LogZEstimate
         ``diagnostics``: ``ess``, ``ess_fraction``, ``khat``, ``log_weight_sd``, batch
-        estimates, ``base`` and ``defaults``.
+        estimates, ``roundoff_stderr``, ``base`` and ``defaults``; with a uniform base also
+        ``found_states``, ``local_search``, ``delta_stderr`` and ``found_mass_fraction``
+        (see the module). Pareto k-hat above :data:`KHAT_FINITE_VARIANCE` makes it untrusted.
 
     References
     ----------
@@ -331,7 +335,9 @@ def _batch_test_with_floor(
     return {"batch_q": q, "batch_pvalue": float(gammaincc(0.5 * dof, 0.5 * q))}
 
 
-#: Heaviest draws kept per shard for the local search and the drawn-or-not check.
+#: Heaviest draws kept per shard (and after pooling): the local search starts from the
+#: distinct ones among them, and a found state heavier than the lightest kept draw was drawn
+#: if and only if it is among them. 64 is a memory bound (64 states), not a tuned value.
 _TOP_DRAWS = 64
 
 
@@ -389,8 +395,8 @@ def local_search_states(
         The distinct end states (heaviest first), their log-densities, and whether every
         start reached a local maximum within the budget.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import torch
     >>> ld = lambda y: -(y - 1.0).abs().sum(-1)
     >>> s, l, ok = local_search_states(ld, torch.zeros(2, 3), torch.tensor([0.0, 1.0]), 5)

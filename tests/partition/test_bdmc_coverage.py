@@ -119,3 +119,17 @@ def test_trusted_bdmc_estimates_cover_over_seeds():
     covered = sum(abs(z) < Z95 for z in zs)
     assert covered >= 0.95 * n - 3 * math.sqrt(n * 0.95 * 0.05), zs
     assert max(abs(z) for z in zs) < 4.0, zs
+
+
+def test_curve_log_z_stderr_has_the_roundoff_floor():
+    """log_partition_curve states at least the floating-point floor at every beta."""
+    d = _gauss2()
+    curve = gibbsebm.log_partition_curve(
+        d, [0.5, 2.0], seed=9, num_chains=32, num_steps=20, progress=False
+    )
+    floors = curve.diagnostics["roundoff_stderr"]
+    for b, lz, se, fl in zip(
+        curve.betas.tolist(), curve.log_z.tolist(), curve.log_z_stderr.tolist(), floors
+    ):
+        assert fl == pytest.approx(roundoff_stderr(d.at(b), lz))
+        assert se >= fl > 0
