@@ -127,18 +127,18 @@ def _sorted_values(flat: torch.Tensor) -> torch.Tensor:
 def _normal_scores(s: int, like: torch.Tensor) -> torch.Tensor:
     r"""``(S,)``: \(\Phi^{-1}((r - 3/8) / (S + 1/4))\) for the ranks ``r = 1..S`` (no ties).
 
-    The last result is kept: the chunks of one call share it.
+    The last result is kept (one tuple, swapped whole): the chunks of one call share it.
     """
     key = (s, like.device)
-    if _SCORES_CACHE.get("key") != key:
+    cached = _SCORES_CACHE[0]
+    if cached is None or cached[0] != key:
         r = torch.arange(1, s + 1, dtype=torch.float64, device=like.device)
-        _SCORES_CACHE.update(
-            key=key, scores=torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1))
-        )
-    return _SCORES_CACHE["scores"]
+        cached = (key, torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1)))
+        _SCORES_CACHE[0] = cached
+    return cached[1]
 
 
-_SCORES_CACHE: dict = {}
+_SCORES_CACHE: list = [None]
 
 
 def _tie_scores(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
