@@ -1246,8 +1246,9 @@ call at 200 + 50, missed by the default call (`warn=True`) and at 150 + 50.**
 * *The warmup budget decides it.* At 150 + 50 (the main benchmark's 4096-chain budget) the
   Stan windows (75 + 25 + 50) leave one 25-iteration slow window, estimated while the chains
   still travel from N(0, I) to coordinates with sd up to 10: min bulk ESS 6,545 instead of
-  90,602, about 100x Pyro. With `init_buffer=25` (an `hmc` option; windows 25 + 25 + 50 + a
-  second slow window) the same 150 + 50 reaches a min bulk ESS of about 90,000 and about
+  90,602, about 100x Pyro. With `init_buffer=25` (an `hmc` option) the 150 iterations hold
+  two slow windows, iterations 25-50 and 50-100, as 200 iterations do with the defaults
+  (75-100 and 100-150): the same 150 + 50 reaches a min bulk ESS of about 90,000 and about
   1,000x again (row *after, init_buffer=25*). The default windows are left unchanged: this
   was measured on T2 only, and a shorter initial buffer must first be checked on targets
   whose transient is longer (T1, T4).

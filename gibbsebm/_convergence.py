@@ -25,20 +25,6 @@ _BLOM_C = 3.0 / 8.0
 # --------------------------------------------------------------------------------------------
 # shapes and building blocks (all on x shaped (B, C, N): coordinates, chains, draws; float64)
 # --------------------------------------------------------------------------------------------
-def _prepare(draws: torch.Tensor, what: str) -> tuple[torch.Tensor, tuple, torch.dtype]:
-    if not isinstance(draws, torch.Tensor):
-        draws = torch.as_tensor(draws)
-    if draws.dim() < 2:
-        raise ValueError(
-            f"{what}: draws must be shaped (chains, draws, *event), got {tuple(draws.shape)}"
-        )
-    c, n = draws.shape[0], draws.shape[1]
-    event = tuple(draws.shape[2:])
-    out_dtype = draws.dtype if draws.dtype.is_floating_point else torch.float64
-    x = draws.detach().to(torch.float64).reshape(c, n, -1).permute(2, 0, 1).contiguous()
-    return x, event, out_dtype
-
-
 #: On the CPU the estimators run over chunks of coordinates holding about this many draws
 #: (8 MiB of float64 each): every coordinate is independent, and small chunks keep the
 #: temporaries (sorts, ranks, normal scores, centred copies) in the cache and on the heap
@@ -141,18 +127,18 @@ def _sorted_values(flat: torch.Tensor) -> torch.Tensor:
 def _normal_scores(s: int, like: torch.Tensor) -> torch.Tensor:
     r"""``(S,)``: \(\Phi^{-1}((r - 3/8) / (S + 1/4))\) for the ranks ``r = 1..S`` (no ties).
 
-    The last result is kept: the chunks of one call share it.
+    The last result is kept (one tuple, swapped whole): the chunks of one call share it.
     """
     key = (s, like.device)
-    if _SCORES_CACHE.get("key") != key:
+    cached = _SCORES_CACHE[0]
+    if cached is None or cached[0] != key:
         r = torch.arange(1, s + 1, dtype=torch.float64, device=like.device)
-        _SCORES_CACHE.update(
-            key=key, scores=torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1))
-        )
-    return _SCORES_CACHE["scores"]
+        cached = (key, torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1)))
+        _SCORES_CACHE[0] = cached
+    return cached[1]
 
 
-_SCORES_CACHE: dict = {}
+_SCORES_CACHE: list = [None]
 
 
 def _tie_scores(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -666,7 +652,7 @@ def mcse(draws: torch.Tensor) -> torch.Tensor:
         return _nan(event, dtype, flat.device)
 
     def one(x: torch.Tensor) -> tuple[torch.Tensor]:
-        sd = x.reshape(x.shape[0], -1).std(-1, correction=1)
+        sd = torch.sqrt(_var(x.reshape(x.shape[0], -1)))
         return (_masked(x, sd / torch.sqrt(_ess_raw(_split(x)))),)
 
     (out,) = _by_chunks(flat, one)
@@ -830,7 +816,17 @@ def summary_stats(draws: torch.Tensor, hdi_prob: float = 0.94) -> dict[str, torc
     """
     if not 0.0 < hdi_prob <= 1.0:
         raise ValueError(f"hdi_prob must be in (0, 1], got {hdi_prob!r}")
-    x, event, dtype = _prepare(draws, "summary_stats")
+    flat_draws, event, dtype = _flat_draws(draws, "summary_stats")
+    cols = _by_chunks(flat_draws, lambda x: tuple(_summary_x(x, hdi_prob).values()))
+    return {k: _finish(v, event, dtype) for k, v in zip(_SUMMARY_COLUMNS, cols)}
+
+
+_SUMMARY_COLUMNS = ("mean", "sd", "hdi_low", "hdi_high", "mcse_mean", "mcse_sd", "ess_bulk",
+                    "ess_tail", "r_hat")  # fmt: skip
+
+
+def _summary_x(x: torch.Tensor, hdi_prob: float) -> dict[str, torch.Tensor]:
+    """The columns of `summary_stats` for ``x`` ``(B, C, N)`` float64, in `_SUMMARY_COLUMNS` order."""
     b, c, n = x.shape
     flat = x.reshape(b, -1)
     s = flat.shape[-1]
@@ -845,7 +841,7 @@ def summary_stats(draws: torch.Tensor, hdi_prob: float = 0.94) -> dict[str, torc
         sorted_full = _sorted_values(flat)
     out: dict[str, torch.Tensor] = {}
     out["mean"] = flat.mean(-1)
-    out["sd"] = flat.std(-1, correction=1)
+    out["sd"] = torch.sqrt(_var(flat))
     inc = int(math.floor(hdi_prob * s))
     if s - inc >= 1:
         width = sorted_full[:, inc:] - sorted_full[:, : s - inc]
@@ -878,4 +874,4 @@ def summary_stats(draws: torch.Tensor, hdi_prob: float = 0.94) -> dict[str, torc
     bad = _nonfinite(x)
     for k in names:
         out[k] = torch.where(bad, torch.full_like(out[k], math.nan), out[k])
-    return {k: _finish(v, event, dtype) for k, v in out.items()}
+    return {k: out[k] for k in _SUMMARY_COLUMNS}

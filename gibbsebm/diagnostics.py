@@ -324,10 +324,10 @@ def check(
     coord_shape = tuple(draws.shape[2:])
     # largest and smallest draw of each coordinate: NaN propagates, +-inf shows (no bool copy)
     d_flat = draws.detach().reshape(c * n, -1)
-    if d_flat.dtype.is_floating_point or d_flat.dtype.is_complex:
+    if d_flat.dtype.is_floating_point:
         bad_coord = ~(torch.isfinite(d_flat.amax(0)) & torch.isfinite(d_flat.amin(0)))
     else:
-        bad_coord = torch.zeros(d_flat.shape[1], dtype=torch.bool, device=d_flat.device)
+        bad_coord = ~torch.isfinite(d_flat).all(0)
     if bool(bad_coord.any()):
         finite = torch.isfinite(draws.detach())
         coords, count = _worst(

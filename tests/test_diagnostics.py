@@ -290,3 +290,16 @@ def test_check_stats_and_chunks_give_the_values_of_the_single_estimators(monkeyp
         assert torch.isnan(fused["ess_bulk"][4]) and torch.isnan(fused["rhat"][6])
     monkeypatch.setattr(_convergence, "_CPU_CHUNK_DRAWS", 1)
     torch.testing.assert_close(D.mcse(x)[:2], D.mcse(x[..., :2]), rtol=0, atol=0)
+
+
+def test_summary_stats_same_over_any_chunking(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(_ar1(rng, (8, 40, 5), 0.7))
+    x[2, 3, 1] = math.inf
+    monkeypatch.setattr(_convergence, "_CPU_CHUNK_DRAWS", 1 << 30)
+    whole = D.summary_stats(x)
+    monkeypatch.setattr(_convergence, "_CPU_CHUNK_DRAWS", 2 * 8 * 40)  # two coordinates a chunk
+    parts = D.summary_stats(x)
+    assert list(parts) == list(whole)
+    for k in whole:
+        torch.testing.assert_close(parts[k], whole[k], rtol=0, atol=0, equal_nan=True)
