@@ -1006,6 +1006,25 @@ def render_learning_rbm_table() -> str:
     )
 
 
+GUIDE_EXAMPLES = {
+    "kmeans_spiral": "k-means",
+    "ising_phase_transition": "Ising",
+    "rbm_digits": "RBM",
+    "double_well": "double well",
+    "falling_pen": "falling pen",
+    "gibbs_posterior_calibration": "Gibbs posteriors",
+    "bayesian_logistic": "Bayesian logistic regression",
+}
+
+
+def render_guides_run_times() -> str:
+    parts = [f"{label} {_data(name)['wall_time_s']:.0f}" for name, label in GUIDE_EXAMPLES.items()]
+    return (
+        "Wall seconds the measured full runs report (`wall_time_s` in their `results.json`, on "
+        f"{MACHINE}): " + ", ".join(parts) + "."
+    )
+
+
 def _readme_ais_data(seeds: int = 12) -> dict:
     """Run the README's AIS example over ``seeds`` seeds (about 10 s each on one core)."""
     import torch
@@ -1111,6 +1130,7 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("learning_spiral_table", _dat("spiral_ebm"), render_learning_spiral_table),
     Snippet("learning_rbm_table", _dat("rbm_learning"), render_learning_rbm_table),
     Snippet("learning_jem_table", _dat("jem_digits"), render_learning_jem_table),
+    Snippet("guides_run_times", _dat(*GUIDE_EXAMPLES), render_guides_run_times),
     Snippet("double_well_table", _dat("double_well"), render_double_well_table),
     Snippet(
         "calibration_digits_table", _dat("calibration_digits"), render_calibration_digits_table
