@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["rhat", "ess", "mcse", "nested_rhat", "ebfmi", "summary_stats"]
+__all__ = ["rhat", "ess", "mcse", "nested_rhat", "ebfmi", "summary_stats", "check_stats"]
 
 #: numpy's ``np.finfo(float).resolution``: arviz calls a coordinate constant below this range.
 _CONSTANT_RANGE = 1e-15
@@ -39,13 +39,62 @@ def _prepare(draws: torch.Tensor, what: str) -> tuple[torch.Tensor, tuple, torch
     return x, event, out_dtype
 
 
+#: On the CPU the estimators run over chunks of coordinates holding about this many draws
+#: (8 MiB of float64 each): every coordinate is independent, and small chunks keep the
+#: temporaries (sorts, ranks, normal scores, centred copies) in the cache and on the heap
+#: instead of a fresh ``mmap`` (and its page faults) per full-size array. Measured at
+#: 4096 chains x 50 draws x 100 coordinates, one thread: see ``benchmarks/diagnostics_benchmark.py``.
+_CPU_CHUNK_DRAWS = 1 << 20
+
+
+def _flat_draws(draws: torch.Tensor, what: str) -> tuple[torch.Tensor, tuple, torch.dtype]:
+    """``(C, N, B)`` view of the detached draws (no copy, no cast), the event shape, the dtype."""
+    if not isinstance(draws, torch.Tensor):
+        draws = torch.as_tensor(draws)
+    if draws.dim() < 2:
+        raise ValueError(
+            f"{what}: draws must be shaped (chains, draws, *event), got {tuple(draws.shape)}"
+        )
+    c, n = draws.shape[0], draws.shape[1]
+    event = tuple(draws.shape[2:])
+    out_dtype = draws.dtype if draws.dtype.is_floating_point else torch.float64
+    return draws.detach().reshape(c, n, -1), event, out_dtype
+
+
+def _coord_slices(flat: torch.Tensor) -> list[slice]:
+    """Chunks of coordinates of ``flat`` ``(C, N, B)``: one chunk off the CPU."""
+    c, n, b = flat.shape
+    if flat.device.type != "cpu" or b == 0:
+        return [slice(0, b)]
+    step = max(1, _CPU_CHUNK_DRAWS // max(1, c * n))
+    return [slice(i, min(b, i + step)) for i in range(0, b, step)]
+
+
+def _chunk_x(flat: torch.Tensor, sl: slice) -> torch.Tensor:
+    """Coordinates ``sl`` of ``flat`` ``(C, N, B)`` as a contiguous float64 ``(b, C, N)``."""
+    return flat[:, :, sl].permute(2, 0, 1).to(torch.float64, memory_format=torch.contiguous_format)
+
+
+def _by_chunks(flat: torch.Tensor, fn) -> list[torch.Tensor]:
+    """``fn(x)`` (a tuple of ``(b,)`` tensors) over the coordinate chunks, concatenated."""
+    parts = [fn(_chunk_x(flat, sl)) for sl in _coord_slices(flat)]
+    return [torch.cat(col) for col in zip(*parts)]
+
+
 def _finish(v: torch.Tensor, event: tuple, dtype: torch.dtype) -> torch.Tensor:
     return v.reshape(event).to(dtype)
 
 
 def _nonfinite(x: torch.Tensor) -> torch.Tensor:
-    """``(B,)``: coordinates with a NaN or infinite draw."""
-    return ~torch.isfinite(x).flatten(1).all(1)
+    """``(B,)``: coordinates with a NaN or infinite draw.
+
+    From the rows' largest and smallest values (NaN propagates through both, ``+inf`` shows
+    in the largest, ``-inf`` in the smallest): two reductions instead of a boolean copy.
+    """
+    flat = x.flatten(1)
+    if flat.shape[1] == 0:
+        return torch.zeros(flat.shape[0], dtype=torch.bool, device=x.device)
+    return ~(torch.isfinite(flat.amax(1)) & torch.isfinite(flat.amin(1)))
 
 
 def _split(x: torch.Tensor) -> torch.Tensor:
@@ -90,25 +139,36 @@ def _sorted_values(flat: torch.Tensor) -> torch.Tensor:
 
 
 def _normal_scores(s: int, like: torch.Tensor) -> torch.Tensor:
-    r"""``(S,)``: \(\Phi^{-1}((r - 3/8) / (S + 1/4))\) for the ranks ``r = 1..S`` (no ties)."""
-    r = torch.arange(1, s + 1, dtype=torch.float64, device=like.device)
-    return torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1))
+    r"""``(S,)``: \(\Phi^{-1}((r - 3/8) / (S + 1/4))\) for the ranks ``r = 1..S`` (no ties).
+
+    The last result is kept: the chunks of one call share it.
+    """
+    key = (s, like.device)
+    if _SCORES_CACHE.get("key") != key:
+        r = torch.arange(1, s + 1, dtype=torch.float64, device=like.device)
+        _SCORES_CACHE.update(
+            key=key, scores=torch.special.ndtri((r - _BLOM_C) / (s - 2 * _BLOM_C + 1))
+        )
+    return _SCORES_CACHE["scores"]
 
 
-def _z_sorted(values: torch.Tensor) -> torch.Tensor:
-    """Normal scores of the average ranks of sorted rows (ties averaged, as ``scipy.stats.rankdata``).
+_SCORES_CACHE: dict = {}
 
-    Without ties (continuous draws) the scores are the same for every row and computed once.
-    Ties are fixed sparsely: the ``K`` positions ``p`` with ``v[p] == v[p - 1]`` form runs of
-    consecutive positions; a run ``a..b`` is the tie group ``a - 1..b``, whose members all get
-    the rank ``(a - 1 + b) / 2 + 1``. Work :math:`O(K)` beyond one comparison pass (the folded
-    draws of R-hat have one tie per coordinate, the two draws around the median).
+
+def _tie_scores(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Flat positions (in the sorted layout) of the tied draws and their normal scores.
+
+    ``None`` without ties (continuous draws): then every row's scores are the
+    :func:`_normal_scores`. Ties are found sparsely: the ``K`` positions ``p`` with
+    ``v[p] == v[p - 1]`` form runs of consecutive positions; a run ``a..b`` is the tie group
+    ``a - 1..b``, whose members all get the rank ``(a - 1 + b) / 2 + 1``. Work :math:`O(K)`
+    beyond one comparison pass (the folded draws of R-hat have one tie per coordinate, the two
+    draws around the median).
     """
     b, s = values.shape
-    base = _normal_scores(s, values)
     eq = (values[:, 1:] == values[:, :-1]).reshape(-1)
     if not bool(eq.any()):
-        return base.expand(b, s)
+        return None
     k = torch.nonzero(eq).squeeze(1)
     row = torch.div(k, s - 1, rounding_mode="floor")
     key = k + row + 1  # flat position (row * S + p) of the second member of each tied pair
@@ -123,20 +183,42 @@ def _z_sorted(values: torch.Tensor) -> torch.Tensor:
     hi = key[last]
     rank = (lo + hi).to(torch.float64) / 2.0 - (row[first] * s).to(torch.float64) + 1.0
     zt = torch.special.ndtri((rank - _BLOM_C) / (s - 2 * _BLOM_C + 1))
+    return torch.cat([key - 1, key]), zt[run].repeat(2)
+
+
+def _z_sorted(values: torch.Tensor) -> torch.Tensor:
+    """Normal scores of the average ranks of sorted rows (ties averaged, as ``scipy.stats.rankdata``).
+
+    Without ties (continuous draws) the scores are the same for every row and computed once
+    (:func:`_tie_scores` fixes the tied positions).
+    """
+    b, s = values.shape
+    base = _normal_scores(s, values)
+    ties = _tie_scores(values)
+    if ties is None:
+        return base.expand(b, s)
     z = base.expand(b, s).clone().reshape(-1)
-    z[torch.cat([key - 1, key])] = zt[run].repeat(2)
+    z[ties[0]] = ties[1]
     return z.reshape(b, s)
 
 
 def _z_scale(x: torch.Tensor, sort: tuple | None = None) -> torch.Tensor:
     """Rank-normalise over all chains and draws of each coordinate: Phi^-1((r - 3/8) / (S + 1/4)).
 
-    ``sort``: ``(values, order)`` of ``x``'s flattened rows when already computed.
+    ``sort``: ``(values, order)`` of ``x``'s flattened rows when already computed. The
+    untied scores are scattered from one shared ``(S,)`` row; the tied draws (few) are then
+    overwritten where the order sends them.
     """
     b = x.shape[0]
     flat = x.reshape(b, -1)
     values, order = _sort_rows(flat.contiguous()) if sort is None else sort
-    z = torch.empty_like(values).scatter_(1, order, _z_sorted(values))
+    s = values.shape[1]
+    z = torch.empty_like(values).scatter_(1, order, _normal_scores(s, values).expand(b, s))
+    ties = _tie_scores(values)
+    if ties is not None:
+        pos, zt = ties
+        row_start = torch.div(pos, s, rounding_mode="floor") * s
+        z.view(-1)[row_start + order.reshape(-1)[pos]] = zt
     return z.reshape(x.shape)
 
 
@@ -196,12 +278,23 @@ def _quantiles_select(flat: torch.Tensor, ps: tuple[float, ...]) -> list[torch.T
     return [(1.0 - g) * part[:, k - 1] + g * part[:, k] for k, g in idx]
 
 
+def _var(x: torch.Tensor) -> torch.Tensor:
+    """Sample variance (``ddof=1``) along the last dimension, two-pass as ``numpy.var``.
+
+    ``torch.var`` on the CPU runs a per-row Welford update that is not vectorised across
+    rows: on 4096 chains x 50 draws it took 11x the time of this mean, subtract, square and
+    sum, which also rounds like NumPy (and arviz).
+    """
+    d = x - x.mean(-1, keepdim=True)
+    return d.square_().sum(-1) / (x.shape[-1] - 1)
+
+
 def _plain_rhat(x: torch.Tensor) -> torch.Tensor:
     r"""Gelman-Rubin \(\sqrt{(B/W + N - 1) / N}\) with \(B = N\,\mathrm{var}(\bar x_c)\)."""
     n = x.shape[-1]
     chain_mean = x.mean(-1)
-    within = x.var(-1, correction=1).mean(-1)
-    between = n * chain_mean.var(-1, correction=1)
+    within = _var(x).mean(-1)
+    between = n * _var(chain_mean)
     return torch.sqrt((between / within + n - 1) / n)
 
 
@@ -276,7 +369,7 @@ def _ess_raw(x: torch.Tensor) -> torch.Tensor:
     mean_var = mean_acov[:, 0] * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
     if c > 1:
-        var_plus = var_plus + x.mean(-1).var(-1, correction=1)
+        var_plus = var_plus + _var(x.mean(-1))
     rho = 1.0 - (mean_var[:, None] - mean_acov) / var_plus[:, None]
     rho = torch.cat([torch.ones_like(rho[:, :1]), rho[:, 1:]], dim=-1)
     # pairs P_k, k = 0..kmax; arviz computes pair k >= 1 while 2k - 1 < N - 3 and P_{k-1} > 0
@@ -377,10 +470,11 @@ def rhat(draws: torch.Tensor) -> torch.Tensor:
     >>> r.shape, bool((r < 1.02).all())
     (torch.Size([3]), True)
     """
-    x, event, dtype = _prepare(draws, "rhat")
-    if x.shape[1] < 2 or _too_short(x.shape[2]):
-        return _nan(event, dtype, x.device)
-    return _finish(_rhat_x(x), event, dtype)
+    flat, event, dtype = _flat_draws(draws, "rhat")
+    if flat.shape[0] < 2 or _too_short(flat.shape[1]):
+        return _nan(event, dtype, flat.device)
+    (out,) = _by_chunks(flat, lambda x: (_rhat_x(x),))
+    return _finish(out, event, dtype)
 
 
 def _ess_tail_x(x: torch.Tensor, sorted_full: torch.Tensor | None = None) -> torch.Tensor:
@@ -393,7 +487,9 @@ def _ess_tail_x(x: torch.Tensor, sorted_full: torch.Tensor | None = None) -> tor
     else:
         qs = [_quantile_sorted(sorted_full, p) for p in ps]
     split = _split(x)
-    ind = torch.cat([split <= q[:, None, None] for q in qs]).to(torch.float64)
+    ind = torch.empty((2 * b,) + split.shape[1:], dtype=torch.float64, device=x.device)
+    for i, q in enumerate(qs):  # the indicators written as 0.0/1.0 in place
+        torch.le(split, q[:, None, None], out=ind[i * b : (i + 1) * b])
     out = _ess_raw(ind)
     return torch.minimum(out[:b], out[b:])
 
@@ -446,17 +542,97 @@ def ess(draws: torch.Tensor, kind: str = "bulk") -> torch.Tensor:
     """
     if kind not in ("bulk", "tail", "mean"):
         raise ValueError(f"kind must be 'bulk', 'tail' or 'mean', got {kind!r}")
-    x, event, dtype = _prepare(draws, "ess")
-    if _too_short(x.shape[2]):
-        return _nan(event, dtype, x.device)
-    if kind == "bulk":
-        out = _ess_raw(_z_scale(_split(x)))
-    elif kind == "tail":
-        out = _ess_tail_x(x)
-    else:
-        out = _ess_raw(_split(x))
-    out = torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
+    flat, event, dtype = _flat_draws(draws, "ess")
+    if _too_short(flat.shape[1]):
+        return _nan(event, dtype, flat.device)
+    (out,) = _by_chunks(flat, lambda x: (_masked(x, _ess_x(x, kind)),))
     return _finish(out, event, dtype)
+
+
+def _masked(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` ``(B,)`` with NaN for the coordinates of ``x`` that hold a non-finite draw."""
+    return torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
+
+
+def _ess_x(x: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "bulk":
+        return _ess_raw(_z_scale(_split(x)))
+    if kind == "tail":
+        return _ess_tail_x(x)
+    return _ess_raw(_split(x))
+
+
+def _check_x(x: torch.Tensor, with_rhat: bool, k: int | None) -> tuple[torch.Tensor, ...]:
+    """Bulk ESS, tail ESS (and split R-hat, nested R-hat) of ``x`` ``(B, C, N)``, one sort.
+
+    The sort of the split draws gives the normal scores of the bulk ESS and R-hat and, with
+    an even number of draws (the split draws are then the same multiset), the tail
+    quantiles; every value is the one `ess`, `rhat` and `nested_rhat` compute alone.
+    """
+    b, c, n = x.shape
+    split = _split(x)
+    sort = _sort_rows(split.reshape(b, -1).contiguous())
+    z = _z_scale(split, sort)
+    out = [
+        _masked(x, _ess_raw(z)),
+        _masked(x, _ess_tail_x(x, sort[0] if n % 2 == 0 else None)),
+    ]
+    if with_rhat:
+        out.append(_rhat_x(x, sort, z))
+    if k is not None:
+        out.append(_nested_rhat_x(x, k))
+    return tuple(out)
+
+
+def check_stats(
+    draws: torch.Tensor, rhat: bool = True, num_superchains: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Bulk and tail ESS, split R-hat and nested R-hat of the draws in one pass.
+
+    The values are those of `ess` (``kind="bulk"``, ``"tail"``), `rhat` and `nested_rhat`;
+    they share one float64 copy and one sort of each coordinate's draws, and on the CPU they
+    run over small chunks of coordinates. This is what `gibbsebm.diagnostics.check` (the
+    post-run warning) uses.
+
+    Parameters
+    ----------
+    draws : Tensor
+        ``(chains, draws, *event)`` with at least 4 draws per chain.
+    rhat : bool
+        Whether to compute split R-hat too (only with at least 2 chains).
+    num_superchains : int, optional
+        Also compute nested R-hat with this many superchains.
+
+    Returns
+    -------
+    dict of str to Tensor
+        ``ess_bulk``, ``ess_tail`` and, when asked, ``rhat`` and ``nested_rhat``, each
+        ``event``-shaped.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 4 draws per chain, or a ``num_superchains`` that `nested_rhat`
+        refuses.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from gibbsebm.diagnostics import check_stats, ess
+    >>> d = torch.randn(4, 100, 3, generator=torch.Generator().manual_seed(0))
+    >>> out = check_stats(d)
+    >>> sorted(out), bool(torch.equal(out["ess_tail"], ess(d, kind="tail")))
+    (['ess_bulk', 'ess_tail', 'rhat'], True)
+    """
+    flat, event, dtype = _flat_draws(draws, "check_stats")
+    c, n = flat.shape[:2]
+    if _too_short(n):
+        raise ValueError(f"check_stats needs at least 4 draws per chain, got {n}")
+    with_rhat = rhat and c >= 2
+    k = None if num_superchains is None else _check_superchains(c, num_superchains)
+    cols = _by_chunks(flat, lambda x: _check_x(x, with_rhat, k))
+    names = ["ess_bulk", "ess_tail"] + ["rhat"] * with_rhat + ["nested_rhat"] * (k is not None)
+    return {name: _finish(v, event, dtype) for name, v in zip(names, cols)}
 
 
 def mcse(draws: torch.Tensor) -> torch.Tensor:
@@ -485,12 +661,15 @@ def mcse(draws: torch.Tensor) -> torch.Tensor:
     >>> bool(0.005 < m < 0.02)  # about 1 / sqrt(10000)
     True
     """
-    x, event, dtype = _prepare(draws, "mcse")
-    if _too_short(x.shape[2]):
-        return _nan(event, dtype, x.device)
-    sd = x.reshape(x.shape[0], -1).std(-1, correction=1)
-    out = sd / torch.sqrt(_ess_raw(_split(x)))
-    out = torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
+    flat, event, dtype = _flat_draws(draws, "mcse")
+    if _too_short(flat.shape[1]):
+        return _nan(event, dtype, flat.device)
+
+    def one(x: torch.Tensor) -> tuple[torch.Tensor]:
+        sd = x.reshape(x.shape[0], -1).std(-1, correction=1)
+        return (_masked(x, sd / torch.sqrt(_ess_raw(_split(x)))),)
+
+    (out,) = _by_chunks(flat, one)
     return _finish(out, event, dtype)
 
 
@@ -553,24 +732,34 @@ def nested_rhat(draws: torch.Tensor, num_superchains: int) -> torch.Tensor:
     >>> r.shape, bool((r < 1.05).all())
     (torch.Size([2]), True)
     """
-    x, event, dtype = _prepare(draws, "nested_rhat")
-    b, c, n = x.shape
+    flat, event, dtype = _flat_draws(draws, "nested_rhat")
+    c, n = flat.shape[:2]
+    k = _check_superchains(c, num_superchains)
+    (out,) = _by_chunks(flat, lambda x: (_nested_rhat_x(x, k),))
+    return _finish(out, event, dtype)
+
+
+def _check_superchains(c: int, num_superchains: int) -> int:
     k = int(num_superchains)
     if k < 2 or c % k:
         raise ValueError(
             f"num_superchains must be >= 2 and divide the number of chains ({c}), got {num_superchains!r}"
         )
+    return k
+
+
+def _nested_rhat_x(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Nested R-hat of ``x`` ``(B, C, N)`` with ``k`` superchains (NaN where non-finite)."""
+    b, c, n = x.shape
     m = c // k
     xs = x.reshape(b, k, m, n)
     chain_mean = xs.mean(-1)  # (B, K, M)
     super_mean = chain_mean.mean(-1)  # (B, K)
-    b_nu = super_mean.var(-1, correction=1)
-    b_tilde = chain_mean.var(-1, correction=1) if m > 1 else torch.zeros_like(super_mean)
-    w_tilde = xs.var(-1, correction=1).mean(-1) if n > 1 else torch.zeros_like(super_mean)
+    b_nu = _var(super_mean)
+    b_tilde = _var(chain_mean) if m > 1 else torch.zeros_like(super_mean)
+    w_tilde = _var(xs).mean(-1) if n > 1 else torch.zeros_like(super_mean)
     w_nu = (b_tilde + w_tilde).mean(-1)
-    out = torch.sqrt(1.0 + b_nu / w_nu)
-    out = torch.where(_nonfinite(x), torch.full_like(out, math.nan), out)
-    return _finish(out, event, dtype)
+    return _masked(x, torch.sqrt(1.0 + b_nu / w_nu))
 
 
 def ebfmi(hamiltonian: torch.Tensor) -> torch.Tensor:

@@ -41,11 +41,75 @@ from .errors import CheckpointMismatchError, CorruptFileError
 from .runtime.files import load_tensors, save_tensors
 from .samplers.base import SamplerSpec
 
-__all__ = ["_run_flat", "run_identity", "load_checkpoint", "CHECKPOINT_VERSION"]
+__all__ = [
+    "_run_flat",
+    "run_identity",
+    "load_checkpoint",
+    "tune_cpu_allocator",
+    "CHECKPOINT_VERSION",
+]
 
 #: Version of the checkpoint payload (1: pickled objects, no longer read).
 CHECKPOINT_VERSION = 2
 _FORMAT = "gibbsebm.checkpoint"
+
+
+# ------------------------------------------------------------------------------- allocator
+#: glibc ``mallopt`` parameters (``malloc.h``).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Blocks below this size come from the heap instead of a fresh ``mmap`` (32 MiB is glibc's
+#: largest allowed value on 64-bit systems, ``DEFAULT_MMAP_THRESHOLD_MAX``).
+MMAP_THRESHOLD = 32 * 1024 * 1024
+#: Free memory at the top of the heap kept for reuse instead of being returned to the system.
+TRIM_THRESHOLD = 256 * 1024 * 1024
+#: ``None`` until the first call; then whether the tuning was applied (once per process).
+_ALLOCATOR_TUNED: bool | None = None
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep the step's large CPU tensors on the heap instead of mapping them every step.
+
+    A transition at thousands of chains allocates and frees a few tensors of megabytes each
+    (momenta, gradients, proposals). glibc serves blocks above ``M_MMAP_THRESHOLD`` with a
+    fresh ``mmap`` and returns them with ``munmap`` (and trims the heap above
+    ``M_TRIM_THRESHOLD``), so every step pays the kernel's page faults for memory it just gave
+    back. This raises the two thresholds with ``mallopt`` (``MMAP_THRESHOLD``,
+    ``TRIM_THRESHOLD``): the freed blocks are reused, at the price of keeping up to
+    ``TRIM_THRESHOLD`` bytes of freed memory in the process.
+
+    It is applied once per process (the thresholds are process-wide) by every sampling run on
+    the CPU. It does nothing off glibc (macOS, Windows, musl) or when the environment variable
+    ``GIBBSEBM_MALLOC_TUNE`` is ``0``. Draws are unchanged: only where memory comes from.
+
+    Returns
+    -------
+    bool
+        Whether the thresholds are set (now or by an earlier call).
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is not None:
+        return _ALLOCATOR_TUNED
+    _ALLOCATOR_TUNED = False
+    if os.environ.get("GIBBSEBM_MALLOC_TUNE", "1").strip() == "0":
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+            return False  # not glibc (e.g. musl): mallopt's parameters differ
+        mallopt = libc.mallopt
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        mallopt.restype = ctypes.c_int
+        ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+        ok = (mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1) and ok
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_TUNED = ok
+    return ok
 
 
 # ---------------------------------------------------------------------------------- progress
@@ -447,6 +511,8 @@ def _run_flat(
     ``identity`` (or a function computing it, called only when checkpointing) is recorded in
     the checkpoint and compared on resume.
     """
+    if position.device.type == "cpu":
+        tune_cpu_allocator()
     total_iters = num_warmup + num_samples * thin
     bar = _Progress(progress, total_iters, spec.name, position.shape[0])
     try:

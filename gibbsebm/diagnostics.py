@@ -56,7 +56,7 @@ from typing import Any
 
 import torch
 
-from ._convergence import ebfmi, ess, mcse, nested_rhat, rhat, summary_stats
+from ._convergence import check_stats, ebfmi, ess, mcse, nested_rhat, rhat, summary_stats
 
 __all__ = [
     "rhat",
@@ -65,6 +65,7 @@ __all__ = [
     "nested_rhat",
     "ebfmi",
     "summary_stats",
+    "check_stats",
     "SamplingWarning",
     "Problem",
     "check",
@@ -91,6 +92,11 @@ PT_MIN_ROUND_TRIPS = 1
 #: this cuts the ladder in two (the default ladder is spaced for about 0.25, Vousden et al.
 #: 2016; 0.01 is 25 times less, about one exchange per 100 proposals).
 PT_MIN_SWAP_RATE = 0.01
+#: Parallel tempering from the modes `gibbsebm.find_modes` found: a run whose target draws fall
+#: outside every found basin more often than this (`gibbsebm.samplers.tempering.basin_labels`:
+#: 5 sigma under each mode's Laplace precision, 3e-7 of a Gaussian mode's draws) visited
+#: a region the search did not find; 1% leaves room for the tails of non-Gaussian modes.
+PT_MAX_OUTSIDE_FRACTION = 0.01
 #: Many short chains (`default_superchains`): at least this many chains ...
 NESTED_MIN_CHAINS = 64
 #: ... and fewer draws per chain than this switch the default R-hat check to nested R-hat.
@@ -120,7 +126,8 @@ class Problem:
     check : str
         ``"rhat"``, ``"nested_rhat"``, ``"ess_bulk"``, ``"ess_tail"``, ``"divergences"``,
         ``"tree_depth"``, ``"ebfmi"``, ``"nonfinite_proposals"``, ``"stuck_chains"``,
-        ``"nonfinite_draws"``, ``"pt_round_trips"`` or ``"pt_swap_rate"``.
+        ``"nonfinite_draws"``, ``"pt_round_trips"``, ``"pt_swap_rate"`` or
+        ``"pt_unexplored_mode"``.
     figure : float
         The measured value (the worst R-hat, the smallest ESS, a count, ...).
     threshold : float
@@ -272,6 +279,10 @@ def check(
       coldest and the hottest temperature during the draws.
     * ``pt_swap_rate`` (from the stat ``swap_rate``): neighbouring temperatures whose mean
       swap acceptance, pooled over chains, is below :data:`PT_MIN_SWAP_RATE`.
+    * ``pt_unexplored_mode`` (stats ``basin``, ``unvisited_modes``): more than
+      :data:`PT_MAX_OUTSIDE_FRACTION` of the draws outside every basin the mode search
+      found, or a found mode never visited (a mode that no start finds and no draw visits
+      cannot be detected).
 
     R-hat and ESS need 4 draws per chain (R-hat 2 chains); with fewer they are not checked.
 
@@ -310,10 +321,15 @@ def check(
     if c == 0 or n == 0:
         return problems
     who = f"{method}: " if method else ""
-    finite = torch.isfinite(draws.detach())
     coord_shape = tuple(draws.shape[2:])
-    bad_coord = ~finite.reshape(c, n, -1).all(1).all(0)
+    # largest and smallest draw of each coordinate: NaN propagates, +-inf shows (no bool copy)
+    d_flat = draws.detach().reshape(c * n, -1)
+    if d_flat.dtype.is_floating_point or d_flat.dtype.is_complex:
+        bad_coord = ~(torch.isfinite(d_flat.amax(0)) & torch.isfinite(d_flat.amin(0)))
+    else:
+        bad_coord = torch.zeros(d_flat.shape[1], dtype=torch.bool, device=d_flat.device)
     if bool(bad_coord.any()):
+        finite = torch.isfinite(draws.detach())
         coords, count = _worst(
             bad_coord.reshape(coord_shape).to(torch.float64), bad_coord.reshape(coord_shape), True
         )
@@ -330,11 +346,18 @@ def check(
                 count,
             )
         )
-    if num_superchains is not None and num_superchains > 0:
-        r = nested_rhat(draws, num_superchains)
+    nested = num_superchains is not None and num_superchains > 0
+    # bulk/tail ESS and split R-hat share one sort per coordinate (`check_stats`)
+    both = (
+        check_stats(draws, rhat=not nested, num_superchains=num_superchains if nested else None)
+        if n >= 4
+        else {}
+    )
+    if nested:
+        r = both["nested_rhat"] if n >= 4 else nested_rhat(draws, num_superchains)
         name, label = "nested_rhat", f"nested R-hat ({num_superchains} superchains)"
     elif c >= 2 and n >= 4:
-        r = rhat(draws)
+        r = both["rhat"]
         name, label = "rhat", "rank-normalized split R-hat"
     else:
         r = None
@@ -365,7 +388,7 @@ def check(
     if n >= 4:
         threshold = _ess_threshold(c)
         for kind in ("bulk", "tail"):
-            e = ess(draws, kind=kind)
+            e = both[f"ess_{kind}"]
             bad = e < threshold
             if bool(bad.any()):
                 coords, count = _worst(e, bad, False)
@@ -461,7 +484,31 @@ def check(
             )
         )
     _pt_checks(problems, stats, who, n)
+    _pt_mode_check(problems, stats, who)
     return problems
+
+
+def _pt_mode_check(problems: list, stats: Mapping, who: str) -> None:
+    """``pt_unexplored_mode``: target draws outside every found basin, or found modes never
+    visited (stats ``basin`` and ``unvisited_modes`` of ``pt`` from its default start)."""
+    basin, missed = stats.get("basin"), stats.get("unvisited_modes")
+    if basin is None or missed is None or basin.numel() == 0:
+        return
+    outside = float((basin.detach() < 0).to(torch.float64).mean())
+    k = int(missed.detach().reshape(-1)[0])
+    if outside > PT_MAX_OUTSIDE_FRACTION or k > 0:
+        problems.append(
+            Problem(
+                "pt_unexplored_mode",
+                outside,
+                PT_MAX_OUTSIDE_FRACTION,
+                f"{who}{100 * outside:.3g}% of the target draws lie outside every basin of the "
+                f"modes find_modes found, and {k} found modes with weight enough to expect "
+                "visits were never visited: the draws explored a mode the search missed, or "
+                "did not reach one it found, so mode weights are not trustworthy (more "
+                "starts, more temperatures or a lower beta_min, longer runs)",
+            )
+        )
 
 
 def _pt_checks(problems: list, stats: Mapping, who: str, n: int) -> None:

@@ -230,6 +230,9 @@ def run_chains(
     stuck = _stuck_chains(draws, stats)
     stats["stuck_chains"] = stuck[:, None].expand(c, d).clone()
     # stuck chains are reported by the run's one SamplingWarning (Samples.diagnose)
+    basins = (out.get("adapt_info") or {}).get("modes", {}).get("basins")
+    if method == "pt" and basins is not None:
+        stats.update(_mode_visits(draws, basins))
     return Samples(
         draws=_unflatten(draws, n, batch),
         stats={k: _unflatten(v, n, batch) for k, v in stats.items()},
@@ -256,6 +259,18 @@ def _needs_grad(method: str, options: dict[str, Any]) -> bool:
     if method == "pt":
         return options.get("kernel") in _GRADIENT_METHODS
     return method in _GRADIENT_METHODS
+
+
+def _mode_visits(draws: torch.Tensor, basins: dict) -> dict[str, torch.Tensor]:
+    """``basin`` ``(C, D)``: the found mode whose basin holds each target draw of ``pt`` (-1:
+    none) and ``unvisited_modes`` ``(C, D)``: found modes with due but no visits (checked
+    by ``pt_unexplored_mode``; see :func:`gibbsebm.samplers.tempering.basin_labels`)."""
+    from .samplers.tempering import basin_labels, unexplored_modes
+
+    dev = draws.device
+    lab = basin_labels(draws, basins["locations"].to(dev), basins["precisions"].to(dev))
+    missed = unexplored_modes(lab, basins["weights"].to(dev))
+    return {"basin": lab, "unvisited_modes": missed.expand(lab.shape).clone()}
 
 
 def _stuck_chains(draws: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -418,15 +433,22 @@ def sample(
         if method == "exchange":
             from .samplers.exchange import sample_exchange
 
+            if thin != 1 or checkpoint is not None or executor is not None:
+                raise ValueError(
+                    "method 'exchange' runs in process without thinning or checkpoints: "
+                    "thin, checkpoint and executor are not supported"
+                )
             seed = resolve_seed(seed, None)
             out = sample_exchange(pot, num_chains=num_chains, num_samples=num_samples,
                                   num_warmup=num_warmup, init=init, **kernel_options,
                                   generator=torch.Generator().manual_seed(seed))  # fmt: skip
-            return Samples(draws=out["draws"], stats=out["stats"], method="exchange",
-                           options=dict(kernel_options), seed=seed, num_warmup=num_warmup,
-                           event_shape=(pot.dim,), adaptation=out["adaptation"],
-                           attrs={"exact_auxiliary": out["exact_auxiliary"]},
-                           sites=pot.constrain(out["draws"]))  # fmt: skip
+            out = Samples(draws=out["draws"], stats=out["stats"], method="exchange",
+                          options=dict(kernel_options), seed=seed, num_warmup=num_warmup,
+                          event_shape=(pot.dim,), adaptation=out["adaptation"],
+                          attrs={"exact_auxiliary": out["exact_auxiliary"],
+                                 "auxiliary": out["auxiliary"]},
+                          sites=pot.constrain(out["draws"]))  # fmt: skip
+            return _warned(out) if warn else out  # the same checks as every other method
         opts = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup)
         s = sample(pot.as_gibbs(), method, **opts, thin=thin, seed=seed, init=init,
                    progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,

@@ -257,3 +257,36 @@ def test_rank_normal_scores_equal_scipy_average_ranks(levels):
     t = torch.tensor(x)
     got = _convergence._z_scale(t[:, None, :])[:, 0, :]  # (B, C=1, N)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [50, 51])
+def test_check_stats_and_chunks_give_the_values_of_the_single_estimators(monkeypatch, n):
+    """`check_stats` (one sort, CPU chunks of coordinates) returns exactly what `ess`, `rhat`
+    and `nested_rhat` return alone, whatever the chunk size; ties, a NaN and an infinite
+    coordinate included."""
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(_ar1(rng, (16, n, 7), 0.6)).to(torch.float32)
+    x[..., 2] = torch.round(x[..., 2])  # many ties
+    x[3, 5, 4] = math.nan
+    x[1, 0, 6] = -math.inf
+
+    def singles():
+        return {
+            "ess_bulk": D.ess(x, kind="bulk"),
+            "ess_tail": D.ess(x, kind="tail"),
+            "rhat": D.rhat(x),
+            "nested_rhat": D.nested_rhat(x, 4),
+        }
+
+    monkeypatch.setattr(_convergence, "_CPU_CHUNK_DRAWS", 1 << 30)  # one chunk
+    whole = singles()
+    for chunk in (1, 3 * 16 * n, 1 << 30):  # one coordinate, three, all
+        monkeypatch.setattr(_convergence, "_CPU_CHUNK_DRAWS", chunk)
+        fused = D.check_stats(x, rhat=True, num_superchains=4)
+        assert sorted(fused) == sorted(whole)
+        for key, ref in {**whole, **singles()}.items():
+            assert fused[key].dtype == torch.float32
+            torch.testing.assert_close(fused[key], ref, rtol=0, atol=0, equal_nan=True)
+        assert torch.isnan(fused["ess_bulk"][4]) and torch.isnan(fused["rhat"][6])
+    monkeypatch.setattr(_convergence, "_CPU_CHUNK_DRAWS", 1)
+    torch.testing.assert_close(D.mcse(x)[:2], D.mcse(x[..., :2]), rtol=0, atol=0)

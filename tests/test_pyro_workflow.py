@@ -235,8 +235,11 @@ def _check_gamma(s, x, k=5.0):
 @pytest.mark.slow  # about 20 s
 def test_exchange_exact_auxiliary_gaussian_precision():
     x = _precision_data()
+    # warn=False: the exchange random walk has an autocorrelation time near 10, so 150 draws
+    # per chain give split R-hat about 1.03 (> Stan's 1.01) on a correct run; the check
+    # below uses the run's own ESS-based standard errors
     s = gibbsebm.sample(_gaussian_model, "exchange", model_args=(x,), num_chains=16,
-                        num_samples=150, num_warmup=100, seed=1)  # fmt: skip
+                        num_samples=150, num_warmup=100, seed=1, warn=False)  # fmt: skip
     assert s.attrs["exact_auxiliary"] is True
     z_mean, z_sd, m = _check_gamma(s, x)
     assert z_mean < 5 and z_sd < 5, (z_mean, z_sd, s.sites["lam"].mean(), m)

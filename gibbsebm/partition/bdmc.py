@@ -26,7 +26,7 @@ import torch
 
 from ..distribution import Gibbs
 from ..runtime.plan import Shard, run_here
-from ._common import progress_bar
+from ._common import progress_bar, roundoff_stderr
 from ._plan import LogZPlan, check_options, keyword_options
 from ._stats import batch_homogeneity, summarize_log_weights
 from .ais import DEFAULT_NUM_BATCHES, anneal, prepare_annealing
@@ -90,9 +90,15 @@ def bdmc_log_partition(
     -------
     LogZEstimate
         ``lower`` (forward AIS) and ``upper`` (reverse AIS); ``log_z`` is their midpoint and
-        ``stderr`` = :math:`\\sqrt{(\\text{gap}/2)^2 + (se_f^2 + se_r^2)/4}`, so the interval
-        ``log_z +- stderr`` covers both bounds. ``diagnostics``: ``gap``, both directions'
-        ESS / k-hat / stderr, ``target_samples`` (where the reverse chains started).
+        ``stderr`` = :math:`\\sqrt{(\\text{gap}/2)^2 + v_{mid} + r^2}`, so the interval
+        ``log_z +- stderr`` covers both bounds. :math:`v_{mid}` is the Monte Carlo variance
+        of the midpoint: :math:`(se_f^2 + se_r^2)/4` when the reverse chains start from
+        independent draws (exact or given), and the bound :math:`((se_f + se_r)/2)^2` (any
+        correlation) when they start from the forward run's own particles
+        (``diagnostics["bounds_correlated"]``); :math:`r` is the floating-point floor
+        (``diagnostics["roundoff_stderr"]``, :func:`~gibbsebm.partition._common.roundoff_stderr`).
+        ``diagnostics``: ``gap``, both directions' ESS / k-hat / stderr, ``target_samples``
+        (where the reverse chains started), ``midpoint_stderr`` (:math:`\\sqrt{v_{mid}}`).
 
     References
     ----------
@@ -192,6 +198,7 @@ def _bdmc(
     fwd = anneal(path, trans, s, path.sample_base(c, generator), generator, bar=bar)
     lw_f = fwd.log_w
     defaults = setup.defaults
+    y_from_forward = False  # reverse chains start from the forward run's own particles
     if target_samples is not None:
         y = torch.as_tensor(target_samples).to(device=dist.beta.device, dtype=dist.beta.dtype)
         if tuple(y.shape[1:]) != tuple(dist.event_shape):
@@ -216,6 +223,7 @@ def _bdmc(
                 "the target (ASSUMED near-exact; the upper bound is only as good as this)"
             )
             defaults["target_samples"] = "resampled AIS particles + MCMC"
+            y_from_forward = True
     rev = anneal(path, trans, s.flip(0), path.to_z(y), generator, bar=bar)
     bar.close()
     lw_r = rev.log_w  # log rho, E[rho] = 1/Z
@@ -226,9 +234,26 @@ def _bdmc(
     gap = upper - lower
     half = max(gap, 0.0) / 2.0
     log_z = 0.5 * (lower + upper)
-    se = math.sqrt(half**2 + (sf["stderr"] ** 2 + sr["stderr"] ** 2) / 4.0)
+    # Monte Carlo variance of the midpoint (lower + upper) / 2. With independent reverse starts
+    # the two bounds are independent: (se_f^2 + se_r^2) / 4. When the reverse chains start from
+    # the forward particles (resampled), the bounds share randomness with an unknown
+    # correlation rho in [-1, 1]; (se_f^2 + se_r^2 + 2 rho se_f se_r) / 4 <= ((se_f + se_r) / 2)^2
+    # for every rho, so that bound is stated.
+    correlated = y_from_forward
+    if correlated:
+        mid_var = (0.5 * (sf["stderr"] + sr["stderr"])) ** 2
+    else:
+        mid_var = (sf["stderr"] ** 2 + sr["stderr"] ** 2) / 4.0
+    # The gap is a bias bound, not noise: log Z lies (stochastically) between the bounds, so
+    # half the gap is added to the stderr (the interval log_z +- stderr spans both bounds)
+    # rather than the estimate being untrusted; a negative gap beyond the noise is flagged below.
+    floor = roundoff_stderr(dist, log_z)
+    se = math.sqrt(half**2 + mid_var + floor**2)
     extra = []
-    joint = math.sqrt(sf["stderr"] ** 2 + sr["stderr"] ** 2)
+    # noise of the gap upper - lower: the bounds' Monte Carlo errors (added when independent,
+    # at most their sum when correlated) and the round-off of each bound (up to ``floor``)
+    noise = sf["stderr"] + sr["stderr"] if correlated else math.hypot(sf["stderr"], sr["stderr"])
+    joint = math.hypot(noise, 2.0 * floor)
     if gap < -3.0 * joint:
         extra.append(
             f"the upper bound lies {-gap:.3g} below the lower bound (> 3 stderr): the target "
@@ -247,6 +272,9 @@ def _bdmc(
         "forward_log_weight_sd": sf["log_weight_sd"],
         "reverse_log_weight_sd": sr["log_weight_sd"],
         "target_samples": source,
+        "bounds_correlated": correlated,
+        "midpoint_stderr": math.sqrt(mid_var),
+        "roundoff_stderr": floor,
         "num_chains": c,
         "num_steps": k,
         "schedule": s.tolist(),

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from ..distribution import Gibbs
-from ._common import check_dist, make_generator, progress_bar
+from ._common import check_dist, make_generator, progress_bar, roundoff_stderr
 from ._plan import check_options, keyword_options
 from ._rungs import jackknife_stderr
 from ._stats import batch_homogeneity, summarize_log_weights
@@ -57,7 +57,8 @@ class LogZCurve:
     heat_capacity_stderr : Tensor
     method : str
     diagnostics : dict
-        Per-beta ``ess`` and ``khat`` of the weights, the schedule, defaults.
+        Per-beta ``ess`` and ``khat`` of the weights, ``roundoff_stderr`` (the floating-point
+        floor added in quadrature to ``log_z_stderr``), the schedule, defaults.
     problems : list of str
     """
 
@@ -127,12 +128,17 @@ def _point(dist_b: Gibbs, b: float, log_w, positions_fn, steps, num_batches):
     batches = batch_homogeneity(lw, num_batches)
     if batches.get("batch_based_stderr") is not None and math.isfinite(se):
         se = max(se, float(batches["batch_based_stderr"]))
+    # floating-point floor, as for method="ais" (a nearly exact base leaves only round-off)
+    floor = roundoff_stderr(dist_b, summ["log_mean"])
+    if math.isfinite(se):
+        se = math.hypot(se, floor)
     mean_e, var_e = _moments(lw, g1, g1sq, g2)
     se_e, _ = jackknife_stderr(lambda k: _moments(lw, g1, g1sq, g2, k)[0], c)
     se_v, _ = jackknife_stderr(lambda k: _moments(lw, g1, g1sq, g2, k)[1], c)
     return {
         "log_z": summ["log_mean"],
         "log_z_stderr": se,
+        "roundoff_stderr": floor,
         "mean_energy": float(mean_e),
         "mean_energy_stderr": se_e,
         "heat_capacity": b * b * float(var_e),
@@ -265,6 +271,7 @@ def log_partition_curve(
 
     diag["ess"] = col("ess").tolist()
     diag["khat"] = col("khat").tolist()
+    diag["roundoff_stderr"] = col("roundoff_stderr").tolist()
     diag["batch_pvalue"] = [p["batch_pvalue"] for p in points]
     diag["draws_per_beta"] = draws_per_beta
     diag["wall_time_s"] = time.perf_counter() - t0

@@ -14,13 +14,29 @@ auxiliary data set :math:`w \\sim p_{\\theta'}` of the shape of the data and acc
 where the :math:`Z`'s cancel. **Exact** when :math:`w` is an exact draw: the Gibbs site has an
 exact sampler (enumeration of a finite support, or a closed form such as
 :class:`~gibbsebm.energies.Gaussian`). Otherwise :math:`w` is the end of an auxiliary chain
-of ``aux_steps`` steps started at the data (double Metropolis-Hastings, Liang 2010): MALA for
-continuous sites, sweeps of single-site Metropolis updates for discrete ones. That is
-**approximate**: its bias shrinks as ``aux_steps`` grows (the auxiliary chain must mix at
-:math:`\\theta'`), and the run records ``exact_auxiliary = False``.
+of ``aux_steps`` steps started at the data (double Metropolis-Hastings, Liang 2010). That is
+**approximate**: its bias shrinks as ``aux_steps`` grows (the auxiliary chain must forget
+the data at :math:`\theta'`); the run records ``exact_auxiliary = False`` and how its
+auxiliary draws were made (``auxiliary``). Check it by doubling ``aux_steps``: the
+posterior must not move by more than its Monte Carlo error.
 
-State and acceptance are batched over chains; the model itself is traced once per chain and
-step (energies with per-chain parameters are not vectorized).
+Batching: the model is traced once per chain and step (to get each chain's Gibbs site and
+the rest of the log joint), and the auxiliary draws of all chains are made in one tensor
+where the site allows it:
+
+* :class:`~gibbsebm.energies.Ising2D` sites (no base, no condition): heat-bath sweeps of
+  all chains' lattices at once with per-chain couplings
+  (:func:`gibbsebm.energies.ising.checkerboard_sweep`), ``aux_steps`` sweeps;
+* :class:`~gibbsebm.energies.Gaussian` sites: exact draws of all chains in one call;
+* other sites: exact draws (``Gibbs.sample``) or ``aux_steps`` steps of
+  :meth:`gibbsebm.Gibbs.mcmc_from` (MALA for continuous sites, sweeps of single-site
+  Metropolis updates for discrete ones), one chain at a time.
+
+References
+----------
+I. Murray, Z. Ghahramani and D. J. C. MacKay, "MCMC for doubly-intractable distributions",
+UAI 2006. F. Liang, "A double Metropolis-Hastings sampler for spatial models with
+intractable normalizing constants", J. Stat. Comput. Simul. 80, 1007 (2010).
 """
 
 from __future__ import annotations
@@ -30,12 +46,95 @@ from typing import Any
 
 import torch
 
-__all__ = ["sample_exchange"]
+from ..energies.gaussian import Gaussian
+from ..energies.ising import Ising2D, checkerboard_sweep
+
+__all__ = ["sample_exchange", "auxiliary_draws"]
 
 
 def _gibbs_terms(pot: Any, u: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, dict]:
     tr, rest = pot.trace_one(u, skip=tuple(names))
     return rest, {n: tr.nodes[n] for n in names}
+
+
+def _plain(fn: Any) -> bool:
+    """A site with no base density, condition or latent: its energy alone defines it."""
+    return fn.base is None and fn.x is None and fn.latent is None
+
+
+def _sample_shape(fn: Any, x: torch.Tensor) -> tuple[int, ...]:
+    """Leading dimensions of the observed value ``x`` left of the site's batch and event."""
+    k = x.dim() - len(fn.batch_shape) - len(fn.event_shape)
+    if k < 0:
+        raise ValueError(
+            f"observed value of shape {tuple(x.shape)} is smaller than the site's batch and "
+            f"event shape {tuple(fn.batch_shape) + tuple(fn.event_shape)}"
+        )
+    return tuple(x.shape[:k])
+
+
+def auxiliary_draws(
+    fns: list[Any], x: torch.Tensor, aux_steps: int, generator: torch.Generator
+) -> tuple[torch.Tensor, str]:
+    """Auxiliary data sets ``w_i ~ fns[i]`` of the shape of ``x``, all chains at once.
+
+    Parameters
+    ----------
+    fns : list of Gibbs
+        The observed site's distribution at each chain's proposed parameter.
+    x : Tensor
+        The observed value (also the start of the auxiliary chains of double MH).
+    aux_steps : int
+        Sweeps or steps of the auxiliary chains where no exact sampler exists.
+    generator : torch.Generator
+        All randomness.
+
+    Returns
+    -------
+    (Tensor, str)
+        ``w`` shaped ``(len(fns), *x.shape)`` and how it was drawn: ``"exact"``,
+        ``"heat-bath sweeps"`` (Ising) or ``"mcmc"`` (:meth:`gibbsebm.Gibbs.mcmc_from`).
+
+    Examples
+    --------
+    >>> import torch, gibbsebm
+    >>> from gibbsebm.energies import Ising2D
+    >>> fns = [gibbsebm.Gibbs(Ising2D(8, J=j)) for j in (0.1, 0.2)]  # 2^64 states: no enumeration
+    >>> w, how = auxiliary_draws(fns, torch.ones(3, 8, 8), 5, torch.Generator().manual_seed(0))
+    >>> w.shape, how
+    (torch.Size([2, 3, 8, 8]), 'heat-bath sweeps')
+    """
+    c = len(fns)
+    x = x.detach()
+    if all(f.has_exact_sampler for f in fns):
+        if all(_plain(f) and type(f.energy) is Gaussian for f in fns) and (
+            len({f.energy.dim for f in fns}) == 1
+        ):
+            # one batched exact draw: w = mean + L eps / sqrt(beta), per chain
+            tril = torch.stack([f.energy._scale_tril64 for f in fns])  # (C, d, d)
+            mean = torch.stack([f.energy.mean.to(torch.float64) for f in fns])  # (C, d)
+            beta = torch.stack(
+                [f.beta.to(torch.float64).expand(x.shape[:-1]) for f in fns]
+            )  # (C, *x.shape[:-1])
+            eps = torch.randn(
+                (c,) + tuple(x.shape), generator=generator, dtype=torch.float64, device=x.device
+            )
+            y = torch.einsum("c...j,cij->c...i", eps, tril) / beta.sqrt()[..., None]
+            y = y + mean.reshape((c,) + (1,) * (x.dim() - 1) + (-1,))
+            return y.to(x.dtype), "exact"
+        w = [f.sample(_sample_shape(f, x), generator=generator) for f in fns]
+        return torch.stack(w).to(x.dtype), "exact"
+    if all(_plain(f) and isinstance(f.energy, Ising2D) for f in fns):
+        # K = beta J per chain and per lattice of x (beta may carry a plate's batch shape)
+        lead = tuple(x.shape[:-2])
+        k = torch.stack([(f.beta * f.energy.J).to(x.dtype).expand(lead) for f in fns])
+        w = checkerboard_sweep(x.expand((c,) + tuple(x.shape)), k, generator, sweeps=aux_steps)
+        return w, "heat-bath sweeps"
+    w = []
+    for f in fns:
+        y0 = x.reshape((-1,) + tuple(f.batch_shape) + tuple(f.event_shape))
+        w.append(f.mcmc_from(y0, aux_steps, generator).reshape(x.shape))
+    return torch.stack(w), "mcmc"
 
 
 def sample_exchange(
@@ -58,7 +157,8 @@ def sample_exchange(
         The model; its ``observed_gibbs`` sites are the doubly intractable likelihoods.
     num_chains, num_samples, num_warmup : int
         Chains, recorded draws per chain, warmup iterations (random-walk scale adapted toward
-        ``target_accept``; per-coordinate scales from the chains' spread).
+        ``target_accept``; per-coordinate scales from the chains' spread every 50 warmup
+        iterations, the last one at least 20 iterations before the end of warmup).
     generator : torch.Generator
         All randomness.
     init : Tensor, optional
@@ -75,7 +175,9 @@ def sample_exchange(
     dict
         ``draws`` ``(C, S, D)``, ``stats`` (``acceptance_prob``, ``is_accepted``,
         ``step_size``, ``logdensity`` of the unconstrained parameters without the Gibbs
-        terms), ``exact_auxiliary`` (bool) and ``adaptation``.
+        terms), ``exact_auxiliary`` (bool), ``auxiliary`` (how the auxiliary draws were
+        made: ``"exact"``, ``"heat-bath sweeps"`` or ``"mcmc"``, see :func:`auxiliary_draws`)
+        and ``adaptation``.
     """
     names = list(pot.observed_gibbs)
     if not names:
@@ -89,10 +191,14 @@ def sample_exchange(
         raise ValueError(f"init must have shape {(c, d)}, got {tuple(u.shape)}")
     rest = torch.empty(c, dtype=u.dtype)
     sites: list[dict] = []
+    # log q_theta(x) of each chain's current theta, per observed site (kept, not recomputed)
+    qx = {n: torch.empty(c, dtype=u.dtype) for n in names}
     with torch.no_grad():
         for i in range(c):
             rest[i], nodes = _gibbs_terms(pot, u[i], names)
             sites.append(nodes)
+            for n in names:
+                qx[n][i] = nodes[n]["fn"].unnormalized_log_prob(nodes[n]["value"]).sum()
     exact = all(sites[0][n]["fn"].has_exact_sampler for n in names)
     log_step = math.log(step_size)
     scale = torch.ones(d, dtype=u.dtype)
@@ -100,47 +206,59 @@ def sample_exchange(
     acc_p = torch.empty(c, num_samples, dtype=u.dtype)
     acc_b = torch.empty(c, num_samples, dtype=torch.bool)
     lps = torch.empty(c, num_samples, dtype=u.dtype)
+    how: set[str] = set()
     for it in range(num_warmup + num_samples):
         h = math.exp(log_step)
         prop = u + h * scale * torch.randn(c, d, generator=generator, dtype=u.dtype)
-        log_a = torch.empty(c, dtype=u.dtype)
-        new_rest = torch.empty(c, dtype=u.dtype)
-        new_sites: list[dict] = []
+        log_a = torch.full((c,), -math.inf, dtype=u.dtype)
+        new_rest = torch.full((c,), -math.inf, dtype=u.dtype)
+        new_sites: list[dict] = list(sites)
+        ok: list[int] = []
         with torch.no_grad():
             for i in range(c):
                 try:
-                    r, nodes = _gibbs_terms(pot, prop[i], names)
+                    new_rest[i], new_sites[i] = _gibbs_terms(pot, prop[i], names)
                 except (ValueError, RuntimeError):  # outside the support: reject
-                    new_rest[i], log_a[i] = -math.inf, -math.inf
-                    new_sites.append(sites[i])
+                    new_rest[i] = -math.inf
                     continue
-                la = r - rest[i]
+                ok.append(i)
+            new_qx = {n: qx[n].clone() for n in names}
+            if ok:
+                la = new_rest[ok] - rest[ok]
                 for n in names:
-                    fn_new, fn_old = nodes[n]["fn"], sites[i][n]["fn"]
-                    x = nodes[n]["value"]
-                    if fn_new.has_exact_sampler:
-                        w = fn_new.sample(generator=generator)
-                    else:
-                        w = fn_new.mcmc_from(x[None], aux_steps, generator)[0]
-                    la = la + (
-                        fn_new.unnormalized_log_prob(x).sum()
-                        - fn_old.unnormalized_log_prob(x).sum()
-                        + fn_old.unnormalized_log_prob(w).sum()
-                        - fn_new.unnormalized_log_prob(w).sum()
-                    )
-                new_rest[i] = r
-                log_a[i] = la
-                new_sites.append(nodes)
+                    x = sites[ok[0]][n]["value"]
+                    fns_new = [new_sites[i][n]["fn"] for i in ok]
+                    w, kind = auxiliary_draws(fns_new, x, aux_steps, generator)
+                    how.add(kind)
+                    for j, i in enumerate(ok):
+                        fn_new, fn_old = fns_new[j], sites[i][n]["fn"]
+                        # log q_new at (x, w) in one call: shape (2, *sample, *batch)
+                        q_new = fn_new.unnormalized_log_prob(torch.stack([x, w[j]]))
+                        q_new = q_new.reshape(2, -1).sum(-1)
+                        new_qx[n][i] = q_new[0]
+                        la[j] = la[j] + (
+                            q_new[0]
+                            - qx[n][i]
+                            + fn_old.unnormalized_log_prob(w[j]).sum()
+                            - q_new[1]
+                        )
+                log_a[ok] = la
         log_a = torch.nan_to_num(log_a, nan=-math.inf)
         accept = torch.log(torch.rand(c, generator=generator, dtype=u.dtype)) < log_a
         u = torch.where(accept[:, None], prop, u)
         rest = torch.where(accept, new_rest, rest)
+        qx = {n: torch.where(accept, new_qx[n], qx[n]) for n in names}
         sites = [new_sites[i] if bool(accept[i]) else sites[i] for i in range(c)]
         p = torch.exp(log_a.clamp(max=0.0))
         if it < num_warmup:
             log_step += (float(p.mean()) - target_accept) / math.sqrt(it + 10.0)
-            if c >= 4 and (it + 1) % 50 == 0:
-                scale = u.std(0).clamp(min=1e-3)
+            if c >= 4 and (it + 1) % 50 == 0 and it + 1 <= num_warmup - 20:
+                # per-coordinate scales from the chains' spread; the overall step is
+                # rescaled so that the proposal's size does not jump, and at least 20
+                # iterations remain to adapt it to the new shape
+                new_scale = u.std(0).clamp(min=1e-3)
+                log_step += float(torch.log(scale / new_scale).mean())
+                scale = new_scale
         else:
             k = it - num_warmup
             draws[:, k], acc_p[:, k], acc_b[:, k], lps[:, k] = u, p, accept, rest
@@ -153,5 +271,6 @@ def sample_exchange(
             "step_size": torch.full((c, num_samples), math.exp(log_step), dtype=u.dtype),
         },
         "exact_auxiliary": exact,
+        "auxiliary": ", ".join(sorted(how)) or "none",
         "adaptation": {"step_size": math.exp(log_step), "scale": scale},
     }

@@ -72,6 +72,7 @@ def test_pt_from_default_start_recovers_weights_of_findable_modes():
     )  # fmt: skip
     modes = s.adaptation["modes"]
     assert modes["num_modes"] == 3 and s.options["init_from_modes"] is True
+    assert s.adaptation["schedule"]["adapted"]  # the weights hold on the adapted ladder
     z = weight_z_scores(s, gm)
     assert bool((z < 4).all()), z
     # every chain made round trips, and no pair of temperatures is cut

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from ..base import LogDensityFn
+from ..base import LogDensityFn, logdensity_and_grad, where_chain
 from ..integrators import IntegratorState, leapfrog
 from ..metrics import Metric, dense_metric, diagonal_metric
 from .chees import chees, halton
@@ -173,6 +173,27 @@ def reinitialize_stuck(
         f[idx] if torch.is_tensor(f) and f.dim() > 0 and f.shape[0] == c else f for f in state
     ]
     return type(state)(*fields), stuck
+
+
+def reevaluate_chains(state: Any, logdensity_fn: LogDensityFn, mask: torch.Tensor) -> Any:
+    """``state`` with the log density and its gradient of the chains in ``mask`` ``(C,)``
+    evaluated afresh at their positions (no evaluation when ``mask`` is all ``False``).
+
+    :func:`reinitialize_stuck` copies a whole chain state, cached log density included; that
+    is the right value only when every chain has the same log density. Parallel tempering
+    warms up its ``C * R`` replicas as chains of different temperatures, so a replica copied
+    from another temperature kept a log density of the wrong :math:`\\beta`, and every later
+    accept/reject and swap ratio read that stale value (the replica could stay stuck with it
+    through the whole run)."""
+    if not bool(mask.any()):
+        return state
+    ld, grad = logdensity_and_grad(logdensity_fn, state.position)
+    return state._replace(
+        logdensity=torch.where(mask, ld.to(state.logdensity.dtype), state.logdensity),
+        logdensity_grad=where_chain(
+            mask, grad.to(state.logdensity_grad.dtype), state.logdensity_grad
+        ),
+    )
 
 
 #: A chain is *far out* when its log density is below the cross-chain median by more than
@@ -359,6 +380,7 @@ def run_warmup(
             state, stuck = reinitialize_stuck(
                 generator, state, torch.where(far, torch.zeros_like(accepted), accepted)
             )
+            state = reevaluate_chains(state, logdensity_fn, stuck)
             n_reinit = n_reinit + stuck.to(torch.long)
             if i + 1 < num_warmup:
                 accepted = torch.zeros_like(accepted)
