@@ -753,23 +753,30 @@ def render_why_calibration() -> str:
 
 def render_why_limits() -> str:
     d = _result("sampling")
-    frac = {r["target"]: r for r in d["energy_fraction"]}
-    lean = _result("sampling_lean")["summary"]
-    after = lean["after"]
-    share = sum(after["energy_fraction"]) / len(after["energy_fraction"])
-    ratio = sum(after["ratio_vs_pyro"]) / len(after["ratio_vs_pyro"])
-    t2 = frac["T2"]
+    t2 = {r["target"]: r for r in d["energy_fraction"]}["T2"]
+    lean = _result("sampling_lean")
+    prof = next(r["profile"] for r in lean["runs"] if "profile" in r)
+    sh = prof["shares"]
+    after = lean["summary"]["groups"]["after b200"]
+
+    def span(xs: list[float]) -> str:
+        return f"{min(xs):,.0f}-{max(xs):,.0f}"
+
     return (
-        f"On the 100-D Gaussian at {t2['chains']} chains the energy and its gradient take "
-        f"{100 * t2['fraction']:.0f}% of `hmc`'s wall time in the sampling benchmark and "
-        f"{100 * share:.0f}% in the later lean-transition runs; the rest is the sampler's own "
-        "elementwise work (momenta, kicks, accept/reject, adaptation), kernel launches that a "
-        "GPU or a compiled step would fuse. Against Pyro NUTS on that target the lean runs "
-        f"reach about {ratio:.0f}x its ESS per second, short of the 1,000x the project aimed "
-        "for. "
+        f"On the 100-D Gaussian at {prof['chains']} chains the energy and its gradient take "
+        f"{100 * sh['energy_grad']:.0f}% of `hmc`'s CPU time in the latest profile "
+        f"({100 * t2['fraction']:.0f}% of the wall time in the earlier sampling benchmark); "
+        f"random numbers take {100 * sh['rng']:.0f}%, the leapfrog arithmetic, accept step and "
+        f"bookkeeping {100 * (sh['leapfrog_arithmetic'] + sh['accept'] + sh['transition_rest']):.0f}%"
+        f", and the warmup adaptation and recording outside the transition "
+        f"{100 * sh['outside_transition']:.0f}%. Against Pyro NUTS on that target the sampling "
+        f"call reaches {span(after['x_pyro_cpu'])}x its ESS per CPU second, but the default call "
+        f"(`warn=True`, which adds the post-run diagnostics) reaches "
+        f"{span(after['default_x_pyro_cpu'])}x. "
         + _source_line(
             "`benchmarks/results/sampling.json`, `benchmarks/results/sampling_lean.json`",
             command="python benchmarks/sampling_benchmark.py --lean",
+            extra=f" ({lean['meta']['date']})",
         )
     )
 
