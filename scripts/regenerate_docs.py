@@ -1032,6 +1032,47 @@ def render_guides_run_times() -> str:
     )
 
 
+SPIRAL_DSM_RUNS = {"spiral_ebm": 0.05, "spiral_dsm_0p1": 0.1, "spiral_dsm_0p2": 0.2}
+
+
+def render_learning_spiral_dsm_table() -> str:
+    rows = []
+    for name, sigma in SPIRAL_DSM_RUNS.items():
+        d = _data(name)
+        dsm, kde = d["mmd_fine"]["dsm"], d["mmd_fine"]["kde"]
+        gap = (kde["mmd2"] - dsm["mmd2"]) / math.hypot(kde["stderr"], dsm["stderr"])
+        dim = 2
+        rows.append(
+            [
+                f"{sigma:g}",
+                f"{dsm['mmd2']:.4f} ± {dsm['stderr']:.4f}",
+                f"{kde['mmd2']:.4f} ± {kde['stderr']:.4f}",
+                f"{gap:+.1f}",
+                f"{d['dsm_final_loss']:.0f}",
+                f"{dim / (2 * sigma**2):.0f}",
+            ]
+        )
+    header = [
+        "DSM \\(\\sigma\\)",
+        f"DSM \\(\\mathrm{{MMD}}^2\\), \\(h = {_data('spiral_ebm')['mmd_fine_bandwidth']:g}\\)",
+        "KDE, same run",
+        "(KDE - DSM) / combined SE",
+        "final DSM loss",
+        "trivial score's loss \\(d/(2\\sigma^2)\\)",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            _source_line(
+                ", ".join(f"`docs/generated/data/{n}.json`" for n in SPIRAL_DSM_RUNS),
+                command="python scripts/regenerate_docs.py --rerun-benchmark "
+                + ",".join(SPIRAL_DSM_RUNS),
+            ),
+        ]
+    )
+
+
 def _readme_ais_data(seeds: int = 12) -> dict:
     """Run the README's AIS example over ``seeds`` seeds (about 10 s each on one core)."""
     import torch
@@ -1136,6 +1177,11 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("why_calibration", _dat("calibration_digits"), render_why_calibration),
     Snippet("learning_spiral_table", _dat("spiral_ebm"), render_learning_spiral_table),
     Snippet("learning_rbm_table", _dat("rbm_learning"), render_learning_rbm_table),
+    Snippet(
+        "learning_spiral_dsm_table",
+        _dat(*SPIRAL_DSM_RUNS),
+        render_learning_spiral_dsm_table,
+    ),
     Snippet("learning_jem_table", _dat("jem_digits"), render_learning_jem_table),
     Snippet("guides_run_times", _dat(*GUIDE_EXAMPLES), render_guides_run_times),
     Snippet("double_well_table", _dat("double_well"), render_double_well_table),
@@ -1184,6 +1230,18 @@ EXAMPLES: tuple[Example, ...] = (
 #: examples that take several minutes (training runs): rerun only by ``--rerun-benchmark NAME``
 SLOW_EXAMPLES: tuple[Example, ...] = (
     Example("spiral_ebm", ("examples/spiral_ebm.py",), "learning", result="spiral_ebm.json"),
+    Example(
+        "spiral_dsm_0p1",
+        ("examples/spiral_ebm.py", "--dsm-sigma", "0.1"),
+        None,
+        result="spiral_ebm.json",
+    ),
+    Example(
+        "spiral_dsm_0p2",
+        ("examples/spiral_ebm.py", "--dsm-sigma", "0.2"),
+        None,
+        result="spiral_ebm.json",
+    ),
     Example("jem_digits", ("examples/jem_digits.py",), "learning", result="jem_digits.json"),
     Example("rbm_learning", ("examples/rbm_learning.py",), "learning", result="rbm_learning.json"),
 )
