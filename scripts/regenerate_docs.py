@@ -986,6 +986,12 @@ def render_learning_rbm_table() -> str:
             "",
         ],
     ]
+    last = 20
+    spread = "; ".join(
+        f"{label} {min(curves[k][-last:]):.2f} to {max(curves[k][-last:]):.2f}"
+        for k, label in (("cd", "CD-1"), ("pcd", "PCD"), ("sklearn_best", "sklearn (best lr)"))
+    )
+    gap = f["pcd"]["ll"] - f["sklearn_best"]["ll"]
     z = ", ".join(f"{c['z']:.2f}" for c in d["ais_check"])
     epochs = ", ".join(str(c["epoch"]) for c in d["ais_check"])
     ses = [c["ais_ll_stderr"] for c in d["ais_check"]]
@@ -998,6 +1004,8 @@ def render_learning_rbm_table() -> str:
         )
         + [
             "",
+            f"PCD minus sklearn's best at epoch {d['epochs']}: {gap:+.2f} nats per image. "
+            f"Range of each curve over the last {last} epochs: {spread}. "
             f"AIS monitor against the exact value: z = (AIS - exact) / stderr = {z} at epochs "
             f"{epochs} (stderr {min(ses):.2f} to {max(ses):.2f} nats"
             + (", all trusted" if trusted else ", **not all trusted**")
