@@ -753,23 +753,30 @@ def render_why_calibration() -> str:
 
 def render_why_limits() -> str:
     d = _result("sampling")
-    frac = {r["target"]: r for r in d["energy_fraction"]}
-    lean = _result("sampling_lean")["summary"]
-    after = lean["after"]
-    share = sum(after["energy_fraction"]) / len(after["energy_fraction"])
-    ratio = sum(after["ratio_vs_pyro"]) / len(after["ratio_vs_pyro"])
-    t2 = frac["T2"]
+    t2 = {r["target"]: r for r in d["energy_fraction"]}["T2"]
+    lean = _result("sampling_lean")
+    prof = next(r["profile"] for r in lean["runs"] if "profile" in r)
+    sh = prof["shares"]
+    after = lean["summary"]["groups"]["after b200"]
+
+    def span(xs: list[float]) -> str:
+        return f"{min(xs):,.0f}-{max(xs):,.0f}"
+
     return (
-        f"On the 100-D Gaussian at {t2['chains']} chains the energy and its gradient take "
-        f"{100 * t2['fraction']:.0f}% of `hmc`'s wall time in the sampling benchmark and "
-        f"{100 * share:.0f}% in the later lean-transition runs; the rest is the sampler's own "
-        "elementwise work (momenta, kicks, accept/reject, adaptation), kernel launches that a "
-        "GPU or a compiled step would fuse. Against Pyro NUTS on that target the lean runs "
-        f"reach about {ratio:.0f}x its ESS per second, short of the 1,000x the project aimed "
-        "for. "
+        f"On the 100-D Gaussian at {prof['chains']} chains the energy and its gradient take "
+        f"{100 * sh['energy_grad']:.0f}% of `hmc`'s CPU time in the latest profile "
+        f"({100 * t2['fraction']:.0f}% of the wall time in the earlier sampling benchmark); "
+        f"random numbers take {100 * sh['rng']:.0f}%, the leapfrog arithmetic, accept step and "
+        f"bookkeeping {100 * (sh['leapfrog_arithmetic'] + sh['accept'] + sh['transition_rest']):.0f}%"
+        f", and the warmup adaptation and recording outside the transition "
+        f"{100 * sh['outside_transition']:.0f}%. Against Pyro NUTS on that target the sampling "
+        f"call reaches {span(after['x_pyro_cpu'])}x its ESS per CPU second, but the default call "
+        f"(`warn=True`, which adds the post-run diagnostics) reaches "
+        f"{span(after['default_x_pyro_cpu'])}x. "
         + _source_line(
             "`benchmarks/results/sampling.json`, `benchmarks/results/sampling_lean.json`",
             command="python benchmarks/sampling_benchmark.py --lean",
+            extra=f" ({lean['meta']['date']})",
         )
     )
 
@@ -979,6 +986,12 @@ def render_learning_rbm_table() -> str:
             "",
         ],
     ]
+    last = 20
+    spread = "; ".join(
+        f"{label} {min(curves[k][-last:]):.2f} to {max(curves[k][-last:]):.2f}"
+        for k, label in (("cd", "CD-1"), ("pcd", "PCD"), ("sklearn_best", "sklearn (best lr)"))
+    )
+    gap = f["pcd"]["ll"] - f["sklearn_best"]["ll"]
     z = ", ".join(f"{c['z']:.2f}" for c in d["ais_check"])
     epochs = ", ".join(str(c["epoch"]) for c in d["ais_check"])
     ses = [c["ais_ll_stderr"] for c in d["ais_check"]]
@@ -991,6 +1004,8 @@ def render_learning_rbm_table() -> str:
         )
         + [
             "",
+            f"PCD minus sklearn's best at epoch {d['epochs']}: {gap:+.2f} nats per image. "
+            f"Range of each curve over the last {last} epochs: {spread}. "
             f"AIS monitor against the exact value: z = (AIS - exact) / stderr = {z} at epochs "
             f"{epochs} (stderr {min(ses):.2f} to {max(ses):.2f} nats"
             + (", all trusted" if trusted else ", **not all trusted**")
@@ -1001,6 +1016,66 @@ def render_learning_rbm_table() -> str:
             + _source_line(
                 "`docs/generated/data/rbm_learning.json`",
                 command="python scripts/regenerate_docs.py --rerun-benchmark rbm_learning",
+            ),
+        ]
+    )
+
+
+GUIDE_EXAMPLES = {
+    "kmeans_spiral": "k-means",
+    "ising_phase_transition": "Ising",
+    "rbm_digits": "RBM",
+    "double_well": "double well",
+    "falling_pen": "falling pen",
+    "gibbs_posterior_calibration": "Gibbs posteriors",
+    "bayesian_logistic": "Bayesian logistic regression",
+}
+
+
+def render_guides_run_times() -> str:
+    parts = [f"{label} {_data(name)['wall_time_s']:.0f}" for name, label in GUIDE_EXAMPLES.items()]
+    return (
+        "Wall seconds the measured full runs report (`wall_time_s` in their `results.json`, on "
+        f"{MACHINE}): " + ", ".join(parts) + "."
+    )
+
+
+SPIRAL_DSM_RUNS = {"spiral_ebm": 0.05, "spiral_dsm_0p1": 0.1, "spiral_dsm_0p2": 0.2}
+
+
+def render_learning_spiral_dsm_table() -> str:
+    rows = []
+    for name, sigma in SPIRAL_DSM_RUNS.items():
+        d = _data(name)
+        dsm, kde = d["mmd_fine"]["dsm"], d["mmd_fine"]["kde"]
+        gap = (kde["mmd2"] - dsm["mmd2"]) / math.hypot(kde["stderr"], dsm["stderr"])
+        dim = 2
+        rows.append(
+            [
+                f"{sigma:g}",
+                f"{dsm['mmd2']:.4f} ± {dsm['stderr']:.4f}",
+                f"{kde['mmd2']:.4f} ± {kde['stderr']:.4f}",
+                f"{gap:+.1f}",
+                f"{d['dsm_final_loss']:.0f}",
+                f"{dim / (2 * sigma**2):.0f}",
+            ]
+        )
+    header = [
+        "DSM \\(\\sigma\\)",
+        f"DSM \\(\\mathrm{{MMD}}^2\\), \\(h = {_data('spiral_ebm')['mmd_fine_bandwidth']:g}\\)",
+        "KDE, same run",
+        "(KDE - DSM) / combined SE",
+        "final DSM loss",
+        "trivial score's loss \\(d/(2\\sigma^2)\\)",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            _source_line(
+                ", ".join(f"`docs/generated/data/{n}.json`" for n in SPIRAL_DSM_RUNS),
+                command="python scripts/regenerate_docs.py --rerun-benchmark "
+                + ",".join(SPIRAL_DSM_RUNS),
             ),
         ]
     )
@@ -1110,7 +1185,13 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("why_calibration", _dat("calibration_digits"), render_why_calibration),
     Snippet("learning_spiral_table", _dat("spiral_ebm"), render_learning_spiral_table),
     Snippet("learning_rbm_table", _dat("rbm_learning"), render_learning_rbm_table),
+    Snippet(
+        "learning_spiral_dsm_table",
+        _dat(*SPIRAL_DSM_RUNS),
+        render_learning_spiral_dsm_table,
+    ),
     Snippet("learning_jem_table", _dat("jem_digits"), render_learning_jem_table),
+    Snippet("guides_run_times", _dat(*GUIDE_EXAMPLES), render_guides_run_times),
     Snippet("double_well_table", _dat("double_well"), render_double_well_table),
     Snippet(
         "calibration_digits_table", _dat("calibration_digits"), render_calibration_digits_table
@@ -1157,6 +1238,18 @@ EXAMPLES: tuple[Example, ...] = (
 #: examples that take several minutes (training runs): rerun only by ``--rerun-benchmark NAME``
 SLOW_EXAMPLES: tuple[Example, ...] = (
     Example("spiral_ebm", ("examples/spiral_ebm.py",), "learning", result="spiral_ebm.json"),
+    Example(
+        "spiral_dsm_0p1",
+        ("examples/spiral_ebm.py", "--dsm-sigma", "0.1"),
+        None,
+        result="spiral_ebm.json",
+    ),
+    Example(
+        "spiral_dsm_0p2",
+        ("examples/spiral_ebm.py", "--dsm-sigma", "0.2"),
+        None,
+        result="spiral_ebm.json",
+    ),
     Example("jem_digits", ("examples/jem_digits.py",), "learning", result="jem_digits.json"),
     Example("rbm_learning", ("examples/rbm_learning.py",), "learning", result="rbm_learning.json"),
 )
