@@ -46,7 +46,7 @@ README = ROOT / "README.md"
 
 #: snippets rendered and checked but not yet included by a page: the lead places their include
 #: lines after merging the branch that rewrites ``docs/benchmarks/sampling.md``
-PENDING = ("benchmark_sampling", "benchmark_sampling_lean")
+PENDING: tuple[str, ...] = ()
 
 #: the machine every committed number was measured on
 MACHINE = "a 2-core x86-64 CPU shared with other jobs, no GPU, torch.set_num_threads(1)"
@@ -116,10 +116,6 @@ def render_benchmark_ray() -> str:
 
 def render_benchmark_sampling() -> str:
     return _bench_module("sampling_benchmark").render_markdown(_result("sampling"))
-
-
-def render_benchmark_sampling_lean() -> str:
-    return _bench_module("sampling_benchmark").render_lean(_result("sampling_lean"))
 
 
 def render_diagnostics_table() -> str:
@@ -1164,7 +1160,6 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("benchmark_partition", _res("partition"), render_benchmark_partition),
     Snippet("benchmark_ray", _res("ray"), render_benchmark_ray),
     Snippet("benchmark_sampling", _res("sampling", "sampling_lean"), render_benchmark_sampling),
-    Snippet("benchmark_sampling_lean", _res("sampling_lean"), render_benchmark_sampling_lean),
     Snippet("diagnostics_table", _res("diagnostics"), render_diagnostics_table),
     Snippet("pyro_benchmark_table", _res("pyro_benchmark"), render_pyro_benchmark_table),
     Snippet("multimodal_table", _res(*MULTIMODAL_FILES), render_multimodal_table),
