@@ -17,7 +17,9 @@ exact sampler (enumeration of a finite support, or a closed form such as
 of ``aux_steps`` steps started at the data (double Metropolis-Hastings, Liang 2010). That is
 **approximate**: its bias shrinks as ``aux_steps`` grows (the auxiliary chain must forget
 the data at :math:`\theta'`); the run records ``exact_auxiliary = False`` and how its
-auxiliary draws were made (``auxiliary``). Check it by doubling ``aux_steps``: the
+auxiliary draws were made (``auxiliary``). After the run, :func:`auxiliary_memory_check`
+tests whether auxiliary chains of ``aux_steps`` steps still remember the data (a failure
+is part of the run's ``SamplingWarning``); the direct check is to double ``aux_steps``: the
 posterior must not move by more than its Monte Carlo error.
 
 Batching: the model is traced once per chain and step (to get each chain's Gibbs site and
