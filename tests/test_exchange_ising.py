@@ -171,6 +171,7 @@ def test_exchange_ising_coupling_posterior_near_and_above_critical(J0):
     exact = _exact_posterior(x)
     s, rhat = _exchange(x, num_chains=32, num_samples=300, num_warmup=200, aux_steps=200)
     assert rhat < 1.1
+    assert s.attrs["auxiliary_check"]["passed"], s.attrs["auxiliary_check"]
     z_mean, z_sd = _z(s.sites["J"], exact)
     assert z_mean < K_SE and z_sd < K_SE, (z_mean, z_sd, float(s.sites["J"].mean()), exact)
 
