@@ -431,7 +431,7 @@ def sample(
 
         pot = PyroModelPotential(dist, model_args, model_kwargs)
         if method == "exchange":
-            from .samplers.exchange import sample_exchange
+            from .samplers.exchange import memory_problem, sample_exchange
 
             if thin != 1 or checkpoint is not None or executor is not None:
                 raise ValueError(
@@ -446,9 +446,15 @@ def sample(
                           options=dict(kernel_options), seed=seed, num_warmup=num_warmup,
                           event_shape=(pot.dim,), adaptation=out["adaptation"],
                           attrs={"exact_auxiliary": out["exact_auxiliary"],
-                                 "auxiliary": out["auxiliary"]},
+                                 "auxiliary": out["auxiliary"],
+                                 "auxiliary_check": out["auxiliary_check"]},
                           sites=pot.constrain(out["draws"]))  # fmt: skip
-            return _warned(out) if warn else out  # the same checks as every other method
+            if warn:  # the checks of every other method, and the auxiliary chains' memory
+                from .diagnostics import warn_problems
+
+                extra = memory_problem(out.attrs["auxiliary_check"])
+                warn_problems(out.diagnose() + extra, stacklevel=2)
+            return out
         opts = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup)
         s = sample(pot.as_gibbs(), method, **opts, thin=thin, seed=seed, init=init,
                    progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,

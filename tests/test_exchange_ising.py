@@ -125,7 +125,8 @@ def test_exchange_recovers_the_exact_ising_coupling_posterior_8x8():
     s, rhat = _exchange(x, num_chains=16, num_samples=150, num_warmup=50, aux_steps=50,
                         init=_posterior_starts(x, 16))  # fmt: skip
     assert rhat < 1.1
-    assert s.attrs == {"exact_auxiliary": False, "auxiliary": "heat-bath sweeps"}
+    assert s.attrs["exact_auxiliary"] is False and s.attrs["auxiliary"] == "heat-bath sweeps"
+    assert s.attrs["auxiliary_check"]["passed"], s.attrs["auxiliary_check"]
     assert s.sites["J"].shape == (16, 150)
     z_mean, z_sd = _z(s.sites["J"], exact)
     assert z_mean < K_SE and z_sd < K_SE, (z_mean, z_sd, float(s.sites["J"].mean()), exact)
@@ -148,6 +149,17 @@ def test_dropping_log_z_or_one_sweep_auxiliaries_fail_the_same_check():
     s, rhat = _exchange(x, num_chains=16, num_samples=150, num_warmup=50, aux_steps=1,
                         init=_posterior_starts(x, 16))  # fmt: skip
     assert max(_z(s.sites["J"], exact)) > K_SE or rhat > 1.1
+    # ... and the run says so itself: its auxiliary draws stay closer to the data than
+    # draws of 4 sweeps (the sign test of auxiliary_memory_check)
+    assert not s.attrs["auxiliary_check"]["passed"], s.attrs["auxiliary_check"]
+
+
+def test_one_sweep_auxiliaries_raise_the_sampling_warning():
+    x = _data(8, 0.3, 5)
+    with pytest.warns(gibbsebm.SamplingWarning, match="remember the data"):
+        gibbsebm.sample(_model, "exchange", model_args=(x,), num_chains=32, num_samples=10,
+                        num_warmup=10, seed=1, aux_steps=1, init=_posterior_starts(x, 32),
+                        progress=False)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -159,6 +171,7 @@ def test_exchange_ising_coupling_posterior_near_and_above_critical(J0):
     exact = _exact_posterior(x)
     s, rhat = _exchange(x, num_chains=32, num_samples=300, num_warmup=200, aux_steps=200)
     assert rhat < 1.1
+    assert s.attrs["auxiliary_check"]["passed"], s.attrs["auxiliary_check"]
     z_mean, z_sd = _z(s.sites["J"], exact)
     assert z_mean < K_SE and z_sd < K_SE, (z_mean, z_sd, float(s.sites["J"].mean()), exact)
 
