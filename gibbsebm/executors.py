@@ -149,7 +149,8 @@ def run_sample(
     >>> from gibbsebm.energies import Gaussian
     >>> d = gibbsebm.Gibbs(Gaussian(torch.zeros(2)), beta=1.0)
     >>> s = run_sample(d, "mala", executor=LocalExecutor(num_shards=3), num_chains=6,
-    ...                num_samples=20, num_warmup=20, seed=1, progress=False)
+    ...                num_samples=20, num_warmup=20, seed=1, progress=False,
+    ...                warn=False)  # a sharding demo: too short to pass the checks
     >>> s.num_chains, s.attrs["shard_sizes"]
     (6, [2, 2, 2])
     """

@@ -412,10 +412,10 @@ def sample(
     >>> import torch, gibbsebm
     >>> from gibbsebm.energies import Gaussian
     >>> d = gibbsebm.Gibbs(Gaussian(torch.zeros(2)), beta=1.0)
-    >>> s = gibbsebm.sample(d, "hmc", num_chains=8, num_samples=50, num_warmup=50, seed=0,
+    >>> s = gibbsebm.sample(d, "hmc", num_chains=8, num_samples=500, num_warmup=200, seed=0,
     ...                     progress=False)
     >>> s.draws.shape
-    torch.Size([8, 50, 2])
+    torch.Size([8, 500, 2])
     """
     for name, v, lo in (
         ("num_chains", num_chains, 1),

@@ -18,7 +18,7 @@ Examples
 >>> import torch, gibbsebm
 >>> from gibbsebm.energies import Gaussian
 >>> s = gibbsebm.sample(gibbsebm.Gibbs(Gaussian(torch.zeros(2))), "mala", num_chains=4,
-...                     num_samples=20, num_warmup=20, seed=1, progress=False)
+...                     num_samples=20, num_warmup=20, seed=1, progress=False, warn=False)
 >>> idata = to_inference_data(s)
 >>> sorted(idata.groups())
 ['posterior', 'sample_stats']

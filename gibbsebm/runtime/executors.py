@@ -163,7 +163,8 @@ class LocalExecutor(Executor):
     >>> from gibbsebm.energies import Gaussian
     >>> d = gibbsebm.Gibbs(Gaussian(torch.zeros(2)), beta=1.0)
     >>> s = gibbsebm.executors.run_sample(d, "mala", executor=LocalExecutor(num_shards=2),
-    ...     num_chains=4, num_samples=10, num_warmup=10, seed=0, progress=False)
+    ...     num_chains=4, num_samples=10, num_warmup=10, seed=0, progress=False,
+    ...     warn=False)  # a sharding demo: too short to pass the checks
     >>> s.draws.shape, s.attrs["shard_sizes"]
     (torch.Size([4, 10, 2]), [2, 2])
     """
