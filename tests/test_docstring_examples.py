@@ -16,7 +16,8 @@ import pytest
 import gibbsebm
 
 MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(gibbsebm.__path__, prefix="gibbsebm.")
+    m.name
+    for m in pkgutil.walk_packages(gibbsebm.__path__, prefix="gibbsebm.")
     if not m.name.endswith("__main__")
 )
 
