@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import time
 from typing import Any
 
 from ..distribution import Gibbs
 from ..runtime.plan import resolve_seed, run_here
-from ._common import check_dist, make_generator
+from ._common import check_dist, make_generator, resolution_stderr
 from ._plan import LogZPlan, check_options, keyword_options
 from .result import LogZEstimate, check_trust
 
@@ -212,7 +213,11 @@ def log_partition(
     LogZEstimate
         ``log_z``, ``stderr``, ``ci(level)``, ``diagnostics`` (with the defaults chosen and
         ``wall_time_s``), and ``lower``/``upper`` for ``bdmc``. Attach it to the distribution
-        with ``dist.attach_log_partition(estimate)``.
+        with ``dist.attach_log_partition(estimate)``. Every Monte Carlo method's ``stderr``
+        includes, in quadrature, a resolution floor of ``1 / num_energy_evals``
+        (``diagnostics["resolution_stderr"]``, see
+        :func:`~gibbsebm.partition._common.resolution_stderr`): an estimate cannot claim to
+        see mass shares smaller than the points it looked at.
 
     Examples
     --------
@@ -257,6 +262,10 @@ def log_partition(
         est.diagnostics.setdefault("seed", plan.seed)
     est.diagnostics["wall_time_s"] = time.perf_counter() - t0
     est.diagnostics["beta"] = float(plan.dist.beta)
+    if method != "exact" and math.isfinite(est.stderr) and math.isfinite(est.log_z):
+        floor = resolution_stderr(est.num_energy_evals)
+        est.diagnostics["resolution_stderr"] = floor
+        est.stderr = math.hypot(est.stderr, floor)
     modes = find_mode_search(est.diagnostics)
     if modes is None and check_modes and method != "exact" and not plan.dist.is_discrete:
         # the base did not search for modes (a user base, "standard"): search here, on a

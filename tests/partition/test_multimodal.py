@@ -98,6 +98,21 @@ def test_smc_right_when_the_modes_are_findable(beta):
     assert est.trusted and abs(est.log_z - truth) < 3 * est.stderr
 
 
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_default_method_right_when_the_modes_are_findable(beta):
+    # issue 13's done-when: the default log_partition method, not a chosen one
+    gm = findable_8d()
+    truth = exact_log_z(gm, beta)
+    dist = gibbsebm.Gibbs(gm, beta=beta)
+    with pytest.warns(LogZWarning, match="5 modes found"):
+        est = gibbsebm.log_partition(dist, seed=0, progress=False)
+    assert not est.trusted and est.diagnostics["modes"]["num_modes"] == 5
+    assert abs(est.log_z - truth) < 0.1
+    assert abs(est.log_z - truth) <= 3 * est.stderr
+    est = gibbsebm.log_partition(dist, seed=1, progress=False, trust_thresholds={"max_modes": 5})
+    assert est.trusted and abs(est.log_z - truth) <= 3 * est.stderr
+
+
 @pytest.mark.parametrize("method", ["smc", "importance", "ais"])
 @pytest.mark.parametrize("beta", [1.0, 2.0])
 def test_hidden_narrow_mode_is_flagged_never_trusted(method, beta):
