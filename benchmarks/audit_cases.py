@@ -60,10 +60,20 @@ def ring(R=5.0, s=0.3, beta=1.0):
         r = y.pow(2).sum(-1).sqrt()
         return 0.5 * (r - R) ** 2 / s**2
 
-    z, _ = integrate.quad(lambda r: 2 * math.pi * r * math.exp(-beta * 0.5 * (r - R) ** 2 / s**2),
-                          0, R + 40 * s / math.sqrt(beta), limit=200, points=[R])
-    er2, _ = integrate.quad(lambda r: 2 * math.pi * r**3 * math.exp(-beta * 0.5 * (r - R) ** 2 / s**2),
-                            0, R + 40 * s / math.sqrt(beta), limit=200, points=[R])
+    z, _ = integrate.quad(
+        lambda r: 2 * math.pi * r * math.exp(-beta * 0.5 * (r - R) ** 2 / s**2),
+        0,
+        R + 40 * s / math.sqrt(beta),
+        limit=200,
+        points=[R],
+    )
+    er2, _ = integrate.quad(
+        lambda r: 2 * math.pi * r**3 * math.exp(-beta * 0.5 * (r - R) ** 2 / s**2),
+        0,
+        R + 40 * s / math.sqrt(beta),
+        limit=200,
+        points=[R],
+    )
     var = er2 / z / 2
     dist = gibbsebm.Gibbs(energy, beta=beta, event_shape=(2,))
     return dist, math.log(z), {"mean": np.zeros(2), "var": np.full(2, var)}
@@ -84,9 +94,10 @@ def far_mixture(d=5, sep=10.0):
     return dist, logz, {"mean": np.zeros(d), "var": var}
 
 
-def width_mixture(beta=1.0, s1=0.1, s2=2.0, w1=0.5, c=4.0):
+def width_mixture(beta=1.0, s1=0.1, s2=2.0, w1=0.5, c=4.0, f64=False):
     """Equal-weight 2-D mixture, narrow (sd s1) at (-c, 0) and wide (sd s2) at (c, 0);
     E = -log density; Z_beta = int p^beta by composite Gauss-Legendre on a 2-D grid."""
+
     def logp_np(x, y):
         l1 = math.log(w1) - math.log(2 * math.pi * s1**2) - 0.5 * ((x + c) ** 2 + y**2) / s1**2
         l2 = math.log(1 - w1) - math.log(2 * math.pi * s2**2) - 0.5 * ((x - c) ** 2 + y**2) / s2**2
@@ -99,8 +110,10 @@ def width_mixture(beta=1.0, s1=0.1, s2=2.0, w1=0.5, c=4.0):
     ws = (0.5 * (b - a)[:, None] * weights).ravel()
     tot = -np.inf
     for i in range(0, len(xs), 200):
-        lx = logp_np(xs[i:i + 200, None], xs[None, :]) * beta
-        tot = np.logaddexp(tot, special.logsumexp(lx + np.log(ws[i:i + 200, None]) + np.log(ws[None, :])))
+        lx = logp_np(xs[i : i + 200, None], xs[None, :]) * beta
+        tot = np.logaddexp(
+            tot, special.logsumexp(lx + np.log(ws[i : i + 200, None]) + np.log(ws[None, :]))
+        )
     cm = torch.tensor([[-c, 0.0], [c, 0.0]], dtype=torch.float64)
     sd = torch.tensor([s1, s2], dtype=torch.float64)
     lw = torch.tensor([math.log(w1), math.log(1 - w1)], dtype=torch.float64)
@@ -109,7 +122,10 @@ def width_mixture(beta=1.0, s1=0.1, s2=2.0, w1=0.5, c=4.0):
         d2 = ((y.unsqueeze(-2) - cm) ** 2).sum(-1)
         return -torch.logsumexp(lw - torch.log(2 * math.pi * sd**2) - 0.5 * d2 / sd**2, -1)
 
-    dist = gibbsebm.Gibbs(energy, beta=beta, event_shape=(2,))
+    # a float beta makes the distribution float32 (the energy still returns float64);
+    # f64=True gives the same target in float64 (control for the quadrature's node rounding)
+    b = torch.tensor(beta, dtype=torch.float64) if f64 else beta
+    dist = gibbsebm.Gibbs(energy, beta=b, event_shape=(2,))
     return dist, float(tot), None
 
 
@@ -119,7 +135,9 @@ def double_wells(d=6, a=4.0, tilt=0.3, beta=1.0):
 
     z1, _ = integrate.quad(lambda x: math.exp(-beta * e1(x)), -6, 6, limit=200, points=[-1, 1])
     m1, _ = integrate.quad(lambda x: x * math.exp(-beta * e1(x)), -6, 6, limit=200, points=[-1, 1])
-    s1, _ = integrate.quad(lambda x: x * x * math.exp(-beta * e1(x)), -6, 6, limit=200, points=[-1, 1])
+    s1, _ = integrate.quad(
+        lambda x: x * x * math.exp(-beta * e1(x)), -6, 6, limit=200, points=[-1, 1]
+    )
     mean = m1 / z1
 
     def energy(y):
@@ -133,7 +151,9 @@ def student_t(d=3, nu=2.5):
     def energy(y):
         return 0.5 * (nu + d) * torch.log1p(y.pow(2).sum(-1) / nu)
 
-    logz = special.gammaln(nu / 2) + 0.5 * d * math.log(nu * math.pi) - special.gammaln((nu + d) / 2)
+    logz = (
+        special.gammaln(nu / 2) + 0.5 * d * math.log(nu * math.pi) - special.gammaln((nu + d) / 2)
+    )
     dist = gibbsebm.Gibbs(energy, beta=1.0, event_shape=(d,))
     return dist, float(logz), {"mean": np.zeros(d), "var": np.full(d, nu / (nu - 2))}
 
@@ -142,8 +162,12 @@ def positive_exponential(d=4, beta=2.0, rate=1.5):
     def energy(y):
         return rate * y.sum(-1)
 
-    dist = gibbsebm.Gibbs(energy, beta=beta, event_shape=(d,),
-                          support=constraints.independent(constraints.positive, 1))
+    dist = gibbsebm.Gibbs(
+        energy,
+        beta=beta,
+        event_shape=(d,),
+        support=constraints.independent(constraints.positive, 1),
+    )
     lam = beta * rate
     return dist, -d * math.log(lam), {"mean": np.full(d, 1 / lam), "var": np.full(d, 1 / lam**2)}
 
@@ -159,7 +183,9 @@ def ising_custom(L=4, beta=0.44, h=0.1):
     n = L * L
     states = ((torch.arange(2**n).unsqueeze(-1) >> torch.arange(n)) & 1).double() * 2 - 1
     logz = float(torch.logsumexp(-beta * energy(states), 0))
-    dist = gibbsebm.Gibbs(energy, beta=beta, event_shape=(n,), support=constraints.independent(spin, 1))
+    dist = gibbsebm.Gibbs(
+        energy, beta=beta, event_shape=(n,), support=constraints.independent(spin, 1)
+    )
     return dist, logz, None
 
 
@@ -177,9 +203,12 @@ def boltzmann_binary(n=12, beta=1.0, seed=7, f64=True):
     logz = float(torch.logsumexp(-beta * energy(states), 0))
     # float64 beta: states are made in beta's dtype (a float beta gives float32 states and
     # the float64 matmul fails with an unclear dtype error, recorded by boltzmann12_f32beta)
-    dist = gibbsebm.Gibbs(energy, beta=torch.tensor(beta, dtype=torch.float64) if f64 else beta,
-                          event_shape=(n,),
-                          support=constraints.independent(constraints.boolean, 1))
+    dist = gibbsebm.Gibbs(
+        energy,
+        beta=torch.tensor(beta, dtype=torch.float64) if f64 else beta,
+        event_shape=(n,),
+        support=constraints.independent(constraints.boolean, 1),
+    )
     return dist, logz, None
 
 
@@ -210,8 +239,10 @@ class QuadModule(torch.nn.Module):
     def __init__(self, d=4):
         super().__init__()
         g = torch.Generator().manual_seed(3)
-        self.L = torch.nn.Parameter(torch.eye(d, dtype=torch.float64)
-                                    + 0.3 * torch.randn(d, d, generator=g, dtype=torch.float64).tril(-1))
+        self.L = torch.nn.Parameter(
+            torch.eye(d, dtype=torch.float64)
+            + 0.3 * torch.randn(d, d, generator=g, dtype=torch.float64).tril(-1)
+        )
         self.event_shape = torch.Size([d])
 
     def forward(self, y):
@@ -236,9 +267,11 @@ CASES = {
     "farmix5d_pm10": lambda: far_mixture(),
     "widthmix2d_b0.5": lambda: width_mixture(beta=0.5),
     "widthmix2d_b3": lambda: width_mixture(beta=3.0),
+    "widthmix2d_b3_f64beta": lambda: width_mixture(beta=3.0, f64=True),
     "doublewell6d_a4_tilt0.3": lambda: double_wells(),
     "doublewell6d_a4_tilt0.3_b2": lambda: double_wells(beta=2.0),
     "student_t3d_nu2.5": lambda: student_t(),
+    "student_t3d_nu1.5": lambda: student_t(nu=1.5),
     "positive_exp4d_b2": lambda: positive_exponential(),
     "ising4x4_custom_b0.44_h0.1": lambda: ising_custom(),
     "boltzmann12_binary": lambda: boltzmann_binary(),
@@ -255,9 +288,16 @@ EXTRA = {
     "ais": [{"num_chains": 64, "num_steps": 200}],
     "smc": [{"num_particles": 64}],
 }
-SAMPLE_CASES = ["rotgauss10_cond1e4_b1_f64", "rotgauss10_cond1e4_b5_f32", "ring2d_R5_s0.3",
-                "farmix5d_pm10", "doublewell6d_a4_tilt0.3", "student_t3d_nu2.5",
-                "positive_exp4d_b2", "module_quad4d_b2"]
+SAMPLE_CASES = [
+    "rotgauss10_cond1e4_b1_f64",
+    "rotgauss10_cond1e4_b5_f32",
+    "ring2d_R5_s0.3",
+    "farmix5d_pm10",
+    "doublewell6d_a4_tilt0.3",
+    "student_t3d_nu2.5",
+    "positive_exp4d_b2",
+    "module_quad4d_b2",
+]
 SAMPLE_METHODS = ["hmc", "mala", "pt"]
 NUTS_CASES = {"module_quad4d_b2"}  # nuts took 100 s on the 2-D ring (16 x 300 draws)
 
@@ -265,14 +305,20 @@ NUTS_CASES = {"module_quad4d_b2"}  # nuts took 100 s on the 2-D ring (16 x 300 d
 def _z(est, truth, se):
     if se is None or not np.isfinite(est):
         return float("nan")
-    if se == 0:
-        return 0.0 if abs(est - truth) < 1e-6 * max(1, abs(truth)) else float("inf")
+    if se == 0:  # "exact": anything beyond float64 round-off of the truth is an error
+        return 0.0 if abs(est - truth) <= 1e-12 * max(1, abs(truth)) else float("inf")
     return (est - truth) / se
 
 
 def run_logz(name, dist, truth, method, opts, seed):
-    rec = {"kind": "logz", "case": name, "method": method, "options": opts, "seed": seed,
-           "truth": truth}
+    rec = {
+        "kind": "logz",
+        "case": name,
+        "method": method,
+        "options": opts,
+        "seed": seed,
+        "truth": truth,
+    }
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as w:
@@ -290,27 +336,41 @@ def run_logz(name, dist, truth, method, opts, seed):
             rec.update(estimate=lz_t, stderr=se_t, z=max(zs, key=abs))
         else:
             rec.update(estimate=float(lz), stderr=float(se), z=_z(float(lz), truth, float(se)))
-        rec.update(trusted=bool(est.trusted), problems=[str(p)[:300] for p in est.problems],
-                   method_used=est.method,
-                   defaults=str(est.diagnostics.get("defaults", ""))[:300],
-                   lower=est.lower, upper=est.upper)
+        rec.update(
+            trusted=bool(est.trusted),
+            problems=[str(p)[:300] for p in est.problems],
+            method_used=est.method,
+            defaults=str(est.diagnostics.get("defaults", ""))[:300],
+            lower=est.lower,
+            upper=est.upper,
+        )
     except Exception as exc:  # noqa: BLE001
-        rec.update(error=f"{type(exc).__name__}: {str(exc)[:400]}",
-                   where=traceback.format_exc().splitlines()[-3][:200])
+        rec.update(
+            error=f"{type(exc).__name__}: {str(exc)[:400]}",
+            where=traceback.format_exc().splitlines()[-3][:200],
+        )
     rec["wall_s"] = round(time.perf_counter() - t0, 2)
     return rec
 
 
 def run_sample(name, dist, moments, method, seed, quick):
     from gibbsebm import diagnostics as dg  # noqa: F401
+
     rec = {"kind": "sample", "case": name, "method": method, "seed": seed}
     t0 = time.perf_counter()
-    n = 300 if quick else 1000
+    n = 300 if quick else 500
     try:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            s = gibbsebm.sample(dist, method=method, num_chains=16, num_samples=n,
-                                num_warmup=n, seed=seed, progress=False)
+            s = gibbsebm.sample(
+                dist,
+                method=method,
+                num_chains=16,
+                num_samples=n,
+                num_warmup=n,
+                seed=seed,
+                progress=False,
+            )
         rec["warnings"] = [f"{type(x.message).__name__}: {str(x.message)[:300]}" for x in w]
         summ = s.summary(round_to="none")
         draws = s.draws.double().reshape(s.draws.shape[0], s.draws.shape[1], -1)
@@ -319,19 +379,31 @@ def run_sample(name, dist, moments, method, seed, quick):
         zm = (mean - moments["mean"]) / np.maximum(mcse, 1e-12)
         # variance: MCSE of the mean of (y - mu)^2 with the library's own MCSE
         from gibbsebm.samples import Samples
+
         sq = (draws - torch.as_tensor(moments["mean"])) ** 2
         s2 = Samples(draws=sq, stats={}, event_shape=(sq.shape[-1],))
         summ2 = s2.summary(round_to="none")
-        zv = (summ2["mean"].to_numpy() - moments["var"]) / np.maximum(summ2["mcse_mean"].to_numpy(), 1e-12)
-        rec.update(mean=mean.tolist(), mcse_mean=mcse.tolist(), z_mean=zm.tolist(),
-                   var=summ2["mean"].tolist(), mcse_var=summ2["mcse_mean"].tolist(),
-                   z_var=zv.tolist(), z=float(np.max(np.abs(np.r_[zm, zv]))),
-                   rhat_max=float(summ["r_hat"].max()), ess_min=float(summ["ess_bulk"].min()),
-                   sampling_warning=any("SamplingWarning" in x for x in rec["warnings"]))
+        zv = (summ2["mean"].to_numpy() - moments["var"]) / np.maximum(
+            summ2["mcse_mean"].to_numpy(), 1e-12
+        )
+        rec.update(
+            mean=mean.tolist(),
+            mcse_mean=mcse.tolist(),
+            z_mean=zm.tolist(),
+            var=summ2["mean"].tolist(),
+            mcse_var=summ2["mcse_mean"].tolist(),
+            z_var=zv.tolist(),
+            z=float(np.max(np.abs(np.r_[zm, zv]))),
+            rhat_max=float(summ["r_hat"].max()),
+            ess_min=float(summ["ess_bulk"].min()),
+            sampling_warning=any("SamplingWarning" in x for x in rec["warnings"]),
+        )
         rec["trusted"] = not rec["sampling_warning"]
     except Exception as exc:  # noqa: BLE001
-        rec.update(error=f"{type(exc).__name__}: {str(exc)[:400]}",
-                   where=traceback.format_exc().splitlines()[-3][:200])
+        rec.update(
+            error=f"{type(exc).__name__}: {str(exc)[:400]}",
+            where=traceback.format_exc().splitlines()[-3][:200],
+        )
     rec["wall_s"] = round(time.perf_counter() - t0, 2)
     return rec
 
@@ -345,11 +417,21 @@ def main():
     ap.add_argument("--no-sample", action="store_true")
     ap.add_argument("--no-logz", action="store_true")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--report", nargs="*", help="only print the failure table of these JSON files")
     args = ap.parse_args()
+    if args.report is not None:
+        recs = [
+            r for f in args.report or [args.out] for r in json.loads(Path(f).read_text())["records"]
+        ]
+        report(recs)
+        return
     records = []
     if Path(args.out).exists() and args.only:
-        records = [r for r in json.loads(Path(args.out).read_text())["records"]
-                   if r["case"] not in args.only]
+        records = [
+            r
+            for r in json.loads(Path(args.out).read_text())["records"]
+            if r["case"] not in args.only
+        ]
     for name, make in CASES.items():
         if args.only and name not in args.only:
             continue
@@ -361,18 +443,24 @@ def main():
                     for seed in args.seeds:
                         r = run_logz(name, dist, truth, method, opts, seed)
                         records.append(r)
-                        print(f"{name:28s} {method:10s} {str(opts):34s} s{seed} "
-                              f"est={r.get('estimate')} se={r.get('stderr')} z={r.get('z')} "
-                              f"trusted={r.get('trusted')} t={r['wall_s']}s "
-                              f"{r.get('error', '')[:120]}", flush=True)
+                        print(
+                            f"{name:28s} {method:10s} {str(opts):34s} s{seed} "
+                            f"est={r.get('estimate')} se={r.get('stderr')} z={r.get('z')} "
+                            f"trusted={r.get('trusted')} t={r['wall_s']}s "
+                            f"{r.get('error', '')[:120]}",
+                            flush=True,
+                        )
         if moments is not None and name in SAMPLE_CASES and not args.no_sample:
             for method in SAMPLE_METHODS + (["nuts"] if name in NUTS_CASES else []):
                 for seed in args.seeds:
                     r = run_sample(name, dist, moments, method, seed, args.quick)
                     records.append(r)
-                    print(f"{name:28s} sample:{method:6s} s{seed} z={r.get('z')} "
-                          f"warned={r.get('sampling_warning')} t={r['wall_s']}s "
-                          f"{r.get('error', '')[:120]}", flush=True)
+                    print(
+                        f"{name:28s} sample:{method:6s} s{seed} z={r.get('z')} "
+                        f"warned={r.get('sampling_warning')} t={r['wall_s']}s "
+                        f"{r.get('error', '')[:120]}",
+                        flush=True,
+                    )
         Path(args.out).parent.mkdir(exist_ok=True)
         Path(args.out).write_text(json.dumps({"records": records}, indent=1, default=str))
     report(records)
@@ -383,22 +471,34 @@ def _finite(x):
 
 
 def report(records):
-    bad = [r for r in records if r.get("trusted") and _finite(r.get("z")) and abs(r["z"]) > 3
-           or (r.get("trusted") and isinstance(r.get("z"), float) and math.isinf(r["z"]))]
-    fine = [r for r in records if r.get("trusted") is False and _finite(r.get("z")) and abs(r["z"]) <= 3]
+    bad = [
+        r
+        for r in records
+        if r.get("trusted")
+        and _finite(r.get("z"))
+        and abs(r["z"]) > 3
+        or (r.get("trusted") and isinstance(r.get("z"), float) and math.isinf(r["z"]))
+    ]
+    fine = [
+        r for r in records if r.get("trusted") is False and _finite(r.get("z")) and abs(r["z"]) <= 3
+    ]
     crash = [r for r in records if "error" in r]
-    print(f"\n== TRUSTED AND WRONG (|z|>3): {len(bad)}")
+    print(f"\n== TRUSTED AND WRONG (|z|>3, or stderr 0 and not exact): {len(bad)}")
     for r in bad:
-        print(f"  {r['case']} {r['kind']}:{r['method']} {r.get('options', '')} seed={r['seed']} "
-              f"est={r.get('estimate', r.get('mean'))} truth={r.get('truth')} "
-              f"se={r.get('stderr', r.get('mcse_mean'))} z={r['z']:.2f}")
+        print(
+            f"  {r['case']} {r['kind']}:{r['method']} {r.get('options', '')} seed={r['seed']} "
+            f"est={r.get('estimate', r.get('mean'))} truth={r.get('truth')} "
+            f"se={r.get('stderr', r.get('mcse_mean'))} z={r['z']:.2f}"
+        )
     print(f"== untrusted but right: {len(fine)}")
     for r in fine:
         print(f"  {r['case']} {r['kind']}:{r['method']} seed={r['seed']} z={r['z']:.2f}")
     print(f"== crashes: {len(crash)}")
     for r in crash:
-        print(f"  {r['case']} {r['kind']}:{r['method']} {r.get('options', '')} seed={r['seed']}: "
-              f"{r['error'][:200]}")
+        print(
+            f"  {r['case']} {r['kind']}:{r['method']} {r.get('options', '')} seed={r['seed']}: "
+            f"{r['error'][:200]}"
+        )
 
 
 if __name__ == "__main__":
