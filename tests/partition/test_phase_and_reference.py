@@ -2,7 +2,7 @@
 
 * ``smc``: the reference's own importance weights at the first particles. A reference whose
   tail is lighter than the target's (a 2-D Student-t, nu = 3, from its Laplace reference; a
-  reference made deliberately too narrow) has Pareto k-hat > 0.7 with the largest weights in
+  reference made deliberately too narrow) has Pareto k-hat > 0.5 with the largest weights in
   the reference's tail: the runs then agree on a value that is too low (measured: 29 of 40
   seeds low by more than 1.96 stderr on the Student-t), so the estimate must be untrusted. A
   Gaussian target from its (wider) Laplace reference stays trusted and right (control).
