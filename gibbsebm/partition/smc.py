@@ -344,7 +344,11 @@ class SMCPlan(LogZPlan):
             torch.cat([r["reference_log_w"].reshape(-1) for r in results]),
             torch.cat([r["reference_log_q"].reshape(-1) for r in results]),
         )
-        if ref_khat > REFERENCE_KHAT and ref_tail < REFERENCE_TAIL_QUANTILE:
+        if (
+            math.isfinite(ref_khat)
+            and ref_khat > REFERENCE_KHAT
+            and ref_tail < REFERENCE_TAIL_QUANTILE
+        ):
             extra.append(
                 f"reference k-hat {ref_khat:.2f} > {REFERENCE_KHAT:g} with the largest weights "
                 f"where the reference is thin (tail quantile {ref_tail:.2f}): the target has a "
@@ -444,8 +448,9 @@ def reference_tail(log_w: torch.Tensor, log_q: torch.Tensor) -> tuple[float, flo
     Returns
     -------
     khat : float
-        :func:`~gibbsebm.partition._stats.pareto_khat` of the weights (``-inf`` when it is
-        not finite: a degenerate tail is no heavy tail).
+        :func:`~gibbsebm.partition._stats.pareto_khat` of the weights (``nan`` for a
+        degenerate tail, ``inf`` for fewer than five weights above the cutoff; neither is
+        taken as a heavy tail).
     tail_quantile : float
         The fraction of all draws whose ``log q`` lies below the median ``log q`` of the
         :math:`\lceil\sqrt S\,\rceil` largest weights. Near 0: the largest weights sit where
@@ -458,8 +463,6 @@ def reference_tail(log_w: torch.Tensor, log_q: torch.Tensor) -> tuple[float, flo
         outrank most of the tail's until ``S`` is in the thousands.)
     """
     k = pareto_khat(log_w)
-    if not math.isfinite(k):
-        k = -math.inf
     lw = torch.where(torch.isnan(log_w), torch.full_like(log_w, -math.inf), log_w)
     n = lw.numel()
     top = torch.topk(lw, max(1, min(n, math.ceil(math.sqrt(n))))).indices
