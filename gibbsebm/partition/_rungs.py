@@ -22,7 +22,7 @@ import torch
 from .._json import to_jsonable
 from ..runtime.plan import Shard
 from ._common import progress_bar
-from ._path import AnnealingPath
+from ._path import PHASE_THRESHOLDS, AnnealingPath, _rhat
 from ._plan import LogZPlan
 from ._stats import log_mean_exp, pool_log_mean_exp
 from .result import LogZEstimate
@@ -36,6 +36,7 @@ __all__ = [
     "NUM_JACKKNIFE_GROUPS",
     "COLD_START_S",
     "phase_checks",
+    "PHASE_THRESHOLDS",
 ]
 
 #: Groups of chains for jackknife standard errors (delete-one-group jackknife; each group's
@@ -594,48 +595,6 @@ def jackknife_stderr(fn: Any, num_chains: int) -> tuple[float, list[float]]:
     t = torch.tensor(vals, dtype=torch.float64)
     g = len(groups)
     return float(math.sqrt((g - 1) / g * ((t - t.mean()) ** 2).sum())), vals
-
-
-#: Thresholds of :func:`phase_checks` (a first-order transition along the ladder).
-#:
-#: * ``separation_sd``: the up (hot-start) and down (cold-start) passes put the integrand at
-#:   one rung more than 2 pooled standard deviations of the draws apart. Chains that lag
-#:   behind the ladder shift a pass's mean by a fraction of its spread; chains in two
-#:   different phases (a metastable branch followed through a first-order transition) sit
-#:   whole distributions apart. The difference must also exceed 4 standard errors (chain
-#:   means; a false alarm under 1 in 10^4 per rung).
-#: * ``split_rhat``: within one pass, the chains at a rung disagree: the potential scale
-#:   reduction of the integrand across chains (Gelman & Rubin 1992) exceeds 3. Chains that
-#:   are correlated within a rung but share one basin give at most about
-#:   :math:`\\sqrt{(D-1)/D + \\tau}` with :math:`\\tau` the integrated autocorrelation over the
-#:   ``D`` draws (below 2.2 for the defaults, D = 4 draws after 4 burn-in steps); chains split
-#:   between basins separated by ``g`` spreads give about ``g/2``.
-#: * ``heat_capacity_ratio``: thermodynamic consistency between neighbouring rungs. On a path
-#:   whose log-density is linear in ``s`` (the geometric path, or the temperature path of an
-#:   energy linear in beta) the TI integrand :math:`m(s)` has :math:`m'(s) = \\mathrm{Var}_s`
-#:   (the heat capacity), so the rise between rungs ``k, k+1`` should be the trapezoid of the
-#:   rungs' variances. A rise 3 times larger (and 4 standard errors above it) means the
-#:   variance peaks between the rungs: a heat-capacity spike the ladder does not resolve. The
-#:   integrand is then monotone, so the interval's quadrature error is bounded by
-#:   :math:`\\Delta s\\,(m_{k+1} - m_k)/2`; that bound is added to the standard error.
-PHASE_THRESHOLDS: dict[str, float] = {
-    "separation_sd": 2.0,
-    "separation_z": 4.0,
-    "split_rhat": 3.0,
-    "heat_capacity_ratio": 3.0,
-    "heat_capacity_z": 4.0,
-}
-
-
-def _rhat(x: torch.Tensor) -> float:
-    """Potential scale reduction of ``x`` shaped ``(C, D)`` (not split; inf for frozen chains
-    that disagree, 1 for identical constant chains)."""
-    d = x.shape[1]
-    w = float(x.var(1).mean())
-    b = float(x.mean(1).var())
-    if w <= 0.0:
-        return 1.0 if b <= 0.0 else math.inf
-    return math.sqrt(((d - 1) / d * w + b) / w)
 
 
 def phase_checks(rungs: RungData) -> tuple[dict[str, Any], list[str], float]:

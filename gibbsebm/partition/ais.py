@@ -30,7 +30,14 @@ from ..distribution import Gibbs
 from ..runtime.plan import Shard, run_here
 from ..runtime.transport import isolated_copy
 from ._common import EvalCounter, make_base, progress_bar
-from ._path import SCHEDULES, AnnealingPath, conditional_ess_fraction, make_schedule
+from ._path import (
+    PHASE_THRESHOLDS,
+    SCHEDULES,
+    AnnealingPath,
+    _rhat,
+    conditional_ess_fraction,
+    make_schedule,
+)
 from ._plan import LogZPlan, check_options, keyword_options, tensor_digest
 from ._stats import summarize_log_weights, weights_estimate
 from ._transitions import make_transition
@@ -46,6 +53,7 @@ __all__ = [
     "prepare_annealing",
     "DEFAULT_NUM_CHAINS",
     "DEFAULT_TARGET_LOG_WEIGHT_VAR",
+    "final_particle_check",
 ]
 
 #: Default particles: 128 keeps the delta-method stderr of log Z near
@@ -65,6 +73,12 @@ PILOT_CESS = 0.99
 #: Bounds on the number of annealing steps chosen by default.
 MIN_STEPS, MAX_STEPS = 100, 20000
 MAX_PILOT_STEPS = 5000
+#: Draws per particle of the final-particle check: the log-densities of the last 8 annealing
+#: steps (after each step's move), already computed by the weight updates. Near the end of
+#: the schedule the steps are short, so these are close to ``D`` consecutive kernel draws
+#: of the target, the ``(C, D)`` array of the ladder's per-rung check
+#: (:data:`~gibbsebm.partition._path.PHASE_THRESHOLDS`, ``split_rhat``).
+FINAL_RHAT_DRAWS = 8
 
 
 class AISRun:
@@ -591,11 +605,26 @@ class AISPlan(LogZPlan):
         with torch.no_grad():
             z0 = path.sample_base(shard.size, g)
         bar = progress_bar(self.steps_per_item, "ais", bool(progress))
-        run = anneal(path, trans, setup.s, z0, g, bar=bar)
+        last = self.steps_per_item
+        first_kept = last - min(FINAL_RHAT_DRAWS, last - 1)
+        final: list[torch.Tensor] = []
+
+        def record(k: int, s: float, state: Any, log_w: torch.Tensor) -> None:
+            # after the moves at the last steps (the last point has no move: its position is
+            # the previous one's); no extra energy evaluation
+            if first_kept <= k < last:
+                final.append(state.logdensity.detach().to(torch.float64))
+
+        run = anneal(path, trans, setup.s, z0, g, bar=bar, callback=record)
         bar.close()
         cpu = torch.device("cpu")
         return {
             "log_w": run.log_w.detach().to(cpu, torch.float64),
+            "final_logdensity": (
+                torch.stack(final, 1).to(cpu)
+                if final
+                else torch.zeros(shard.size, 0, dtype=torch.float64)
+            ),
             "incr_mean": run.incr_mean.detach().to(cpu, torch.float64),
             "incr_var": run.incr_var.detach().to(cpu, torch.float64),
             "accept": run.accept.detach().to(cpu, torch.float64),
@@ -613,6 +642,9 @@ class AISPlan(LogZPlan):
             log_w, self.num_batches, self.dist.beta.dtype, batch_floor=True
         )
         incr_mean, incr_var, accept = pool_increments(results, sizes)
+        final_rhat, final_problems = final_particle_check(
+            torch.cat([r["final_logdensity"] for r in results]), self.dist.is_discrete
+        )
         fin = log_w[torch.isfinite(log_w)]
         diag: dict[str, Any] = {
             **setup.diag,
@@ -627,6 +659,8 @@ class AISPlan(LogZPlan):
             "acceptance": accept.tolist(),
             "kernel": results[0]["kernel"],
             "defaults": setup.defaults,
+            "final_rhat": final_rhat,
+            "extra_problems": final_problems,
             **setup.path.describe(),
         }
         if run_info is not None:
@@ -648,3 +682,53 @@ class AISPlan(LogZPlan):
             diagnostics=diag,
             lower=summ["log_mean"],
         )
+
+
+def final_particle_check(final: torch.Tensor, discrete: bool) -> tuple[float, list[str]]:
+    """Do the final particles share one phase? Energy R-hat across particles.
+
+    Parameters
+    ----------
+    final : Tensor
+        ``(C, D)`` log-densities of ``C`` particles at their last ``D`` annealing steps.
+    discrete : bool
+        Whether the support is finite: only there does a large R-hat make the estimate
+        untrusted (see below).
+
+    Returns
+    -------
+    final_rhat : float
+        :func:`~gibbsebm.partition._path._rhat` of ``final`` (``nan`` with fewer than 2
+        particles or draws).
+    problems : list of str
+        One finding when ``discrete`` and ``final_rhat`` exceeds ``split_rhat`` of
+        :data:`~gibbsebm.partition._path.PHASE_THRESHOLDS`.
+
+    Notes
+    -----
+    AIS particles are independent, so their log-densities at the end differ between particles
+    as much as along one particle's last steps when every particle has reached the same
+    phase (R-hat about :math:`\\sqrt{(D-1)/D + \\tau}`). Particles that stayed in a metastable
+    phase through a first-order transition (a mean-field p-spin model from the uniform base)
+    sit at a different energy level and stay there: the R-hat then grows with the gap. Their
+    weights are meant to correct for that, but the correction rests on the few particles
+    that crossed, and the stated error does not cover what the others missed. On continuous
+    supports the default kernel (HMC) moves each particle far within a step and a split is
+    the mode search's business (``diagnostics["modes"]``), so the R-hat is only recorded.
+    """
+    if final.dim() != 2 or final.shape[0] < 2 or final.shape[1] < 2:
+        return float("nan"), []
+    x = torch.where(torch.isfinite(final), final, torch.full_like(final, float("nan")))
+    keep = ~torch.isnan(x).any(1)
+    if int(keep.sum()) < 2:
+        return float("nan"), []
+    r = _rhat(x[keep])
+    th = PHASE_THRESHOLDS["split_rhat"]
+    if not discrete or not r > th:
+        return r, []
+    return r, [
+        f"the final particles sit in different phases (log-density R-hat {r:.3g} > {th:g} "
+        f"across {int(keep.sum())} particles over their last {final.shape[1]} steps): a "
+        "first-order phase transition along the path that most particles did not follow; "
+        "the weights rest on the few that did and the stderr does not cover the rest"
+    ]
