@@ -165,7 +165,9 @@ def run_dynesty(dist, half_width, seed, cap=NO_CAP):
         if cap.max_wall_s is not None and time.perf_counter() - t0 > cap.max_wall_s:
             capped = "wall-time"
             break
-    if capped is None and delta_logz > dlogz:
+    # dynesty stops itself once ncall > maxcall or delta_logz < dlogz; the last value yielded
+    # is the one before that check, so a converged run shows delta_logz just above dlogz here
+    if capped is None and cap.max_calls is not None and sampler.ncall > cap.max_calls:
         capped = "likelihood-call"
     for _ in sampler.add_live_points():
         pass
@@ -177,7 +179,7 @@ def run_dynesty(dist, half_width, seed, cap=NO_CAP):
         "trusted": None,
         "ncall": int(np.sum(r.ncall)),
         "capped": capped,
-        "remaining_dlogz": delta_logz,
+        "remaining_dlogz": delta_logz,  # at the last iteration seen
     }
     if capped:
         out["problems"] = [_capped_note("dynesty", capped)]
