@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -121,12 +122,30 @@ def _np_loglike(dist):
     return f
 
 
-def run_dynesty(dist, half_width, seed):
+class _Cap(NamedTuple):
+    """Per-run budget of a peer: likelihood calls and wall seconds (``None``: no cap)."""
+
+    max_calls: int | None = None
+    max_wall_s: float | None = None
+
+
+NO_CAP = _Cap()
+
+
+def _capped_note(tool, what):
+    return (
+        f"{tool} stopped by the benchmark's {what} cap before its own convergence criterion: "
+        "the estimate and its stated error bar are not trustworthy"
+    )
+
+
+def run_dynesty(dist, half_width, seed, cap=NO_CAP):
     import dynesty
     import numpy as np
 
     d = dist.event_shape[0]
     ll = _np_loglike(dist)
+    dlogz = 0.1
     sampler = dynesty.NestedSampler(
         lambda x: float(ll(x)[0]),
         lambda u: (2 * u - 1) * half_width,
@@ -136,13 +155,38 @@ def run_dynesty(dist, half_width, seed):
         sample="rwalk",
         rstate=np.random.default_rng(seed),
     )
-    sampler.run_nested(dlogz=0.1, print_progress=False, maxcall=400_000)
+    # run_nested's loop written out, so that a wall-time cap can stop it between iterations
+    t0 = time.perf_counter()
+    capped = None
+    delta_logz = float("inf")
+    maxcall = cap.max_calls if cap.max_calls is not None else sys.maxsize
+    for res in sampler.sample(dlogz=dlogz, maxcall=maxcall):
+        delta_logz = float(res.delta_logz)
+        if cap.max_wall_s is not None and time.perf_counter() - t0 > cap.max_wall_s:
+            capped = "wall-time"
+            break
+    # dynesty stops itself once ncall > maxcall or delta_logz < dlogz; the last value yielded
+    # is the one before that check, so a converged run shows delta_logz just above dlogz here
+    if capped is None and cap.max_calls is not None and sampler.ncall > cap.max_calls:
+        capped = "likelihood-call"
+    for _ in sampler.add_live_points():
+        pass
     r = sampler.results
     lv = d * math.log(2 * half_width)
-    return {"log_z": float(r.logz[-1]) + lv, "stderr": float(r.logzerr[-1]), "trusted": None}
+    out = {
+        "log_z": float(r.logz[-1]) + lv,
+        "stderr": float(r.logzerr[-1]),
+        "trusted": None,
+        "ncall": int(np.sum(r.ncall)),
+        "capped": capped,
+        "remaining_dlogz": delta_logz,  # at the last iteration seen
+    }
+    if capped:
+        out["problems"] = [_capped_note("dynesty", capped)]
+    return out
 
 
-def run_ultranest(dist, half_width, seed):
+def run_ultranest(dist, half_width, seed, cap=NO_CAP):
     import numpy as np
     import ultranest
     import ultranest.stepsampler
@@ -151,20 +195,50 @@ def run_ultranest(dist, half_width, seed):
     ll = _np_loglike(dist)
     names = [f"y{i}" for i in range(d)]
     np.random.seed(seed)  # noqa: NPY002 (UltraNest draws from the global NumPy state)
+    t0 = time.perf_counter()
+    state = {"capped": None, "ncall": 0, "sampler": None}
+    # UltraNest has no wall-time option: past the cap, make its call budget read as spent, so it
+    # stops at its next check and still reports from the points it has (true count kept here)
+    max_ncalls = cap.max_calls if cap.max_calls is not None else 10**15
+
+    def loglike(x):
+        state["ncall"] += len(x)
+        past = cap.max_wall_s is not None and time.perf_counter() - t0 > cap.max_wall_s
+        if past and state["sampler"] is not None:
+            state["capped"] = "wall-time"
+            state["sampler"].ncall = max(state["sampler"].ncall, max_ncalls)
+        return ll(x)
+
     sampler = ultranest.ReactiveNestedSampler(
-        names, lambda x: ll(x), lambda u: (2 * u - 1) * half_width, vectorized=True
+        names, loglike, lambda u: (2 * u - 1) * half_width, vectorized=True
     )
+    state["sampler"] = sampler
     sampler.stepsampler = ultranest.stepsampler.SliceSampler(
         nsteps=2 * d, generate_direction=ultranest.stepsampler.generate_mixture_random_direction
     )
     r = sampler.run(
-        min_num_live_points=400, show_status=False, viz_callback=False, max_ncalls=400_000
+        min_num_live_points=400,
+        show_status=False,
+        viz_callback=False,
+        max_ncalls=max_ncalls,
     )
+    capped = state["capped"]
+    if capped is None and cap.max_calls is not None and state["ncall"] >= cap.max_calls:
+        capped = "likelihood-call"
     lv = d * math.log(2 * half_width)
-    return {"log_z": float(r["logz"]) + lv, "stderr": float(r["logzerr"]), "trusted": None}
+    out = {
+        "log_z": float(r["logz"]) + lv,
+        "stderr": float(r["logzerr"]),
+        "trusted": None,
+        "ncall": state["ncall"],
+        "capped": capped,
+    }
+    if capped:
+        out["problems"] = [_capped_note("UltraNest", capped)]
+    return out
 
 
-def run_blackjax(dist, half_width, seed):
+def run_blackjax(dist, half_width, seed, cap=NO_CAP):
     import blackjax
     import blackjax.smc.resampling as resampling
     import jax
@@ -223,12 +297,29 @@ def run_blackjax(dist, half_width, seed):
         return smc.step(k, state)
 
     steps = 0
-    while float(state.tempering_param) < 1.0 and steps < 500:
+    t0 = time.perf_counter()
+    capped = None
+    while float(state.tempering_param) < 1.0:
+        if steps >= 500:
+            capped = "step"
+            break
+        if cap.max_wall_s is not None and time.perf_counter() - t0 > cap.max_wall_s:
+            capped = "wall-time"
+            break
         key, sub = jax.random.split(key)
         state, info = one(state, sub)
         log_z += float(info.log_likelihood_increment)
         steps += 1
-    return {"log_z": float(np.asarray(log_z)), "stderr": float("nan"), "trusted": None}
+    out = {
+        "log_z": float(np.asarray(log_z)) if capped is None else float("nan"),
+        "stderr": float("nan"),
+        "trusted": None,
+        "capped": capped,
+        "num_tempering_steps": steps,
+    }
+    if capped:
+        out["problems"] = [f"BlackJAX SMC stopped by the benchmark's {capped} cap before beta = 1"]
+    return out
 
 
 PEERS = {"blackjax-atsmc": run_blackjax, "dynesty": run_dynesty, "ultranest": run_ultranest}
@@ -238,10 +329,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--label", default="after")
-    ap.add_argument("--methods", default=None)
+    ap.add_argument("--methods", default=None, help="comma-separated; 'none': peers only")
     ap.add_argument("--peers", action="store_true")
     ap.add_argument("--peer-list", default=",".join(PEERS), help="comma-separated peer names")
     ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--seed-start", type=int, default=0)
+    ap.add_argument("--targets", default=None, help="comma-separated substrings of target names")
+    ap.add_argument(
+        "--max-calls", type=int, default=None, help="per-run likelihood-call cap (peers)"
+    )
+    ap.add_argument("--max-wall-s", type=float, default=None, help="per-run wall cap, s (peers)")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="update the label's results file in place: replace rows with the same "
+        "(target, method, seed), keep the others",
+    )
     ap.add_argument("--table", nargs="*", default=None)
     args = ap.parse_args()
     if args.table is not None:
@@ -252,23 +355,26 @@ def main():
     from gibbsebm.partition.api import METHODS
 
     methods = (
-        args.methods.split(",")
+        [m for m in args.methods.split(",") if m != "none"]
         if args.methods
         else [m for m in ("importance", "ais", "ti", "bridge", "bdmc", "smc") if m in METHODS]
     )
-    seeds = range(args.seeds or (1 if args.quick else 3))
+    seeds = range(args.seed_start, args.seed_start + (args.seeds or (1 if args.quick else 3)))
+    cap = _Cap(args.max_calls, args.max_wall_s)
     rows = []
     for name, dist, truth, half_width in targets(args.quick):
+        if args.targets and not any(t in name for t in args.targets.split(",")):
+            continue
         runners = [(m, lambda dist, s, m=m: run_gibbsebm(dist, m, s)) for m in methods]
         if args.peers:
             runners += [
-                (p, lambda dist, s, f=f, hw=half_width: f(dist, hw, s))
+                (p, lambda dist, s, f=f, hw=half_width: f(dist, hw, s, cap))
                 for p, f in PEERS.items()
                 if p in args.peer_list.split(",")
             ]
         for method, fn in runners:
             for seed in seeds:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     r = fn(dist, seed)
                 except Exception as err:  # a peer that cannot run here is reported, not hidden
@@ -285,19 +391,30 @@ def main():
                     truth=truth,
                     error_nat=r["log_z"] - truth,
                     wall_s=time.perf_counter() - t0,
+                    cpu_s=time.process_time() - c0,
                     label=args.label,
                 )
+                if method in PEERS:
+                    r.update(max_calls=cap.max_calls, max_wall_s=cap.max_wall_s)
                 rows.append(r)
                 print(
                     f"{args.label:6s} {name:32s} {method:15s} seed {seed} err {r['error_nat']:+9.3f} "
-                    f"se {r['stderr']:.3g} trusted {r['trusted']} {r['wall_s']:.1f}s",
+                    f"se {r['stderr']:.3g} trusted {r['trusted']} {r['wall_s']:.1f}s "
+                    f"cpu {r['cpu_s']:.1f}s capped {r.get('capped')}",
                     flush=True,
                 )
     os.makedirs(RESULTS, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     path = os.path.join(RESULTS, f"multimodal_{args.label}{suffix}.json")
+    doc = {"gibbsebm": gibbsebm.__file__, "rows": rows}
+    if args.merge and os.path.exists(path):
+        with open(path) as fh:
+            doc = json.load(fh)
+        new = {(r["target"], r["method"], r["seed"]) for r in rows}
+        doc["rows"] = [r for r in doc["rows"] if (r["target"], r["method"], r["seed"]) not in new]
+        doc["rows"] += rows
     with open(path, "w") as fh:
-        json.dump({"gibbsebm": gibbsebm.__file__, "rows": rows}, fh, indent=1, default=str)
+        json.dump(doc, fh, indent=1, default=str)
     print("wrote", path)
 
 
