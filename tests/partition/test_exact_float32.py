@@ -65,3 +65,34 @@ def test_ring_float64_quadrature_covers_the_closed_form(beta):
     d = gibbsebm.Gibbs(ring, beta=torch.tensor(beta, dtype=torch.float64), event_shape=(2,))
     est = gibbsebm.log_partition(d, method="exact", progress=False)
     assert abs(est.log_z - ring_log_z(beta)) <= 3 * est.stderr and est.stderr < 1e-7
+
+
+def spin_glass(s):
+    # 12 +-1 spins, seeded couplings and fields; no closed form, so "exact" enumerates
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(12, 12, generator=g, dtype=torch.float64).triu(1)
+    h = 0.1 * torch.randn(12, generator=g, dtype=torch.float64)
+    x = 2 * s.to(torch.float64) - 1
+    return (-(x @ w * x).sum(-1) - x @ h).to(s.dtype)
+
+
+def test_float32_enumeration_states_its_round_off():
+    from torch.distributions import constraints
+
+    support = constraints.independent(constraints.boolean, 1)
+    d64 = gibbsebm.Gibbs(
+        spin_glass, beta=torch.tensor(0.44, dtype=torch.float64), event_shape=(12,), support=support
+    )
+    ref = gibbsebm.log_partition(d64, method="exact", progress=False)
+    assert ref.stderr == 0 and ref.diagnostics["source"] == "enumeration"
+    # the float32 distribution holds beta = float32(0.44); its exact value is computed in
+    # float64 from that beta, and the float32 enumeration must cover it
+    beta32 = torch.tensor(0.44, dtype=torch.float32)
+    d64_at_32 = gibbsebm.Gibbs(
+        spin_glass, beta=beta32.to(torch.float64), event_shape=(12,), support=support
+    )
+    truth = gibbsebm.log_partition(d64_at_32, method="exact", progress=False).log_z
+    d32 = gibbsebm.Gibbs(spin_glass, beta=0.44, event_shape=(12,), support=support)
+    est = gibbsebm.log_partition(d32, method="exact", progress=False)
+    assert est.trusted and 0 < est.stderr < 1e-4
+    assert abs(est.log_z - truth) <= 3 * est.stderr
