@@ -273,6 +273,169 @@ def render_cli_startup_table() -> str:
     )
 
 
+#: the coverage benchmark's cells, in the order the docs show them, with their labels
+COVERAGE_CELLS = {
+    "gaussian-2d": "Gaussian 2-D",
+    "gaussian-10d-aniso b=2": "Gaussian 10-D anisotropic, beta 2",
+    "mixture-8d-5modes b=1 (accepted)": "mixture 8-D, 5 modes, beta 1, mode list accepted",
+    "rbm-6x3 (pinned)": "RBM 6 x 3 (pinned)",
+    "ising-4x4 b=0.44": "Ising 4 x 4, beta 0.44",
+    "student-t nu=3 2-d": "Student-t, nu = 3, 2-D",
+}
+#: the options each method ran with (``benchmarks/coverage_benchmark.py``'s defaults)
+COVERAGE_METHODS = {
+    "importance": "default options: 2^14 draws; Laplace or mode-mixture base for continuous "
+    "targets, uniform base on the Ising and RBM supports",
+    "bdmc": "64 chains, 200 steps",
+}
+COVERAGE_FILE = "coverage_cov_after"
+#: nominal coverage of ``log_z +- 1.96 stderr``: the binomial stderr of a coverage is taken here
+NOMINAL_COVERAGE = 0.95
+
+
+def _z(run: dict) -> float:
+    return (run["log_z"] - run["truth"]) / run["stderr"]
+
+
+def render_coverage_tables() -> str:
+    """Coverage of trusted ``importance`` and ``bdmc`` intervals over seeds, per cell."""
+    d = _result(COVERAGE_FILE)
+    out: list[str] = []
+    for method, note in COVERAGE_METHODS.items():
+        rows = []
+        for cell, label in COVERAGE_CELLS.items():
+            runs = [r for r in d["runs"] if r["cell"] == cell and r["method"] == method]
+            trusted = [r for r in runs if r["trusted"]]
+            if trusted:
+                covered = sum(abs(_z(r)) <= 1.96 for r in trusted)
+                se = math.sqrt(NOMINAL_COVERAGE * (1 - NOMINAL_COVERAGE) / len(trusted))
+                worst = max((_z(r) for r in trusted), key=abs)
+                cov = f"{covered / len(trusted):.2f} ± {se:.2f} ({covered}/{len(trusted)})"
+                wz = f"{worst:+.2f}"
+            else:
+                cov, wz = "n/a", "n/a"
+            rows.append([label, f"{len(trusted) / len(runs):.2f}", cov, wz])
+        out += [f"**`{method}`** ({note})", ""]
+        out += _table(["cell", "trusted", "coverage of trusted (± se)", "worst trusted z"], rows)
+        out.append("")
+    cells = {r["cell"] for r in d["runs"]}
+    out.append(
+        f"{d['seeds']} seeds x {len(cells)} cells, {d['wall_s']:.0f} s wall. "
+        + _source_line(
+            f"`benchmarks/results/{COVERAGE_FILE}.json`",
+            command="python benchmarks/coverage_benchmark.py --methods importance,bdmc "
+            f"--seeds {d['seeds']} --label cov_after",
+        )
+    )
+    return "\n".join(out)
+
+
+def _flag_kinds(run: dict) -> set[str]:
+    """Which rules flagged an ``importance`` run: ``khat`` (k-hat > 1/2), ``search`` (the
+    local search on a finite support), ``other`` (the checks that existed before)."""
+    kinds = set()
+    for p in run["problems"]:
+        if "> 0.5: the importance weights" in p:
+            kinds.add("khat")
+        elif "greedy local search" in p:
+            kinds.add("search")
+        else:
+            kinds.add("other")
+    return kinds
+
+
+def render_coverage_new_rules() -> str:
+    """What the two new ``importance`` rules caught: counts and z-scores of the runs that only
+    they flagged (each would have been trusted before)."""
+    d = _result(COVERAGE_FILE)
+    rows = []
+    for cell in ("ising-4x4 b=0.44", "student-t nu=3 2-d"):
+        runs = [r for r in d["runs"] if r["cell"] == cell and r["method"] == "importance"]
+        kinds = [_flag_kinds(r) for r in runs]
+        only = [r for r, k in zip(runs, kinds, strict=True) if k and k <= {"khat", "search"}]
+        missed = [_z(r) for r in only if abs(_z(r)) > 1.96]
+        zr = f"{max(missed):+.1f} to {min(missed):+.1f}" if missed else "none"
+        rows.append(
+            [
+                COVERAGE_CELLS[cell],
+                f"{len(runs)}",
+                f"{sum('khat' in k for k in kinds)}",
+                f"{sum('search' in k for k in kinds)}",
+                f"{len(only)}",
+                f"{len(missed)} (z {zr})" if missed else "0",
+            ]
+        )
+    header = [
+        "cell (`importance`)",
+        "runs",
+        "flagged by k-hat > 1/2",
+        "flagged by the local search",
+        "flagged only by these two rules",
+        "of those, missed the truth (z beyond ±1.96)",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            _source_line(
+                f"`benchmarks/results/{COVERAGE_FILE}.json` (each run's `problems`)",
+                command="python benchmarks/coverage_benchmark.py --methods importance,bdmc "
+                f"--seeds {d['seeds']} --label cov_after",
+            ),
+        ]
+    )
+
+
+#: the runs before the coverage fixes: the cells where a method was trusted and wrong
+COVERAGE_BEFORE_FILE = "coverage_branch"
+
+
+def render_coverage_before() -> str:
+    """The trusted-and-wrong cells of the run before the fixes (``importance`` and ``bdmc``)."""
+    d = _result(COVERAGE_BEFORE_FILE)
+    rows = []
+    for method in COVERAGE_METHODS:
+        for cell, label in COVERAGE_CELLS.items():
+            runs = [r for r in d["runs"] if r["cell"] == cell and r["method"] == method]
+            trusted = [r for r in runs if r["trusted"] and isinstance(r.get("stderr"), float)]
+            missed = [r for r in trusted if abs(_z(r)) > 1.96]
+            if not trusted or len(missed) <= len(trusted) / 2:
+                continue
+            zs = [_z(r) for r in trusted]
+            rows.append(
+                [
+                    f"`{method}`",
+                    label,
+                    f"{len(trusted)}/{len(runs)}",
+                    f"{len(trusted) - len(missed)}/{len(trusted)}",
+                    f"{sum(zs) / len(zs):+.1f}",
+                    _g(max(r["stderr"] for r in trusted), 2),
+                    _g(max(abs(r["log_z"] - r["truth"]) for r in trusted), 2),
+                ]
+            )
+    header = [
+        "method",
+        "cell",
+        "trusted",
+        "covered",
+        "mean trusted z",
+        "largest stated stderr",
+        "largest error",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            f"{d['seeds']} seeds per cell. "
+            + _source_line(
+                f"`benchmarks/results/{COVERAGE_BEFORE_FILE}.json`",
+                command="python benchmarks/coverage_benchmark.py --seeds 8 --label branch",
+                extra=", on the branch before the stderr fixes (commit 3f3f3c7)",
+            ),
+        ]
+    )
+
+
 # -------------------------------------------------------------------------- example snippets
 def render_double_well_table() -> str:
     d = _data("double_well")
@@ -1164,6 +1327,9 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("pyro_benchmark_table", _res("pyro_benchmark"), render_pyro_benchmark_table),
     Snippet("multimodal_table", _res(*MULTIMODAL_FILES), render_multimodal_table),
     Snippet("cli_startup_table", _res("cli_startup"), render_cli_startup_table),
+    Snippet("coverage_tables", _res(COVERAGE_FILE), render_coverage_tables),
+    Snippet("coverage_new_rules", _res(COVERAGE_FILE), render_coverage_new_rules),
+    Snippet("coverage_before", _res(COVERAGE_BEFORE_FILE), render_coverage_before),
     Snippet(
         "calibration_temperature_table",
         _dat("calibration_temperature"),
