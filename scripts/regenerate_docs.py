@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -118,6 +119,54 @@ def render_benchmark_sampling() -> str:
     return _bench_module("sampling_benchmark").render_markdown(_result("sampling"))
 
 
+def render_ray_pays_off() -> str:
+    """The measured figures behind ``docs/ray.md``'s "When Ray pays off" (from ray.json)."""
+    d = _result("ray")
+    info, jobs = d["info"], d["analysis"]["per_job"]
+    by = {(r["job"], r["config"]): r for r in d["sample"]}
+    small = min(jobs, key=lambda j: jobs[j]["best_in_process_s"])
+    big = max(jobs, key=lambda j: by[(j, "Ray, 2 workers")]["chains"])
+    best2 = max(v["speedup_ray_2_workers"] for v in jobs.values())
+    noise = max(
+        abs(by[(j, "Ray, 1 worker")]["wall_s"] / by[(j, "in-process, 1 thread")]["wall_s"] - 1)
+        for j in jobs
+    )
+    slow = [
+        by[(j, "in-process, 2 threads")]["wall_s"] / by[(j, "in-process, 1 thread")]["wall_s"]
+        for j in jobs
+    ]
+    ais = {r["config"]: r["wall_s"] for r in d["ais"]["rows"]}
+    ratio = min(v for k, v in ais.items() if k.startswith("in-process")) / ais["Ray, 2 workers"]
+    verdict = (
+        f"beat the best in-process run (up to {best2:.2f}x its speed)"
+        if best2 > 1 + noise
+        else f"did not beat the best in-process run (at best {best2:.2f}x its speed)"
+    )
+    ais_verdict = "within the noise" if abs(ratio - 1) < noise else "beyond the noise"
+    load = max(info["load_average_before"] or [0.0])
+    return "\n".join(
+        [
+            f"Measured {info['date'][:10]} on {info['cpu_count']} CPU cores at a load average of "
+            f"about {load:.0f} (other jobs kept the cores busy): a run on 2 Ray workers cost "
+            f"{jobs[small]['ray_2_workers_overhead_s']:+.2f} s against the best in-process run "
+            f"on the smallest job ({by[(small, 'Ray, 2 workers')]['chains']} chains x "
+            f"{by[(small, 'Ray, 2 workers')]['iterations']} iterations); once per session, "
+            f"`ray.init` took {info['ray_init_s']:.0f} s and the first task on fresh workers "
+            f"{info['first_task_s']:.0f} s. For sampling jobs up to "
+            f"{by[(big, 'Ray, 2 workers')]['chains']} chains x "
+            f"{by[(big, 'Ray, 2 workers')]['iterations']} iterations, two workers {verdict}; "
+            "for AIS on the 16x16 Ising model they ran at "
+            f"{ratio:.2f}x its speed, {ais_verdict} (two runs of the same single-threaded work "
+            f"differed by up to {100 * noise:.0f}%). Two torch threads in one process were "
+            f"{min(slow):.0f}-{max(slow):.0f}x *slower* than one (oversubscription).",
+            "",
+            _source_line(
+                "`benchmarks/results/ray.json`", command="python benchmarks/ray_benchmark.py"
+            ),
+        ]
+    )
+
+
 def render_diagnostics_table() -> str:
     d = _result("diagnostics")
     rows = []
@@ -150,7 +199,13 @@ def render_diagnostics_table() -> str:
             _source_line(
                 "`benchmarks/results/diagnostics.json`",
                 command="python benchmarks/diagnostics_benchmark.py",
-                extra=f"; torch {m['torch']}, {m['threads']} thread(s), device {m['device_name']}",
+                extra=f"; torch {m['torch']}, {m['threads']} thread(s), device {m['device_name']}"
+                + (
+                    f", NumPy {m['numpy']}, {m['date'][:10]}, load average "
+                    f"{max(m['load_average_before'] + m['load_average_after']):.0f} at most"
+                    if "load_average_before" in m
+                    else ""
+                ),
             ),
         ]
     )
@@ -1284,6 +1339,95 @@ def render_readme_ais_seeds() -> str:
     )
 
 
+def render_guide_bayesian_workflow() -> str:
+    d = _data("bayesian_workflow")
+    z = (d["beta_hat"] - 1) / d["beta_hat_stderr"]
+    if abs(z) <= 2:
+        verdict = "within 2 standard errors of 1: the predictive needs no tempering"
+    else:
+        shape = "too flat (underconfident)" if z > 0 else "too sharp (overconfident)"
+        verdict = (
+            f"{abs(z):.2f} standard errors from 1: at beta = 1 the posterior-mean energies are "
+            f"{shape} on held-out data"
+        )
+    return "\n".join(
+        [
+            f"Measured run ({d['n']} training and {d['n']} held-out points, "
+            f"{d['num_chains']} chains x {d['num_samples']} draws, {d['wall_time_s']:.0f} s): "
+            "the prior predictive puts the frequency of class 0 at "
+            f"{d['prior_class0_freq_mean']:.2f} ± {d['prior_class0_freq_sd']:.2f} (mean ± sd "
+            f"over the prior draws); the largest R-hat is {d['max_rhat']:.2f} and the smallest "
+            f"bulk ESS {d['min_ess_bulk']:.0f}; replicated labels agree with the observed ones "
+            f"at {d['ppc_agreement_mean']:.3f} ± {d['ppc_agreement_sd']:.3f}; the fitted "
+            f"inverse temperature is {d['beta_hat']:.2f} ± {d['beta_hat_stderr']:.2f}, "
+            f"{verdict}.",
+            "",
+            _source_line(
+                "`docs/generated/data/bayesian_workflow.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark bayesian_workflow",
+            ),
+        ]
+    )
+
+
+FUZZ_OUTCOMES = ("error", "ok", "uncaught", "silent", "hang")
+FUZZ_EXAMPLES = 60
+
+
+def _fuzz_report_data(examples: int = FUZZ_EXAMPLES) -> dict:
+    """Run ``tests/test_fuzz.py``'s report (every public entry point, ``examples`` inputs each,
+    derandomized; about a minute) and keep the outcome counts and the failure details."""
+    import warnings
+
+    spec = importlib.util.spec_from_file_location("_fuzz", ROOT / "tests" / "test_fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fuzz.report(examples)
+    return {
+        "examples": examples,
+        "targets": [
+            {"name": n, **{k: fuzz.COUNTS[n][k] for k in FUZZ_OUTCOMES}} for n in fuzz.TARGETS
+        ],
+        "details": {n: [d.strip()[:400] for d in ds[:5]] for n, ds in fuzz.DETAILS.items()},
+    }
+
+
+def render_fuzz_table() -> str:
+    """The fuzz suite's outcome counts per entry point (the table of ``docs/reliability.md``)."""
+    d = _data("fuzz_report")
+    header = ["entry point", "inputs", *FUZZ_OUTCOMES]
+    rows, total = [], dict.fromkeys(FUZZ_OUTCOMES, 0)
+    for t in d["targets"]:
+        rows.append(
+            [f"`{t['name']}`", sum(t[k] for k in FUZZ_OUTCOMES)] + [t[k] for k in FUZZ_OUTCOMES]
+        )
+        for k in FUZZ_OUTCOMES:
+            total[k] += t[k]
+    rows.append(
+        ["**all**", f"**{sum(total.values())}**"] + [f"**{total[k]}**" for k in FUZZ_OUTCOMES]
+    )
+    out = _table(header, rows)
+    out[1] = "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"
+    details = [f"- `{n}`: {x}" for n, ds in d["details"].items() for x in ds]
+    if details:
+        out += ["", "Failures:", "", *details]
+    return "\n".join(
+        out
+        + [
+            "",
+            f"{d['examples']} inputs per entry point. "
+            + _source_line(
+                "`docs/generated/data/fuzz_report.json`",
+                command="python scripts/regenerate_docs.py --only fuzz_table",
+                extra="; it runs `tests/test_fuzz.py`'s `report`, like "
+                f"`python tests/test_fuzz.py --report --examples {d['examples']}`",
+            ),
+        ]
+    )
+
+
 # ------------------------------------------------------------------------------- registries
 class Snippet(NamedTuple):
     """One generated file: its name, the files it is rendered from, its renderer."""
@@ -1309,6 +1453,7 @@ class Benchmark(NamedTuple):
     name: str
     argv: tuple[str, ...]
     outputs: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # extra environment variables for the run
 
 
 def _res(*names: str) -> tuple[str, ...]:
@@ -1322,6 +1467,7 @@ def _dat(*names: str) -> tuple[str, ...]:
 SNIPPETS: tuple[Snippet, ...] = (
     Snippet("benchmark_partition", _res("partition"), render_benchmark_partition),
     Snippet("benchmark_ray", _res("ray"), render_benchmark_ray),
+    Snippet("ray_pays_off", _res("ray"), render_ray_pays_off),
     Snippet("benchmark_sampling", _res("sampling", "sampling_lean"), render_benchmark_sampling),
     Snippet("diagnostics_table", _res("diagnostics"), render_diagnostics_table),
     Snippet("pyro_benchmark_table", _res("pyro_benchmark"), render_pyro_benchmark_table),
@@ -1368,6 +1514,8 @@ SNIPPETS: tuple[Snippet, ...] = (
         render_guide_gibbs_posterior,
     ),
     Snippet("readme_ais_seeds", _dat("readme_ais_seeds"), render_readme_ais_seeds),
+    Snippet("fuzz_table", _dat("fuzz_report"), render_fuzz_table),
+    Snippet("guide_bayesian_workflow", _dat("bayesian_workflow"), render_guide_bayesian_workflow),
 )
 
 #: snippets that live in README.md between ``<!-- generated:NAME -->`` markers, not in a file
@@ -1413,12 +1561,15 @@ SLOW_EXAMPLES: tuple[Example, ...] = (
     ),
     Example("jem_digits", ("examples/jem_digits.py",), "learning", result="jem_digits.json"),
     Example("rbm_learning", ("examples/rbm_learning.py",), "learning", result="rbm_learning.json"),
+    # about two minutes on two shared cores (64 chains of batched HMC through a Pyro model)
+    Example("bayesian_workflow", ("examples/bayesian_workflow.py",), "bayesian_workflow"),
 )
 
 #: data made by this script itself (not an example script)
 JOBS: dict[str, Callable[[], dict]] = {
     "readme_ais_seeds": _readme_ais_data,
     "calibration_temperature": _calibration_temperature_data,
+    "fuzz_report": _fuzz_report_data,  # about a minute on two shared cores
 }
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -1444,6 +1595,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "sampling",
         ("benchmarks/sampling_benchmark.py", "--markdown", "{tmp}/s.md"),
         _res("sampling"),
+    ),
+    # the report screenshots the docs show: needs Playwright and a Chromium (the test skips,
+    # and this run fails on the unchanged files, without them)
+    Benchmark(
+        "screenshots",
+        ("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_report_browser.py"),
+        tuple(
+            f"docs/figures/{kind}_report_{w}px.png"
+            for kind in ("calibration", "sampling")
+            for w in (375, 1280)
+        ),
+        (("GIBBSEBM_SCREENSHOTS", "1"),),
     ),
 )
 
@@ -1531,23 +1694,31 @@ def run_job(name: str) -> None:
     (DATA / f"{name}.json").write_text(json.dumps(JOBS[name](), indent=2) + "\n")
 
 
-def run_benchmark(bench: Benchmark) -> None:
-    """Rerun a benchmark to refresh its JSON; the pages it would rewrite are kept as they are.
+def run_benchmark(bench: Benchmark) -> list[str]:
+    """Rerun a benchmark to refresh its outputs; return the outputs it did not rewrite.
 
     Some benchmarks write their whole page (``docs/benchmarks/ray.md``); the pages now include
     the generated snippet instead, so the page files are restored after the run and the
     snippet is rendered from the new JSON.
     """
     pages = {p: p.read_text() for p in (ROOT / "docs" / "benchmarks").glob("*.md")}
+
+    def stamp(path: Path) -> float | None:
+        return path.stat().st_mtime_ns if path.exists() else None
+
+    before = {o: stamp(ROOT / o) for o in bench.outputs}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             argv = [a.format(tmp=tmp) for a in bench.argv]
             print("running", " ".join(argv), file=sys.stderr)
-            subprocess.run([sys.executable, *argv], cwd=ROOT, env=_env(), check=True)
+            env = _env()
+            env.update(dict(bench.env))
+            subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, check=True)
     finally:
         for page, text in pages.items():
             if page.read_text() != text:
                 page.write_text(text)
+    return [o for o in bench.outputs if stamp(ROOT / o) in (None, before[o])]
 
 
 def _names(arg: str | None, known: Sequence[str], what: str) -> list[str]:
@@ -1592,9 +1763,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rerun_benchmark:
         known: dict[str, Benchmark | Example] = {b.name: b for b in BENCHMARKS}
         known.update({e.name: e for e in SLOW_EXAMPLES})
+        unchanged: list[str] = []
         for n in _names(args.rerun_benchmark, list(known), "benchmark"):
             job = known[n]
-            run_example(job) if isinstance(job, Example) else run_benchmark(job)
+            if isinstance(job, Example):
+                run_example(job)
+            else:
+                unchanged += run_benchmark(job)
+        if unchanged:
+            print("not rewritten by the rerun: " + ", ".join(unchanged), file=sys.stderr)
+            return 1
     elif not (args.check or args.tables_only):
         wanted = {Path(src).stem for s in selected for src in s.sources}
         for ex in EXAMPLES:
