@@ -1370,6 +1370,94 @@ def render_guide_bayesian_workflow() -> str:
     )
 
 
+#: the linear ladder the parallel-tempering schedule figures start from (far from equal
+#: rejections; the ladder of ``tests/samplers/test_pt_schedule.py``)
+PT_LINEAR = (1.0, 0.05, 8)
+
+
+def _pt_schedule_data() -> dict:
+    """``pt`` with the fixed and the adapted ladder on five targets (about 15 s)."""
+    import torch
+
+    import gibbsebm
+    from gibbsebm import Gibbs
+    from gibbsebm.energies import Gaussian
+
+    torch.set_num_threads(1)
+    mb = _bench_module("multimodal_benchmark")
+    linear = torch.linspace(*PT_LINEAR, dtype=torch.float64)
+    found = {name: dist for name, dist, *_ in mb.targets(True)}
+    cases = [
+        ("2-D Gaussian", Gibbs(Gaussian(torch.zeros(2, dtype=torch.float64))), True, 600),
+        ("8-D Gaussian", Gibbs(Gaussian(torch.zeros(8, dtype=torch.float64))), True, 1000),
+        ("double well 4-D, 16 modes, beta 1.5", found["double-well-4d-16modes b=1.5"], False, 1000),
+        ("findable 8-D, 5 modes", found["findable-8d-5modes b=1"], False, 1000),
+        ("hidden 10-D, 4 modes", found["hidden-10d-4modes b=1"], False, 1000),
+    ]
+    rows = []
+    for label, dist, given, warmup in cases:
+        row: dict[str, Any] = {"target": label, "ladder": "linear" if given else "default"}
+        row["num_warmup"] = warmup
+        for key, adapt in (("fixed", False), ("adapted", None)):
+            s = gibbsebm.sample(
+                dist, "pt", num_chains=16, num_samples=1000, num_warmup=warmup, seed=0,
+                adapt_schedule=adapt, progress=False, warn=False,
+                **({"betas": linear} if given else {}),
+            )  # fmt: skip
+            rej = 1.0 - s.stats["swap_rate"][:, -1].mean(0)  # per neighbouring pair
+            row[key] = {
+                "rejection": [float(r) for r in rej],
+                "rejection_spread": float(rej.max() - rej.min()),
+                "round_trips": int(s.stats["round_trips"][:, -1].sum()),
+                "num_temperatures": int(s.extra["replica_beta"].shape[-1]),
+            }
+        rows.append(row)
+    return {
+        "settings": "16 chains, 1000 draws, seed 0; warmup per row; fixed: adapt_schedule=False",
+        "rows": rows,
+    }
+
+
+def render_pt_schedule_table() -> str:
+    """Rejection spread and round trips of ``pt``, fixed against adapted ladder."""
+    d = _data("pt_schedule")
+    out = []
+    for r in d["rows"]:
+        f, a = r["fixed"], r["adapted"]
+        target = r["target"] + (f" ({r['num_warmup']} warmup)" if r["num_warmup"] != 1000 else "")
+        n = f["num_temperatures"]
+        ladder = f"linear, {n} temperatures" if r["ladder"] == "linear" else f"default ({n})"
+        change = a["round_trips"] / f["round_trips"] - 1
+        pct = f" ({100 * change:+.0f}%)" if abs(change) > 0.1 else ""
+        out.append(
+            [
+                target,
+                ladder,
+                f"{f['rejection_spread']:.2f} -> {a['rejection_spread']:.2f}",
+                f"{f['round_trips']} -> {a['round_trips']}{pct}",
+            ]
+        )
+    header = [
+        "target",
+        "ladder",
+        "rejection spread fixed -> adapted",
+        "round trips fixed -> adapted",
+    ]
+    return "\n".join(
+        _table(header, out)
+        + [
+            "",
+            "Rejection spread: the largest minus the smallest swap rejection rate of neighbouring "
+            "temperatures, pooled over the chains; round trips summed over the 16 chains "
+            "(changes over 10 % in brackets). "
+            + _source_line(
+                "`docs/generated/data/pt_schedule.json`",
+                command="python scripts/regenerate_docs.py --only pt_schedule_table",
+            ),
+        ]
+    )
+
+
 FUZZ_OUTCOMES = ("error", "ok", "uncaught", "silent", "hang")
 FUZZ_EXAMPLES = 60
 
@@ -1515,6 +1603,7 @@ SNIPPETS: tuple[Snippet, ...] = (
     ),
     Snippet("readme_ais_seeds", _dat("readme_ais_seeds"), render_readme_ais_seeds),
     Snippet("fuzz_table", _dat("fuzz_report"), render_fuzz_table),
+    Snippet("pt_schedule_table", _dat("pt_schedule"), render_pt_schedule_table),
     Snippet("guide_bayesian_workflow", _dat("bayesian_workflow"), render_guide_bayesian_workflow),
 )
 
@@ -1570,6 +1659,7 @@ JOBS: dict[str, Callable[[], dict]] = {
     "readme_ais_seeds": _readme_ais_data,
     "calibration_temperature": _calibration_temperature_data,
     "fuzz_report": _fuzz_report_data,  # about a minute on two shared cores
+    "pt_schedule": _pt_schedule_data,
 }
 
 BENCHMARKS: tuple[Benchmark, ...] = (

@@ -160,6 +160,7 @@ def test_every_example_producer_has_saved_data():
         ("multimodal.md", "coverage_new_rules", "| Student-t, nu = 3, 2-D | 40 |"),
         ("multimodal.md", "coverage_before", "| `bdmc` | Gaussian 2-D |"),
         ("reliability.md", "fuzz_table", "| `Gibbs` | 60 |"),
+        ("multimodal.md", "pt_schedule_table", "| 8-D Gaussian | linear, 8 temperatures |"),
         ("ray.md", "ray_pays_off", "`ray.init` took"),
         ("guides/bayesian_workflow.md", "guide_bayesian_workflow", "smallest bulk ESS"),
     ],
