@@ -1411,11 +1411,105 @@ def _pt_schedule_data() -> dict:
                 "round_trips": int(s.stats["round_trips"][:, -1].sum()),
                 "num_temperatures": int(s.extra["replica_beta"].shape[-1]),
             }
+            if not given:  # the default start: the found modes and the basin check
+                row[key].update(_pt_basin_figures(s, dist))
         rows.append(row)
     return {
         "settings": "16 chains, 1000 draws, seed 0; warmup per row; fixed: adapt_schedule=False",
         "rows": rows,
+        "missing_mode": _pt_missing_mode_data(),
     }
+
+
+def _pt_basin_figures(s: Any, dist: Any) -> dict:
+    """The basin check of a ``pt`` run from the default start, and for a Gaussian mixture the
+    draws each component holds (nearest component by log density)."""
+    import torch
+
+    out = {
+        "num_modes_found": int(s.adaptation["modes"]["num_modes"]),
+        "outside_fraction": float((s.stats["basin"] < 0).double().mean()),
+        "unvisited_modes": int(s.stats["unvisited_modes"][0, 0]),
+        "num_draws": int(s.draws.shape[0] * s.draws.shape[1]),
+    }
+    e = dist.energy
+    if hasattr(e, "means"):
+        y = s.draws.reshape(-1, s.draws.shape[-1]).to(torch.float64)
+        mu, sc, w = e.means, e.scales.reshape(len(e.weights), -1)[:, 0], e.weights
+        lp = w.log() - y.shape[-1] * sc.log() - ((y[:, None] - mu) ** 2).sum(-1) / (2 * sc**2)
+        out["component_draws"] = torch.bincount(lp.argmax(-1), minlength=len(w)).tolist()
+        out["component_weights"] = w.tolist()
+    return out
+
+
+def _pt_missing_mode_data() -> dict:
+    """``pt`` on the 4-D 3-mode mixture of ``tests/samplers/test_pt_unexplored.py`` with the
+    search doctored (its lightest mode removed), and with the real search (the control)."""
+    import torch
+
+    import gibbsebm
+    import gibbsebm.modes as modes_mod
+    from gibbsebm import Gibbs
+
+    spec = importlib.util.spec_from_file_location(
+        "_pt_unexplored", ROOT / "tests" / "samplers" / "test_pt_unexplored.py"
+    )
+    t = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(t)
+    gm, real = t.mixture_4d(), modes_mod.find_modes
+
+    def missing_one(*a: Any, **k: Any) -> Any:
+        r = real(*a, **k)
+        return t._subset(r, torch.arange(r.num_modes - 1))
+
+    out = {"weights": gm.weights.tolist()}
+    kw = dict(num_chains=16, num_samples=1000, num_warmup=1000, seed=0, progress=False)
+    for key, search in (("real_search", real), ("lightest_mode_removed", missing_one)):
+        modes_mod.find_modes = search
+        try:
+            s = gibbsebm.sample(Gibbs(gm), "pt", warn=False, **kw)
+        finally:
+            modes_mod.find_modes = real
+        out[key] = {
+            "num_modes_found": int(s.adaptation["modes"]["num_modes"]),
+            "outside_fraction": float((s.stats["basin"] < 0).double().mean()),
+            "warned": "pt_unexplored_mode" in {p.check for p in s.diagnose()},
+        }
+    return out
+
+
+def render_pt_basin_checks() -> str:
+    """The figures of the basin check (``pt_unexplored_mode``) from the ``pt_schedule`` runs."""
+    d = _data("pt_schedule")
+    rows = {r["target"]: r["adapted"] for r in d["rows"]}
+    m = d["missing_mode"]
+    dw = rows["double well 4-D, 16 modes, beta 1.5"]
+    h = rows["hidden 10-D, 4 modes"]
+    narrow = min(range(len(h["component_weights"])), key=lambda k: h["component_weights"][k])
+    lost, ctrl = m["lightest_mode_removed"], m["real_search"]
+    return "\n".join(
+        [
+            f"Measured (16 chains, 1,000 warmup, 1,000 draws, seed 0): with the 4-D mixture's "
+            f"lightest mode (weight {min(m['weights']):.1f}) removed from the search result, "
+            f"{100 * lost['outside_fraction']:.0f}% of the draws fell outside every found basin"
+            + (" and the run warned" if lost["warned"] else " and the run did **not** warn")
+            + f"; with the real search ({ctrl['num_modes_found']} modes), "
+            f"{100 * ctrl['outside_fraction']:.0f}% outside"
+            + (" (and a warning)" if ctrl["warned"] else "")
+            + f". On the non-Gaussian quartic double well ({dw['num_modes_found']} modes found) "
+            f"{100 * dw['outside_fraction']:.1f}% of the draws were outside. On the hidden 10-D "
+            f"mixture `find_modes` found {h['num_modes_found']} of "
+            f"{len(h['component_weights'])} modes; the narrow one (weight "
+            f"{h['component_weights'][narrow]:.2f}) held {h['component_draws'][narrow]:,} of "
+            f"the {h['num_draws']:,} draws, with {100 * h['outside_fraction']:.0f}% outside "
+            f"and {h['unvisited_modes']} unvisited mode(s).",
+            "",
+            _source_line(
+                "`docs/generated/data/pt_schedule.json`",
+                command="python scripts/regenerate_docs.py --only pt_schedule_table",
+            ),
+        ]
+    )
 
 
 def render_pt_schedule_table() -> str:
@@ -1604,6 +1698,7 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("readme_ais_seeds", _dat("readme_ais_seeds"), render_readme_ais_seeds),
     Snippet("fuzz_table", _dat("fuzz_report"), render_fuzz_table),
     Snippet("pt_schedule_table", _dat("pt_schedule"), render_pt_schedule_table),
+    Snippet("pt_basin_checks", _dat("pt_schedule"), render_pt_basin_checks),
     Snippet("guide_bayesian_workflow", _dat("bayesian_workflow"), render_guide_bayesian_workflow),
 )
 

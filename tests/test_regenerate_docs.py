@@ -161,6 +161,7 @@ def test_every_example_producer_has_saved_data():
         ("multimodal.md", "coverage_before", "| `bdmc` | Gaussian 2-D |"),
         ("reliability.md", "fuzz_table", "| `Gibbs` | 60 |"),
         ("multimodal.md", "pt_schedule_table", "| 8-D Gaussian | linear, 8 temperatures |"),
+        ("multimodal.md", "pt_basin_checks", "of the draws fell outside every found basin"),
         ("ray.md", "ray_pays_off", "`ray.init` took"),
         ("guides/bayesian_workflow.md", "guide_bayesian_workflow", "smallest bulk ESS"),
     ],
