@@ -17,10 +17,17 @@ Usage::
     python scripts/regenerate_docs.py --only double_well_table,readme_ais_seeds
     python scripts/regenerate_docs.py --rerun-benchmark pyro   # slow: refresh one benchmark
 
-The default run reruns only the examples that take under about two minutes on two shared
-cores (:data:`EXAMPLES`); the learning examples and the benchmarks take tens of minutes and
-run only through ``--rerun-benchmark`` (:data:`BENCHMARKS`), after which ``--tables-only``
-renders their new JSON.
+The default run reruns the examples that take under about a minute on two shared cores
+(:data:`EXAMPLES`) and the script's own measurements (:data:`JOBS`: the README's AIS seeds,
+the calibration temperatures, the fuzz report of ``tests/test_fuzz.py`` (about a minute) and
+the parallel-tempering schedule figures (about 20 s)); the learning examples, the Bayesian
+workflow (about 90 s) and the benchmarks take minutes to tens of minutes and run only through
+``--rerun-benchmark`` (:data:`SLOW_EXAMPLES`, :data:`BENCHMARKS`), after which
+``--tables-only`` renders their new JSON. ``--rerun-benchmark screenshots`` retakes the report
+screenshots the docs show (``tests/test_report_browser.py`` with ``GIBBSEBM_SCREENSHOTS=1``;
+it needs Playwright and a Chromium, and fails when they are missing and no file was
+rewritten). Every figure a docs page shows is written by one of these producers
+(``tests/test_regenerate_docs.py`` checks it).
 """
 
 from __future__ import annotations
