@@ -1624,7 +1624,7 @@ def render_fuzz_table() -> str:
     )
     out = _table(header, rows)
     out[1] = "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"
-    details = [f"- `{n}`: {x}" for n, ds in d["details"].items() for x in ds]
+    details = [f"- `{n}`: {' '.join(x.split())}" for n, ds in d["details"].items() for x in ds]
     if details:
         out += ["", "Failures:", "", *details]
     return "\n".join(
