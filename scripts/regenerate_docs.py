@@ -1930,7 +1930,17 @@ def run_benchmark(bench: Benchmark) -> list[str]:
             print("running", " ".join(argv), file=sys.stderr)
             env = _env()
             env.update(dict(bench.env))
-            subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, check=True)
+            done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, check=False)
+            if done.returncode != 0:
+                raise SystemExit(
+                    f"{bench.name}: `python {' '.join(argv)}` exited with status "
+                    f"{done.returncode}; nothing of it is rendered"
+                    + (
+                        " (pytest's 5: every test skipped or none collected)"
+                        if done.returncode == 5 and "pytest" in argv
+                        else ""
+                    )
+                )
     finally:
         for page, text in pages.items():
             if page.read_text() != text:

@@ -209,6 +209,7 @@ def test_rerun_benchmark_keeps_the_pages_that_include_snippets(tmp_path, monkeyp
     def fake_run(cmd, **kwargs):
         calls.append(cmd)
         page.write_text("# Ray executor benchmark\n\n| a whole page |\n")
+        return rd.subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(rd, "ROOT", tmp_path)
     monkeypatch.setattr(rd.subprocess, "run", fake_run)
@@ -241,6 +242,9 @@ def test_rerun_benchmark_passes_its_environment_and_reports_unwritten_outputs(
     bench = rd.Benchmark("w", ("-c", write), ("a.json", "b.json"), (("OUT_FILE", "a.json"),))
     assert rd.run_benchmark(bench) == ["b.json"]  # a.json written, b.json never
     assert (tmp_path / "a.json").read_text() == "1"
+    failing = rd.Benchmark("f", ("-c", "raise SystemExit(3)"), ("a.json",))
+    with pytest.raises(SystemExit, match="exited with status 3"):
+        rd.run_benchmark(failing)
 
 
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+\.png)\)")
