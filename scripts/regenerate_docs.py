@@ -218,6 +218,87 @@ def render_diagnostics_table() -> str:
     )
 
 
+def _cpu_seconds(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Best CPU time (``time.process_time``) of ``repeat`` calls after one warm-up call."""
+    import time
+
+    fn()
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def _diagnostics_micro_data() -> dict:
+    """The two design measurements of ``docs/benchmarks/diagnostics.md`` (about 20 s): NumPy's
+    argsort against ``torch.sort`` for the rank transform, and the Gram-matrix autocovariance
+    against FFTs for short chains (``gibbsebm._convergence._mean_autocov``)."""
+    import numpy as np
+    import torch
+
+    from gibbsebm import _convergence as conv
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(100, 10**5, generator=g, dtype=torch.float64)
+    arr = rows.numpy()
+    chains = torch.randn(100, 2048, 50, generator=g, dtype=torch.float64)
+    gram = _cpu_seconds(lambda: conv._mean_autocov(chains))
+    limit = conv._GRAM_MAX_DRAWS
+    conv._GRAM_MAX_DRAWS = 0  # every length through the FFT route
+    try:
+        fft = _cpu_seconds(lambda: conv._mean_autocov(chains))
+    finally:
+        conv._GRAM_MAX_DRAWS = limit
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "load_average": list(os.getloadavg()),
+        "sort": {
+            "shape": list(rows.shape),
+            "numpy_argsort_cpu_s": _cpu_seconds(lambda: np.argsort(arr, axis=-1)),
+            "torch_sort_cpu_s": _cpu_seconds(lambda: torch.sort(rows, dim=-1)),
+        },
+        "autocov": {
+            "shape": list(chains.shape),
+            "gram_cpu_s": gram,
+            "fft_cpu_s": fft,
+        },
+    }
+
+
+def render_diagnostics_micro() -> str:
+    d = _data("diagnostics_micro")
+    so, ac = d["sort"], d["autocov"]
+    rows = [
+        [
+            f"rank transform's order, {so['shape'][0]} rows of {so['shape'][1]:,} float64",
+            f"`numpy.argsort` {so['numpy_argsort_cpu_s']:.2f}",
+            f"`torch.sort` {so['torch_sort_cpu_s']:.2f}",
+        ],
+        [
+            f"autocovariances, {ac['shape'][0]} coordinates x {ac['shape'][1]:,} chains x "
+            f"{ac['shape'][2]} draws",
+            f"Gram matrix {ac['gram_cpu_s']:.2f}",
+            f"FFT {ac['fft_cpu_s']:.2f}",
+        ],
+    ]
+    return "\n".join(
+        _table(["operation", "used (CPU s)", "alternative (CPU s)"], rows)
+        + [
+            "",
+            f"Best of 3 after a warm-up, one torch thread, torch {d['torch']}, NumPy "
+            f"{d['numpy']}, load average {max(d['load_average']):.0f} at most. "
+            + _source_line(
+                "`docs/generated/data/diagnostics_micro.json`",
+                command="python scripts/regenerate_docs.py --only diagnostics_micro",
+            ),
+        ]
+    )
+
+
 def render_pyro_benchmark_table() -> str:
     d = _result("pyro_benchmark")
     names = {
@@ -1684,6 +1765,7 @@ SNIPPETS: tuple[Snippet, ...] = (
     Snippet("ray_pays_off", _res("ray"), render_ray_pays_off),
     Snippet("benchmark_sampling", _res("sampling", "sampling_lean"), render_benchmark_sampling),
     Snippet("diagnostics_table", _res("diagnostics"), render_diagnostics_table),
+    Snippet("diagnostics_micro", _dat("diagnostics_micro"), render_diagnostics_micro),
     Snippet("pyro_benchmark_table", _res("pyro_benchmark"), render_pyro_benchmark_table),
     Snippet("multimodal_table", _res(*MULTIMODAL_FILES), render_multimodal_table),
     Snippet("cli_startup_table", _res("cli_startup"), render_cli_startup_table),
@@ -1787,6 +1869,7 @@ JOBS: dict[str, Callable[[], dict]] = {
     "calibration_temperature": _calibration_temperature_data,
     "fuzz_report": _fuzz_report_data,  # about a minute on two shared cores
     "pt_schedule": _pt_schedule_data,
+    "diagnostics_micro": _diagnostics_micro_data,
 }
 
 BENCHMARKS: tuple[Benchmark, ...] = (

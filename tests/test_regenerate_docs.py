@@ -160,6 +160,7 @@ def test_every_example_producer_has_saved_data():
         ("multimodal.md", "coverage_new_rules", "| Student-t, nu = 3, 2-D | 40 |"),
         ("multimodal.md", "coverage_before", "| `bdmc` | Gaussian 2-D |"),
         ("reliability.md", "fuzz_table", "| `Gibbs` | 60 |"),
+        ("benchmarks/diagnostics.md", "diagnostics_micro", "| rank transform's order"),
         ("multimodal.md", "pt_schedule_table", "| 8-D Gaussian | linear, 8 temperatures |"),
         ("multimodal.md", "pt_basin_checks", "of the draws fell outside every found basin"),
         ("ray.md", "ray_pays_off", "`ray.init` took"),
