@@ -24,7 +24,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import time
 import warnings
@@ -126,6 +128,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    load_before = list(os.getloadavg())
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows = []
     print(
         f"{'chains x draws x dims':>24} {'gibbsebm s':>11} {'arviz s':>9} {'arviz/gibbsebm':>15} "
@@ -150,6 +154,10 @@ def main() -> None:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "numpy": np.__version__,
+            "date": started,
+            "load_average_before": load_before,
+            "load_average_after": list(os.getloadavg()),
         },
         "rows": rows,
     }

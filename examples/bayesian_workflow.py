@@ -18,6 +18,8 @@ Run:  python examples/bayesian_workflow.py --output-dir out/workflow   (--smoke:
 
 from __future__ import annotations
 
+import time
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -57,6 +59,7 @@ def model(x, y=None):
 def main(argv=None):
     parser = example_parser(__doc__, "workflow")
     args, out = parse_example_args(parser, argv)
+    t0 = time.perf_counter()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(args.seed)
     n = 60 if args.smoke else 300
@@ -118,6 +121,9 @@ def main(argv=None):
         "ppc_agreement_sd": float(rep_acc.std()),
         "beta_hat": float(fit.beta),
         "beta_hat_stderr": float(fit.stderr),
+        "num_chains": s.draws.shape[0],
+        "num_samples": s.draws.shape[1],
+        "wall_time_s": time.perf_counter() - t0,
     }
     write_results(out, result)
     for k, v in result.items():

@@ -17,16 +17,24 @@ Usage::
     python scripts/regenerate_docs.py --only double_well_table,readme_ais_seeds
     python scripts/regenerate_docs.py --rerun-benchmark pyro   # slow: refresh one benchmark
 
-The default run reruns only the examples that take under about two minutes on two shared
-cores (:data:`EXAMPLES`); the learning examples and the benchmarks take tens of minutes and
-run only through ``--rerun-benchmark`` (:data:`BENCHMARKS`), after which ``--tables-only``
-renders their new JSON.
+The default run reruns the examples that take under about a minute on two shared cores
+(:data:`EXAMPLES`) and the script's own measurements (:data:`JOBS`: the README's AIS seeds,
+the calibration temperatures, the fuzz report of ``tests/test_fuzz.py`` (about a minute) and
+the parallel-tempering schedule figures (about 20 s)); the learning examples, the Bayesian
+workflow (about 90 s) and the benchmarks take minutes to tens of minutes and run only through
+``--rerun-benchmark`` (:data:`SLOW_EXAMPLES`, :data:`BENCHMARKS`), after which
+``--tables-only`` renders their new JSON. ``--rerun-benchmark screenshots`` retakes the report
+screenshots the docs show (``tests/test_report_browser.py`` with ``GIBBSEBM_SCREENSHOTS=1``;
+it needs Playwright and a Chromium, and fails when they are missing and no file was
+rewritten). Every figure a docs page shows is written by one of these producers
+(``tests/test_regenerate_docs.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -118,6 +126,54 @@ def render_benchmark_sampling() -> str:
     return _bench_module("sampling_benchmark").render_markdown(_result("sampling"))
 
 
+def render_ray_pays_off() -> str:
+    """The measured figures behind ``docs/ray.md``'s "When Ray pays off" (from ray.json)."""
+    d = _result("ray")
+    info, jobs = d["info"], d["analysis"]["per_job"]
+    by = {(r["job"], r["config"]): r for r in d["sample"]}
+    small = min(jobs, key=lambda j: jobs[j]["best_in_process_s"])
+    big = max(jobs, key=lambda j: by[(j, "Ray, 2 workers")]["chains"])
+    best2 = max(v["speedup_ray_2_workers"] for v in jobs.values())
+    noise = max(
+        abs(by[(j, "Ray, 1 worker")]["wall_s"] / by[(j, "in-process, 1 thread")]["wall_s"] - 1)
+        for j in jobs
+    )
+    slow = [
+        by[(j, "in-process, 2 threads")]["wall_s"] / by[(j, "in-process, 1 thread")]["wall_s"]
+        for j in jobs
+    ]
+    ais = {r["config"]: r["wall_s"] for r in d["ais"]["rows"]}
+    ratio = min(v for k, v in ais.items() if k.startswith("in-process")) / ais["Ray, 2 workers"]
+    verdict = (
+        f"beat the best in-process run (up to {best2:.2f}x its speed)"
+        if best2 > 1 + noise
+        else f"did not beat the best in-process run (at best {best2:.2f}x its speed)"
+    )
+    ais_verdict = "within the noise" if abs(ratio - 1) < noise else "beyond the noise"
+    load = max(info["load_average_before"] or [0.0])
+    return "\n".join(
+        [
+            f"Measured {info['date'][:10]} on {info['cpu_count']} CPU cores at a load average of "
+            f"about {load:.0f} (other jobs kept the cores busy): a run on 2 Ray workers cost "
+            f"{jobs[small]['ray_2_workers_overhead_s']:+.2f} s against the best in-process run "
+            f"on the smallest job ({by[(small, 'Ray, 2 workers')]['chains']} chains x "
+            f"{by[(small, 'Ray, 2 workers')]['iterations']} iterations); once per session, "
+            f"`ray.init` took {info['ray_init_s']:.0f} s and the first task on fresh workers "
+            f"{info['first_task_s']:.0f} s. For sampling jobs up to "
+            f"{by[(big, 'Ray, 2 workers')]['chains']} chains x "
+            f"{by[(big, 'Ray, 2 workers')]['iterations']} iterations, two workers {verdict}; "
+            "for AIS on the 16x16 Ising model they ran at "
+            f"{ratio:.2f}x its speed, {ais_verdict} (two runs of the same single-threaded work "
+            f"differed by up to {100 * noise:.0f}%). Two torch threads in one process were "
+            f"{min(slow):.0f}-{max(slow):.0f}x *slower* than one (oversubscription).",
+            "",
+            _source_line(
+                "`benchmarks/results/ray.json`", command="python benchmarks/ray_benchmark.py"
+            ),
+        ]
+    )
+
+
 def render_diagnostics_table() -> str:
     d = _result("diagnostics")
     rows = []
@@ -150,7 +206,94 @@ def render_diagnostics_table() -> str:
             _source_line(
                 "`benchmarks/results/diagnostics.json`",
                 command="python benchmarks/diagnostics_benchmark.py",
-                extra=f"; torch {m['torch']}, {m['threads']} thread(s), device {m['device_name']}",
+                extra=f"; torch {m['torch']}, {m['threads']} thread(s), device {m['device_name']}"
+                + (
+                    f", NumPy {m['numpy']}, {m['date'][:10]}, load average "
+                    f"{max(m['load_average_before'] + m['load_average_after']):.0f} at most"
+                    if "load_average_before" in m
+                    else ""
+                ),
+            ),
+        ]
+    )
+
+
+def _cpu_seconds(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Best CPU time (``time.process_time``) of ``repeat`` calls after one warm-up call."""
+    import time
+
+    fn()
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def _diagnostics_micro_data() -> dict:
+    """The two design measurements of ``docs/benchmarks/diagnostics.md`` (about 20 s): NumPy's
+    argsort against ``torch.sort`` for the rank transform, and the Gram-matrix autocovariance
+    against FFTs for short chains (``gibbsebm._convergence._mean_autocov``)."""
+    import numpy as np
+    import torch
+
+    from gibbsebm import _convergence as conv
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(100, 10**5, generator=g, dtype=torch.float64)
+    arr = rows.numpy()
+    chains = torch.randn(100, 2048, 50, generator=g, dtype=torch.float64)
+    gram = _cpu_seconds(lambda: conv._mean_autocov(chains))
+    limit = conv._GRAM_MAX_DRAWS
+    conv._GRAM_MAX_DRAWS = 0  # every length through the FFT route
+    try:
+        fft = _cpu_seconds(lambda: conv._mean_autocov(chains))
+    finally:
+        conv._GRAM_MAX_DRAWS = limit
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "load_average": list(os.getloadavg()),
+        "sort": {
+            "shape": list(rows.shape),
+            "numpy_argsort_cpu_s": _cpu_seconds(lambda: np.argsort(arr, axis=-1)),
+            "torch_sort_cpu_s": _cpu_seconds(lambda: torch.sort(rows, dim=-1)),
+        },
+        "autocov": {
+            "shape": list(chains.shape),
+            "gram_cpu_s": gram,
+            "fft_cpu_s": fft,
+        },
+    }
+
+
+def render_diagnostics_micro() -> str:
+    d = _data("diagnostics_micro")
+    so, ac = d["sort"], d["autocov"]
+    rows = [
+        [
+            f"rank transform's order, {so['shape'][0]} rows of {so['shape'][1]:,} float64",
+            f"`numpy.argsort` {so['numpy_argsort_cpu_s']:.2f}",
+            f"`torch.sort` {so['torch_sort_cpu_s']:.2f}",
+        ],
+        [
+            f"autocovariances, {ac['shape'][0]} coordinates x {ac['shape'][1]:,} chains x "
+            f"{ac['shape'][2]} draws",
+            f"Gram matrix {ac['gram_cpu_s']:.2f}",
+            f"FFT {ac['fft_cpu_s']:.2f}",
+        ],
+    ]
+    return "\n".join(
+        _table(["operation", "used (CPU s)", "alternative (CPU s)"], rows)
+        + [
+            "",
+            f"Best of 3 after a warm-up, one torch thread, torch {d['torch']}, NumPy "
+            f"{d['numpy']}, load average {max(d['load_average']):.0f} at most. "
+            + _source_line(
+                "`docs/generated/data/diagnostics_micro.json`",
+                command="python scripts/regenerate_docs.py --only diagnostics_micro",
             ),
         ]
     )
@@ -268,6 +411,169 @@ def render_cli_startup_table() -> str:
                 "`benchmarks/results/cli_startup.json`",
                 command="python benchmarks/cli_startup.py",
                 extra=f"; {after['repeats']} runs per command, Python {after['python']}",
+            ),
+        ]
+    )
+
+
+#: the coverage benchmark's cells, in the order the docs show them, with their labels
+COVERAGE_CELLS = {
+    "gaussian-2d": "Gaussian 2-D",
+    "gaussian-10d-aniso b=2": "Gaussian 10-D anisotropic, beta 2",
+    "mixture-8d-5modes b=1 (accepted)": "mixture 8-D, 5 modes, beta 1, mode list accepted",
+    "rbm-6x3 (pinned)": "RBM 6 x 3 (pinned)",
+    "ising-4x4 b=0.44": "Ising 4 x 4, beta 0.44",
+    "student-t nu=3 2-d": "Student-t, nu = 3, 2-D",
+}
+#: the options each method ran with (``benchmarks/coverage_benchmark.py``'s defaults)
+COVERAGE_METHODS = {
+    "importance": "default options: 2^14 draws; Laplace or mode-mixture base for continuous "
+    "targets, uniform base on the Ising and RBM supports",
+    "bdmc": "64 chains, 200 steps",
+}
+COVERAGE_FILE = "coverage_cov_after"
+#: nominal coverage of ``log_z +- 1.96 stderr``: the binomial stderr of a coverage is taken here
+NOMINAL_COVERAGE = 0.95
+
+
+def _z(run: dict) -> float:
+    return (run["log_z"] - run["truth"]) / run["stderr"]
+
+
+def render_coverage_tables() -> str:
+    """Coverage of trusted ``importance`` and ``bdmc`` intervals over seeds, per cell."""
+    d = _result(COVERAGE_FILE)
+    out: list[str] = []
+    for method, note in COVERAGE_METHODS.items():
+        rows = []
+        for cell, label in COVERAGE_CELLS.items():
+            runs = [r for r in d["runs"] if r["cell"] == cell and r["method"] == method]
+            trusted = [r for r in runs if r["trusted"]]
+            if trusted:
+                covered = sum(abs(_z(r)) <= 1.96 for r in trusted)
+                se = math.sqrt(NOMINAL_COVERAGE * (1 - NOMINAL_COVERAGE) / len(trusted))
+                worst = max((_z(r) for r in trusted), key=abs)
+                cov = f"{covered / len(trusted):.2f} ± {se:.2f} ({covered}/{len(trusted)})"
+                wz = f"{worst:+.2f}"
+            else:
+                cov, wz = "n/a", "n/a"
+            rows.append([label, f"{len(trusted) / len(runs):.2f}", cov, wz])
+        out += [f"**`{method}`** ({note})", ""]
+        out += _table(["cell", "trusted", "coverage of trusted (± se)", "worst trusted z"], rows)
+        out.append("")
+    cells = {r["cell"] for r in d["runs"]}
+    out.append(
+        f"{d['seeds']} seeds x {len(cells)} cells, {d['wall_s']:.0f} s wall. "
+        + _source_line(
+            f"`benchmarks/results/{COVERAGE_FILE}.json`",
+            command="python benchmarks/coverage_benchmark.py --methods importance,bdmc "
+            f"--seeds {d['seeds']} --label cov_after",
+        )
+    )
+    return "\n".join(out)
+
+
+def _flag_kinds(run: dict) -> set[str]:
+    """Which rules flagged an ``importance`` run: ``khat`` (k-hat > 1/2), ``search`` (the
+    local search on a finite support), ``other`` (the checks that existed before)."""
+    kinds = set()
+    for p in run["problems"]:
+        if "> 0.5: the importance weights" in p:
+            kinds.add("khat")
+        elif "greedy local search" in p:
+            kinds.add("search")
+        else:
+            kinds.add("other")
+    return kinds
+
+
+def render_coverage_new_rules() -> str:
+    """What the two new ``importance`` rules caught: counts and z-scores of the runs that only
+    they flagged (each would have been trusted before)."""
+    d = _result(COVERAGE_FILE)
+    rows = []
+    for cell in ("ising-4x4 b=0.44", "student-t nu=3 2-d"):
+        runs = [r for r in d["runs"] if r["cell"] == cell and r["method"] == "importance"]
+        kinds = [_flag_kinds(r) for r in runs]
+        only = [r for r, k in zip(runs, kinds, strict=True) if k and k <= {"khat", "search"}]
+        missed = [_z(r) for r in only if abs(_z(r)) > 1.96]
+        zr = f"{max(missed):+.1f} to {min(missed):+.1f}" if missed else "none"
+        rows.append(
+            [
+                COVERAGE_CELLS[cell],
+                f"{len(runs)}",
+                f"{sum('khat' in k for k in kinds)}",
+                f"{sum('search' in k for k in kinds)}",
+                f"{len(only)}",
+                f"{len(missed)} (z {zr})" if missed else "0",
+            ]
+        )
+    header = [
+        "cell (`importance`)",
+        "runs",
+        "flagged by k-hat > 1/2",
+        "flagged by the local search",
+        "flagged only by these two rules",
+        "of those, missed the truth (z beyond ±1.96)",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            _source_line(
+                f"`benchmarks/results/{COVERAGE_FILE}.json` (each run's `problems`)",
+                command="python benchmarks/coverage_benchmark.py --methods importance,bdmc "
+                f"--seeds {d['seeds']} --label cov_after",
+            ),
+        ]
+    )
+
+
+#: the runs before the coverage fixes: the cells where a method was trusted and wrong
+COVERAGE_BEFORE_FILE = "coverage_branch"
+
+
+def render_coverage_before() -> str:
+    """The trusted-and-wrong cells of the run before the fixes (``importance`` and ``bdmc``)."""
+    d = _result(COVERAGE_BEFORE_FILE)
+    rows = []
+    for method in COVERAGE_METHODS:
+        for cell, label in COVERAGE_CELLS.items():
+            runs = [r for r in d["runs"] if r["cell"] == cell and r["method"] == method]
+            trusted = [r for r in runs if r["trusted"] and isinstance(r.get("stderr"), float)]
+            missed = [r for r in trusted if abs(_z(r)) > 1.96]
+            if not trusted or len(missed) <= len(trusted) / 2:
+                continue
+            zs = [_z(r) for r in trusted]
+            rows.append(
+                [
+                    f"`{method}`",
+                    label,
+                    f"{len(trusted)}/{len(runs)}",
+                    f"{len(trusted) - len(missed)}/{len(trusted)}",
+                    f"{sum(zs) / len(zs):+.1f}",
+                    _g(max(r["stderr"] for r in trusted), 2),
+                    _g(max(abs(r["log_z"] - r["truth"]) for r in trusted), 2),
+                ]
+            )
+    header = [
+        "method",
+        "cell",
+        "trusted",
+        "covered",
+        "mean trusted z",
+        "largest stated stderr",
+        "largest error",
+    ]
+    return "\n".join(
+        _table(header, rows)
+        + [
+            "",
+            f"{d['seeds']} seeds per cell. "
+            + _source_line(
+                f"`benchmarks/results/{COVERAGE_BEFORE_FILE}.json`",
+                command="python benchmarks/coverage_benchmark.py --seeds 8 --label branch",
+                extra=", on the branch before the stderr fixes (commit 3f3f3c7)",
             ),
         ]
     )
@@ -1121,6 +1427,302 @@ def render_readme_ais_seeds() -> str:
     )
 
 
+def render_guide_bayesian_workflow() -> str:
+    d = _data("bayesian_workflow")
+    z = (d["beta_hat"] - 1) / d["beta_hat_stderr"]
+    if abs(z) <= 2:
+        verdict = "within 2 standard errors of 1: the predictive needs no tempering"
+    else:
+        shape = "too flat (underconfident)" if z > 0 else "too sharp (overconfident)"
+        verdict = (
+            f"{abs(z):.2f} standard errors from 1: at beta = 1 the posterior-mean energies are "
+            f"{shape} on held-out data"
+        )
+    return "\n".join(
+        [
+            f"Measured run ({d['n']} training and {d['n']} held-out points, "
+            f"{d['num_chains']} chains x {d['num_samples']} draws, {d['wall_time_s']:.0f} s): "
+            "the prior predictive puts the frequency of class 0 at "
+            f"{d['prior_class0_freq_mean']:.2f} ± {d['prior_class0_freq_sd']:.2f} (mean ± sd "
+            f"over the prior draws); the largest R-hat is {d['max_rhat']:.2f} and the smallest "
+            f"bulk ESS {d['min_ess_bulk']:.0f}; replicated labels agree with the observed ones "
+            f"at {d['ppc_agreement_mean']:.3f} ± {d['ppc_agreement_sd']:.3f}; the fitted "
+            f"inverse temperature is {d['beta_hat']:.2f} ± {d['beta_hat_stderr']:.2f}, "
+            f"{verdict}.",
+            "",
+            _source_line(
+                "`docs/generated/data/bayesian_workflow.json`",
+                command="python scripts/regenerate_docs.py --rerun-benchmark bayesian_workflow",
+            ),
+        ]
+    )
+
+
+#: the linear ladder the parallel-tempering schedule figures start from (far from equal
+#: rejections; the ladder of ``tests/samplers/test_pt_schedule.py``)
+PT_LINEAR = (1.0, 0.05, 8)
+
+
+def _pt_schedule_data() -> dict:
+    """``pt`` with the fixed and the adapted ladder on five targets (about 15 s)."""
+    import torch
+
+    import gibbsebm
+    from gibbsebm import Gibbs
+    from gibbsebm.energies import Gaussian
+
+    torch.set_num_threads(1)
+    mb = _bench_module("multimodal_benchmark")
+    linear = torch.linspace(*PT_LINEAR, dtype=torch.float64)
+    found = {name: dist for name, dist, *_ in mb.targets(True)}
+    cases = [
+        ("2-D Gaussian", Gibbs(Gaussian(torch.zeros(2, dtype=torch.float64))), True, 600),
+        ("8-D Gaussian", Gibbs(Gaussian(torch.zeros(8, dtype=torch.float64))), True, 1000),
+        ("double well 4-D, 16 modes, beta 1.5", found["double-well-4d-16modes b=1.5"], False, 1000),
+        ("findable 8-D, 5 modes", found["findable-8d-5modes b=1"], False, 1000),
+        ("hidden 10-D, 4 modes", found["hidden-10d-4modes b=1"], False, 1000),
+    ]
+    rows = []
+    for label, dist, given, warmup in cases:
+        row: dict[str, Any] = {"target": label, "ladder": "linear" if given else "default"}
+        row["num_warmup"] = warmup
+        for key, adapt in (("fixed", False), ("adapted", None)):
+            s = gibbsebm.sample(
+                dist, "pt", num_chains=16, num_samples=1000, num_warmup=warmup, seed=0,
+                adapt_schedule=adapt, progress=False, warn=False,
+                **({"betas": linear} if given else {}),
+            )  # fmt: skip
+            rej = 1.0 - s.stats["swap_rate"][:, -1].mean(0)  # per neighbouring pair
+            row[key] = {
+                "rejection": [float(r) for r in rej],
+                "rejection_spread": float(rej.max() - rej.min()),
+                "round_trips": int(s.stats["round_trips"][:, -1].sum()),
+                "num_temperatures": int(s.extra["replica_beta"].shape[-1]),
+            }
+            if not given:  # the default start: the found modes and the basin check
+                row[key].update(_pt_basin_figures(s, dist))
+        rows.append(row)
+    return {
+        "settings": "16 chains, 1000 draws, seed 0; warmup per row; fixed: adapt_schedule=False",
+        "rows": rows,
+        "missing_mode": _pt_missing_mode_data(),
+    }
+
+
+def _pt_basin_figures(s: Any, dist: Any) -> dict:
+    """The basin check of a ``pt`` run from the default start, and for a Gaussian mixture the
+    draws each component holds (nearest component by log density)."""
+    import torch
+
+    from gibbsebm.diagnostics import mcse
+
+    out = {
+        "num_modes_found": int(s.adaptation["modes"]["num_modes"]),
+        "outside_fraction": float((s.stats["basin"] < 0).double().mean()),
+        "unvisited_modes": int(s.stats["unvisited_modes"][0, 0]),
+        "num_draws": int(s.draws.shape[0] * s.draws.shape[1]),
+    }
+    e = dist.energy
+    if hasattr(e, "means"):
+        y = s.draws.reshape(-1, s.draws.shape[-1]).to(torch.float64)
+        mu, sc, w = e.means, e.scales.reshape(len(e.weights), -1)[:, 0], e.weights
+        lp = w.log() - y.shape[-1] * sc.log() - ((y[:, None] - mu) ** 2).sum(-1) / (2 * sc**2)
+        k = lp.argmax(-1)
+        out["component_draws"] = torch.bincount(k, minlength=len(w)).tolist()
+        out["component_weights"] = w.tolist()
+        # each component's share of the draws against its weight, in Monte Carlo stderr
+        ind = torch.nn.functional.one_hot(k, len(w)).to(torch.float64)
+        ind = ind.reshape(*s.draws.shape[:2], len(w))
+        se = mcse(ind)
+        z = (ind.mean((0, 1)) - w) / se
+        out["component_weight_z"] = [float(v) if math.isfinite(v) else None for v in z.tolist()]
+    return out
+
+
+def _pt_missing_mode_data() -> dict:
+    """``pt`` on the 4-D 3-mode mixture of ``tests/samplers/test_pt_unexplored.py`` with the
+    search doctored (its lightest mode removed), and with the real search (the control)."""
+    import torch
+
+    import gibbsebm
+    import gibbsebm.modes as modes_mod
+    from gibbsebm import Gibbs
+
+    spec = importlib.util.spec_from_file_location(
+        "_pt_unexplored", ROOT / "tests" / "samplers" / "test_pt_unexplored.py"
+    )
+    t = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(t)
+    gm, real = t.mixture_4d(), modes_mod.find_modes
+
+    def missing_one(*a: Any, **k: Any) -> Any:
+        r = real(*a, **k)
+        return t._subset(r, torch.arange(r.num_modes - 1))
+
+    out = {"weights": gm.weights.tolist()}
+    kw = dict(num_chains=16, num_samples=1000, num_warmup=1000, seed=0, progress=False)
+    for key, search in (("real_search", real), ("lightest_mode_removed", missing_one)):
+        modes_mod.find_modes = search
+        try:
+            s = gibbsebm.sample(Gibbs(gm), "pt", warn=False, **kw)
+        finally:
+            modes_mod.find_modes = real
+        out[key] = {
+            "num_modes_found": int(s.adaptation["modes"]["num_modes"]),
+            "outside_fraction": float((s.stats["basin"] < 0).double().mean()),
+            "warned": "pt_unexplored_mode" in {p.check for p in s.diagnose()},
+        }
+    return out
+
+
+def render_pt_basin_checks() -> str:
+    """The figures of the basin check (``pt_unexplored_mode``) from the ``pt_schedule`` runs."""
+    d = _data("pt_schedule")
+    rows = {r["target"]: r["adapted"] for r in d["rows"]}
+    m = d["missing_mode"]
+    dw = rows["double well 4-D, 16 modes, beta 1.5"]
+    h = rows["hidden 10-D, 4 modes"]
+    narrow = min(range(len(h["component_weights"])), key=lambda k: h["component_weights"][k])
+    lost, ctrl = m["lightest_mode_removed"], m["real_search"]
+    return "\n".join(
+        [
+            f"Measured (16 chains, 1,000 warmup, 1,000 draws, seed 0): with the 4-D mixture's "
+            f"lightest mode (weight {min(m['weights']):.1f}) removed from the search result, "
+            f"{100 * lost['outside_fraction']:.0f}% of the draws fell outside every found basin"
+            + (" and the run warned" if lost["warned"] else " and the run did **not** warn")
+            + f"; with the real search ({ctrl['num_modes_found']} modes), "
+            f"{100 * ctrl['outside_fraction']:.0f}% outside"
+            + (" (and a warning)" if ctrl["warned"] else "")
+            + f". On the non-Gaussian quartic double well ({dw['num_modes_found']} modes found) "
+            f"{100 * dw['outside_fraction']:.1f}% of the draws were outside. On the hidden 10-D "
+            f"mixture `find_modes` found {h['num_modes_found']} of "
+            f"{len(h['component_weights'])} modes; the narrow one (weight "
+            f"{h['component_weights'][narrow]:.2f}) held {h['component_draws'][narrow]:,} of "
+            f"the {h['num_draws']:,} draws, with {100 * h['outside_fraction']:.0f}% outside "
+            f"and {h['unvisited_modes']} unvisited mode(s).",
+            "",
+            _source_line(
+                "`docs/generated/data/pt_schedule.json`",
+                command="python scripts/regenerate_docs.py --only pt_schedule_table",
+            ),
+        ]
+    )
+
+
+def _pt_weights_sentence(d: dict) -> str:
+    """How far the findable mixture's mode weights in the draws are from the exact ones."""
+    r = next(r for r in d["rows"] if r["target"] == "findable 8-D, 5 modes")
+    if "component_weight_z" not in r["fixed"]:
+        return ""
+    zs = [z for k in ("fixed", "adapted") for z in r[k]["component_weight_z"]]
+    if None in zs:
+        return "On the findable 8-D mixture a mode received no draw. "
+    worst = max(abs(z) for z in zs)
+    return (
+        "On the findable 8-D mixture the share of the draws nearest each mode is within "
+        f"{worst:.1f} Monte Carlo standard errors of the exact weight with either ladder. "
+    )
+
+
+def render_pt_schedule_table() -> str:
+    """Rejection spread and round trips of ``pt``, fixed against adapted ladder."""
+    d = _data("pt_schedule")
+    out = []
+    for r in d["rows"]:
+        f, a = r["fixed"], r["adapted"]
+        target = r["target"] + (f" ({r['num_warmup']} warmup)" if r["num_warmup"] != 1000 else "")
+        n = f["num_temperatures"]
+        ladder = f"linear, {n} temperatures" if r["ladder"] == "linear" else f"default ({n})"
+        change = a["round_trips"] / f["round_trips"] - 1
+        pct = f" ({100 * change:+.0f}%)" if abs(change) > 0.1 else ""
+        out.append(
+            [
+                target,
+                ladder,
+                f"{f['rejection_spread']:.2f} -> {a['rejection_spread']:.2f}",
+                f"{f['round_trips']} -> {a['round_trips']}{pct}",
+            ]
+        )
+    header = [
+        "target",
+        "ladder",
+        "rejection spread fixed -> adapted",
+        "round trips fixed -> adapted",
+    ]
+    return "\n".join(
+        _table(header, out)
+        + [
+            "",
+            "Rejection spread: the largest minus the smallest swap rejection rate of neighbouring "
+            "temperatures, pooled over the chains; round trips summed over the 16 chains "
+            "(changes over 10 % in brackets). "
+            + _pt_weights_sentence(d)
+            + _source_line(
+                "`docs/generated/data/pt_schedule.json`",
+                command="python scripts/regenerate_docs.py --only pt_schedule_table",
+            ),
+        ]
+    )
+
+
+FUZZ_OUTCOMES = ("error", "ok", "uncaught", "silent", "hang")
+FUZZ_EXAMPLES = 60
+
+
+def _fuzz_report_data(examples: int = FUZZ_EXAMPLES) -> dict:
+    """Run ``tests/test_fuzz.py``'s report (every public entry point, ``examples`` inputs each,
+    derandomized; about a minute) and keep the outcome counts and the failure details."""
+    import warnings
+
+    spec = importlib.util.spec_from_file_location("_fuzz", ROOT / "tests" / "test_fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fuzz.report(examples)
+    return {
+        "examples": examples,
+        "targets": [
+            {"name": n, **{k: fuzz.COUNTS[n][k] for k in FUZZ_OUTCOMES}} for n in fuzz.TARGETS
+        ],
+        "details": {n: [d.strip()[:400] for d in ds[:5]] for n, ds in fuzz.DETAILS.items()},
+    }
+
+
+def render_fuzz_table() -> str:
+    """The fuzz suite's outcome counts per entry point (the table of ``docs/reliability.md``)."""
+    d = _data("fuzz_report")
+    header = ["entry point", "inputs", *FUZZ_OUTCOMES]
+    rows, total = [], dict.fromkeys(FUZZ_OUTCOMES, 0)
+    for t in d["targets"]:
+        rows.append(
+            [f"`{t['name']}`", sum(t[k] for k in FUZZ_OUTCOMES)] + [t[k] for k in FUZZ_OUTCOMES]
+        )
+        for k in FUZZ_OUTCOMES:
+            total[k] += t[k]
+    rows.append(
+        ["**all**", f"**{sum(total.values())}**"] + [f"**{total[k]}**" for k in FUZZ_OUTCOMES]
+    )
+    out = _table(header, rows)
+    out[1] = "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"
+    details = [f"- `{n}`: {' '.join(x.split())}" for n, ds in d["details"].items() for x in ds]
+    if details:
+        out += ["", "Failures:", "", *details]
+    return "\n".join(
+        out
+        + [
+            "",
+            f"{d['examples']} inputs per entry point. "
+            + _source_line(
+                "`docs/generated/data/fuzz_report.json`",
+                command="python scripts/regenerate_docs.py --only fuzz_table",
+                extra="; it runs `tests/test_fuzz.py`'s `report`, like "
+                f"`python tests/test_fuzz.py --report --examples {d['examples']}`",
+            ),
+        ]
+    )
+
+
 # ------------------------------------------------------------------------------- registries
 class Snippet(NamedTuple):
     """One generated file: its name, the files it is rendered from, its renderer."""
@@ -1146,6 +1748,7 @@ class Benchmark(NamedTuple):
     name: str
     argv: tuple[str, ...]
     outputs: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # extra environment variables for the run
 
 
 def _res(*names: str) -> tuple[str, ...]:
@@ -1159,11 +1762,16 @@ def _dat(*names: str) -> tuple[str, ...]:
 SNIPPETS: tuple[Snippet, ...] = (
     Snippet("benchmark_partition", _res("partition"), render_benchmark_partition),
     Snippet("benchmark_ray", _res("ray"), render_benchmark_ray),
+    Snippet("ray_pays_off", _res("ray"), render_ray_pays_off),
     Snippet("benchmark_sampling", _res("sampling", "sampling_lean"), render_benchmark_sampling),
     Snippet("diagnostics_table", _res("diagnostics"), render_diagnostics_table),
+    Snippet("diagnostics_micro", _dat("diagnostics_micro"), render_diagnostics_micro),
     Snippet("pyro_benchmark_table", _res("pyro_benchmark"), render_pyro_benchmark_table),
     Snippet("multimodal_table", _res(*MULTIMODAL_FILES), render_multimodal_table),
     Snippet("cli_startup_table", _res("cli_startup"), render_cli_startup_table),
+    Snippet("coverage_tables", _res(COVERAGE_FILE), render_coverage_tables),
+    Snippet("coverage_new_rules", _res(COVERAGE_FILE), render_coverage_new_rules),
+    Snippet("coverage_before", _res(COVERAGE_BEFORE_FILE), render_coverage_before),
     Snippet(
         "calibration_temperature_table",
         _dat("calibration_temperature"),
@@ -1202,6 +1810,10 @@ SNIPPETS: tuple[Snippet, ...] = (
         render_guide_gibbs_posterior,
     ),
     Snippet("readme_ais_seeds", _dat("readme_ais_seeds"), render_readme_ais_seeds),
+    Snippet("fuzz_table", _dat("fuzz_report"), render_fuzz_table),
+    Snippet("pt_schedule_table", _dat("pt_schedule"), render_pt_schedule_table),
+    Snippet("pt_basin_checks", _dat("pt_schedule"), render_pt_basin_checks),
+    Snippet("guide_bayesian_workflow", _dat("bayesian_workflow"), render_guide_bayesian_workflow),
 )
 
 #: snippets that live in README.md between ``<!-- generated:NAME -->`` markers, not in a file
@@ -1247,12 +1859,17 @@ SLOW_EXAMPLES: tuple[Example, ...] = (
     ),
     Example("jem_digits", ("examples/jem_digits.py",), "learning", result="jem_digits.json"),
     Example("rbm_learning", ("examples/rbm_learning.py",), "learning", result="rbm_learning.json"),
+    # about two minutes on two shared cores (64 chains of batched HMC through a Pyro model)
+    Example("bayesian_workflow", ("examples/bayesian_workflow.py",), "bayesian_workflow"),
 )
 
 #: data made by this script itself (not an example script)
 JOBS: dict[str, Callable[[], dict]] = {
     "readme_ais_seeds": _readme_ais_data,
     "calibration_temperature": _calibration_temperature_data,
+    "fuzz_report": _fuzz_report_data,  # about a minute on two shared cores
+    "pt_schedule": _pt_schedule_data,
+    "diagnostics_micro": _diagnostics_micro_data,
 }
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -1278,6 +1895,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "sampling",
         ("benchmarks/sampling_benchmark.py", "--markdown", "{tmp}/s.md"),
         _res("sampling"),
+    ),
+    # the report screenshots the docs show: needs Playwright and a Chromium (the test skips,
+    # and this run fails on the unchanged files, without them)
+    Benchmark(
+        "screenshots",
+        ("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_report_browser.py"),
+        tuple(
+            f"docs/figures/{kind}_report_{w}px.png"
+            for kind in ("calibration", "sampling")
+            for w in (375, 1280)
+        ),
+        (("GIBBSEBM_SCREENSHOTS", "1"),),
     ),
 )
 
@@ -1365,23 +1994,41 @@ def run_job(name: str) -> None:
     (DATA / f"{name}.json").write_text(json.dumps(JOBS[name](), indent=2) + "\n")
 
 
-def run_benchmark(bench: Benchmark) -> None:
-    """Rerun a benchmark to refresh its JSON; the pages it would rewrite are kept as they are.
+def run_benchmark(bench: Benchmark) -> list[str]:
+    """Rerun a benchmark to refresh its outputs; return the outputs it did not rewrite.
 
     Some benchmarks write their whole page (``docs/benchmarks/ray.md``); the pages now include
     the generated snippet instead, so the page files are restored after the run and the
     snippet is rendered from the new JSON.
     """
     pages = {p: p.read_text() for p in (ROOT / "docs" / "benchmarks").glob("*.md")}
+
+    def stamp(path: Path) -> float | None:
+        return path.stat().st_mtime_ns if path.exists() else None
+
+    before = {o: stamp(ROOT / o) for o in bench.outputs}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             argv = [a.format(tmp=tmp) for a in bench.argv]
             print("running", " ".join(argv), file=sys.stderr)
-            subprocess.run([sys.executable, *argv], cwd=ROOT, env=_env(), check=True)
+            env = _env()
+            env.update(dict(bench.env))
+            done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, check=False)
+            if done.returncode != 0:
+                raise SystemExit(
+                    f"{bench.name}: `python {' '.join(argv)}` exited with status "
+                    f"{done.returncode}; nothing of it is rendered"
+                    + (
+                        " (pytest's 5: every test skipped or none collected)"
+                        if done.returncode == 5 and "pytest" in argv
+                        else ""
+                    )
+                )
     finally:
         for page, text in pages.items():
             if page.read_text() != text:
                 page.write_text(text)
+    return [o for o in bench.outputs if stamp(ROOT / o) in (None, before[o])]
 
 
 def _names(arg: str | None, known: Sequence[str], what: str) -> list[str]:
@@ -1426,9 +2073,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rerun_benchmark:
         known: dict[str, Benchmark | Example] = {b.name: b for b in BENCHMARKS}
         known.update({e.name: e for e in SLOW_EXAMPLES})
+        unchanged: list[str] = []
         for n in _names(args.rerun_benchmark, list(known), "benchmark"):
             job = known[n]
-            run_example(job) if isinstance(job, Example) else run_benchmark(job)
+            if isinstance(job, Example):
+                run_example(job)
+            else:
+                unchanged += run_benchmark(job)
+        if unchanged:
+            print("not rewritten by the rerun: " + ", ".join(unchanged), file=sys.stderr)
+            return 1
     elif not (args.check or args.tables_only):
         wanted = {Path(src).stem for s in selected for src in s.sources}
         for ex in EXAMPLES:

@@ -156,6 +156,15 @@ def test_every_example_producer_has_saved_data():
         ("benchmarks/ray.md", "benchmark_ray", "|"),
         ("guides/rbm_digits.md", "guide_rbm_digits", "AIS gives \\(\\log Z ="),
         ("guides/gibbs_posterior_calibration.md", "guide_gibbs_posterior", "covers the true"),
+        ("multimodal.md", "coverage_tables", "| Gaussian 2-D | 1.00 |"),
+        ("multimodal.md", "coverage_new_rules", "| Student-t, nu = 3, 2-D | 40 |"),
+        ("multimodal.md", "coverage_before", "| `bdmc` | Gaussian 2-D |"),
+        ("reliability.md", "fuzz_table", "| `Gibbs` | 60 |"),
+        ("benchmarks/diagnostics.md", "diagnostics_micro", "| rank transform's order"),
+        ("multimodal.md", "pt_schedule_table", "| 8-D Gaussian | linear, 8 temperatures |"),
+        ("multimodal.md", "pt_basin_checks", "of the draws fell outside every found basin"),
+        ("ray.md", "ray_pays_off", "`ray.init` took"),
+        ("guides/bayesian_workflow.md", "guide_bayesian_workflow", "smallest bulk ESS"),
     ],
 )
 def test_converted_pages_include_the_snippet_not_a_copy(page, snippet, hand_copied):
@@ -201,9 +210,67 @@ def test_rerun_benchmark_keeps_the_pages_that_include_snippets(tmp_path, monkeyp
     def fake_run(cmd, **kwargs):
         calls.append(cmd)
         page.write_text("# Ray executor benchmark\n\n| a whole page |\n")
+        return rd.subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(rd, "ROOT", tmp_path)
     monkeypatch.setattr(rd.subprocess, "run", fake_run)
     rd.run_benchmark(next(b for b in rd.BENCHMARKS if b.name == "ray"))
     assert calls and calls[0][1] == "benchmarks/ray_benchmark.py"
     assert page.read_text() == '--8<-- "docs/generated/benchmark_ray.md"\n'
+
+
+def test_a_missed_coverage_run_changes_the_coverage_table(sandbox):
+    """Negative control: one trusted run moved 5 stderr off the truth is counted as a miss."""
+    path = sandbox / "results" / f"{rd.COVERAGE_FILE}.json"
+    data = json.loads(path.read_text())
+    run = next(
+        r for r in data["runs"] if r["cell"] == "gaussian-2d" and r["method"] == "importance"
+    )
+    run["stderr"], run["log_z"] = 0.1, run["truth"] + 0.5
+    path.write_text(json.dumps(data))
+    assert rd.main(["--check", "--only", "coverage_tables"]) == 1
+    rd.main(["--tables-only", "--only", "coverage_tables"])
+    text = (sandbox / "generated" / "coverage_tables.md").read_text()
+    assert "| Gaussian 2-D | 1.00 | 0.97 ± 0.03 (39/40) | +5.00 |" in text
+
+
+def test_rerun_benchmark_passes_its_environment_and_reports_unwritten_outputs(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
+    monkeypatch.setattr(rd, "ROOT", tmp_path)
+    write = "import os, pathlib; pathlib.Path(os.environ['OUT_FILE']).write_text('1')"
+    bench = rd.Benchmark("w", ("-c", write), ("a.json", "b.json"), (("OUT_FILE", "a.json"),))
+    assert rd.run_benchmark(bench) == ["b.json"]  # a.json written, b.json never
+    assert (tmp_path / "a.json").read_text() == "1"
+    failing = rd.Benchmark("f", ("-c", "raise SystemExit(3)"), ("a.json",))
+    with pytest.raises(SystemExit, match="exited with status 3"):
+        rd.run_benchmark(failing)
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+\.png)\)")
+
+
+def test_every_figure_on_a_page_has_a_producer():
+    """Each PNG a page shows is written by an example the script runs (its figure folder and
+    a ``savefig`` of that name) or is an output of a ``--rerun-benchmark`` producer."""
+    folders = {ex.figures: ex for ex in rd.EXAMPLES + rd.SLOW_EXAMPLES if ex.figures}
+    bench_outputs = {o for b in rd.BENCHMARKS for o in b.outputs}
+    shown = set()
+    for page, text in _pages().items():
+        for ref in IMAGE.findall(text):
+            path = (page.parent / ref).resolve().relative_to(ROOT)
+            assert (ROOT / path).is_file(), f"{page.name}: {ref} missing"
+            shown.add(path)
+    assert shown
+    for path in shown:
+        rel = path.relative_to("docs/figures")
+        if len(rel.parts) == 2 and rel.parts[0] in folders:
+            scripts = [
+                (ROOT / ex.argv[0]).read_text()
+                for ex in rd.EXAMPLES + rd.SLOW_EXAMPLES
+                if ex.figures == rel.parts[0]
+            ]
+            assert any(f'"{rel.name}"' in t for t in scripts), f"{path}: no example saves it"
+        else:
+            assert str(path) in bench_outputs, f"{path}: no producer in regenerate_docs.py"
