@@ -355,6 +355,9 @@ def render_multimodal_table() -> str:
         err, se = r["error_nat"], r["stderr"]
         errs = "failed" if not isinstance(err, float) or math.isnan(err) else f"{err:+.3f}"
         tr = {True: "yes", False: "**no**", None: "n/a"}[r["trusted"]]
+        if r.get("capped"):  # a peer stopped by its call or time cap: its error bar is not one
+            tr = "n/a (**capped**)"
+        cpu = r.get("cpu_s")
         out.append(
             [
                 r["target"],
@@ -364,9 +367,19 @@ def render_multimodal_table() -> str:
                 _g(se),
                 tr,
                 f"{r['wall_s']:.1f}",
+                "-" if cpu is None else f"{cpu:.1f}",
             ]
         )
-    header = ["target", "method", "run", "error (nat)", "stated stderr", "trusted", "wall (s)"]
+    header = [
+        "target",
+        "method",
+        "run",
+        "error (nat)",
+        "stated stderr",
+        "trusted",
+        "wall (s)",
+        "CPU (s)",
+    ]
     files = ", ".join(f"`benchmarks/results/{n}.json`" for n in MULTIMODAL_FILES)
     return "\n".join(
         _table(header, out)
@@ -998,8 +1011,13 @@ def render_why_logz() -> str:
 
 def render_why_multimodal() -> str:
     rows = _result("multimodal_after_quick")["rows"] + _result("multimodal_peers_quick")["rows"]
-    smc = {r["target"]: r for r in rows if r["method"] == "smc" and r["label"] == "after"}
-    peer = {r["target"]: r for r in rows if r["method"] == "blackjax-atsmc"}
+    # seed 0 on both sides, picked explicitly (the peers file holds several seeds)
+    smc = {
+        r["target"]: r
+        for r in rows
+        if r["method"] == "smc" and r["label"] == "after" and r["seed"] == 0
+    }
+    peer = {r["target"]: r for r in rows if r["method"] == "blackjax-atsmc" and r["seed"] == 0}
     out = []
     for target in sorted(set(smc) & set(peer)):
         s, b = smc[target], peer[target]

@@ -685,17 +685,6 @@ def report(examples: int) -> str:
     return "\n".join(lines)
 
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
-START, END = "<!-- fuzz-table:start -->", "<!-- fuzz-table:end -->"
-
-
-def update_docs(table: str, path: Path = DOCS) -> None:
-    """Replace the text between the fuzz-table markers of ``path`` with ``table``."""
-    text = path.read_text()
-    a, b = text.index(START) + len(START), text.index(END)
-    path.write_text(text[:a] + "\n" + table.split("\n\n<!--")[0].strip() + "\n" + text[b:])
-
-
 if __name__ == "__main__":
     import argparse
 
@@ -705,12 +694,18 @@ if __name__ == "__main__":
     ap.add_argument(
         "--update-docs",
         action="store_true",
-        help="also write the table between the fuzz-table markers of docs/reliability.md",
+        help="regenerate the docs' fuzz table instead (python scripts/regenerate_docs.py "
+        "--only fuzz_table, which runs this report and writes docs/generated/fuzz_table.md)",
     )
     ns = ap.parse_args()
+    if ns.update_docs:
+        import subprocess
+        import sys
+
+        root = Path(__file__).resolve().parents[1]
+        cmd = [sys.executable, str(root / "scripts" / "regenerate_docs.py"), "--only", "fuzz_table"]
+        raise SystemExit(subprocess.call(cmd, cwd=root))
     if ns.report:
         warnings.simplefilter("ignore")
         table = report(ns.examples)
         print(table)
-        if ns.update_docs:
-            update_docs(table)
