@@ -342,13 +342,7 @@ def find_modes(
                 unconverged += 1
                 continue
             m = pts[i]
-            m64 = m.to(torch.float64)
-            hit = None
-            for j, (km, kp) in enumerate(zip(kept_y, kept_P)):
-                dm = m64 - km.to(torch.float64)
-                if float(dm @ kp @ dm) < DEDUP_DISTANCE2:
-                    hit = j
-                    break
+            hit = _same_mode(m, kept_y, kept_P)
             if hit is not None:
                 counts[hit] += 1
                 continue
@@ -397,6 +391,13 @@ def find_modes(
                     continue
                 P = torch.linalg.inv(C)
                 kind = "moments"
+            hit = _same_mode(m, kept_y, kept_P)
+            if hit is not None:
+                # the ascent stopped short on a flat direction, and the Newton steps took it to a
+                # mode already kept (a rotated 10-D Gaussian with condition number 1e4 gave 27
+                # "modes" at one location, 1.5e-8 apart, so every estimate was untrusted)
+                counts[hit] += 1
+                continue
             kept_y.append(m)
             kept_P.append(0.5 * (P + P.T))
             kept_C.append(0.5 * (C + C.T))
@@ -452,6 +453,17 @@ def find_modes(
         num_energy_evals=evals,
         precisions=precs[order],
     )
+
+
+def _same_mode(m: torch.Tensor, kept_y: list, kept_P: list) -> int | None:
+    """Index of the first kept mode within squared Mahalanobis distance
+    :data:`DEDUP_DISTANCE2` of ``m`` under that mode's precision, or ``None``."""
+    m64 = m.to(torch.float64)
+    for j, (km, kp) in enumerate(zip(kept_y, kept_P)):
+        dm = m64 - km.to(torch.float64)
+        if float(dm @ kp.to(torch.float64) @ dm) < DEDUP_DISTANCE2:
+            return j
+    return None
 
 
 def _ascend(f, y: torch.Tensor, scale: float, iters: int) -> tuple[torch.Tensor, int]:
