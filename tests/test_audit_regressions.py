@@ -1,0 +1,73 @@
+"""Defects an outside audit found at the boundary (benchmarks/audit_cases.py); each test fails
+on the code before its fix."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+
+import gibbsebm
+
+torch.set_num_threads(1)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::gibbsebm.diagnostics.SamplingWarning"),
+    pytest.mark.filterwarnings("ignore:num_warmup=.*:UserWarning"),
+]
+
+
+# ---------------------------------------------------------------- conditional log Z
+_A = torch.tensor([[1.0, -0.5, 0.2], [0.3, 0.8, -1.0]], dtype=torch.float64)
+_X = torch.tensor([[0.5, 1.0, -1.0], [1.5, -0.3, 0.2], [0.0, 2.0, 1.0]], dtype=torch.float64)
+_BETA = 1.5
+
+
+def _cond_energy(x, y):
+    """E(x, y) = s(x) |y - A x|^2 / 2 with s(x) = 1 + x_0^2: log Z(x) = log(2 pi / (beta s))."""
+    s = 1.0 + x[..., 0] ** 2
+    return 0.5 * s * ((y - x @ _A.T) ** 2).sum(-1)
+
+
+def _cond_log_z(i, beta=_BETA):
+    return math.log(2 * math.pi / (beta * (1.0 + float(_X[i, 0]) ** 2)))  # d = 2
+
+
+def _cond_dist():
+    return gibbsebm.Gibbs(_cond_energy, beta=_BETA, condition=_X, event_shape=(2,))
+
+
+def test_log_partition_of_one_condition_matches_the_closed_form():
+    dist = _cond_dist()
+    for i in (0, 1):
+        one = dist.condition(_X[i : i + 1])
+        assert one.batch_shape == (1,)
+        est = gibbsebm.log_partition(one, seed=0, progress=False)
+        assert est.trusted
+        assert abs(est.log_z - _cond_log_z(i)) < 3 * est.stderr
+        # negative control: the other input's log Z is far outside the error bar
+        assert abs(est.log_z - _cond_log_z(1 - i)) > 100 * est.stderr
+        # the estimate attaches to the (1,)-batch distribution and normalizes it
+        lp = one.attach_log_partition(est).log_prob(torch.zeros(2, dtype=torch.float64))
+        assert lp.shape == (1,)
+
+
+def test_log_partition_curve_of_one_condition_matches_the_closed_form():
+    one = _cond_dist().condition(_X[1:2])
+    curve = gibbsebm.log_partition_curve(one, [0.5, _BETA], seed=0, progress=False)
+    for b, lz, se in zip(curve.betas.tolist(), curve.log_z.tolist(), curve.log_z_stderr.tolist()):
+        assert abs(lz - _cond_log_z(1, b)) < 3 * se + 1e-9
+
+
+def test_a_batch_of_conditions_is_refused_with_a_call_that_works():
+    dist = _cond_dist()
+    with pytest.raises(ValueError, match="batch of 3 inputs") as err:
+        gibbsebm.log_partition(dist, seed=0, progress=False)
+    call = re.search(r"e\.g\. (\[.*\])", str(err.value)).group(1)
+    ests = eval(call, {"gibbsebm": gibbsebm, "dist": dist})  # the suggested call runs
+    for i, est in enumerate(ests):
+        assert abs(est.log_z - _cond_log_z(i)) < 3 * est.stderr
+    with pytest.raises(ValueError, match=r"dist\.condition\(dist\.x\[i:i\+1\]\)"):
+        dist.log_partition()
