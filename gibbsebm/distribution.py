@@ -451,7 +451,29 @@ class Gibbs(TorchDistribution):
     def _energy_flat(
         self, y_flat: torch.Tensor, x_flat: torch.Tensor | None, beta_flat: torch.Tensor
     ) -> torch.Tensor:
-        """Energy (or free energy, for latent models) of a flat batch; no value checks."""
+        """Energy (or free energy, for latent models) of a flat batch; no value checks.
+
+        A dtype clash inside the energy (e.g. float32 states times a float64 matrix the
+        energy closes over) is re-raised as a ``ValueError`` saying where the states' dtype
+        comes from and how to change it.
+        """
+        try:
+            return self._energy_flat_unchecked(y_flat, x_flat, beta_flat)
+        except RuntimeError as err:
+            if not _is_dtype_clash(err):
+                raise
+            raise ValueError(
+                f"the energy failed on {y_flat.dtype} states with a dtype clash ({err}). The "
+                "states' dtype follows the energy's parameters, else the condition, else a "
+                "beta tensor, else torch's default dtype (a Python-float beta gives "
+                f"{torch.get_default_dtype()}); for an energy that computes in float64 pass "
+                "beta=torch.tensor(b, dtype=torch.float64), or cast inside the energy "
+                "(y.to(W.dtype))"
+            ) from err
+
+    def _energy_flat_unchecked(
+        self, y_flat: torch.Tensor, x_flat: torch.Tensor | None, beta_flat: torch.Tensor
+    ) -> torch.Tensor:
         if self.latent is not None:
             from .latent import free_energy
 
@@ -852,6 +874,14 @@ class Gibbs(TorchDistribution):
             f"Gibbs(energy={name}, beta={self.beta.tolist() if self.beta.dim() else float(self.beta)}, "
             f"event_shape={tuple(self.event_shape)}, batch_shape={tuple(self.batch_shape)})"
         )
+
+
+def _is_dtype_clash(err: RuntimeError) -> bool:
+    """Whether a torch ``RuntimeError`` is a mixed-dtype operation (``float != double`` ...)."""
+    msg = str(err)
+    return ("dtype" in msg or "scalar type" in msg) and any(
+        a in msg for a in ("Double", "double", "Half", "BFloat16")
+    )
 
 
 def energy_factor(

@@ -71,3 +71,50 @@ def test_a_batch_of_conditions_is_refused_with_a_call_that_works():
         assert abs(est.log_z - _cond_log_z(i)) < 3 * est.stderr
     with pytest.raises(ValueError, match=r"dist\.condition\(dist\.x\[i:i\+1\]\)"):
         dist.log_partition()
+
+
+# ---------------------------------------------------------------- float32 states, float64 energy
+_MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
+
+
+def _f64_energy(y):
+    """A float64 energy (it closes over a float64 mean) of float32 states: N(mu, I / beta)."""
+    return 0.5 * ((y - _MU) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("method", ["hmc", "mala", "pt"])
+def test_float32_states_with_a_float64_energy_sample_the_target(method):
+    from gibbsebm._convergence import mcse
+
+    dist = gibbsebm.Gibbs(_f64_energy, beta=1.0, event_shape=(2,))  # float32 states
+    s = gibbsebm.sample(
+        dist, method, num_chains=4, num_samples=400, num_warmup=300, seed=0, progress=False
+    )
+    assert s.draws.dtype == torch.float32
+    z = (s.draws.double().mean((0, 1)) - _MU) / mcse(s.draws.double())
+    assert bool((z.abs() < 5).all()), z
+
+
+def test_float32_states_into_a_float64_matmul_is_a_clear_error():
+    w = torch.eye(3, dtype=torch.float64)
+
+    def energy(s):
+        return -0.5 * ((s @ w) * s).sum(-1)
+
+    support = torch.distributions.constraints.independent(
+        torch.distributions.constraints.boolean, 1
+    )
+    dist = gibbsebm.Gibbs(energy, beta=1.0, event_shape=(3,), support=support)
+    want = r"float32 states with a dtype clash.*dtype=torch\.float64"
+    with pytest.raises(ValueError, match=want):
+        gibbsebm.log_partition(dist, progress=False)
+    with pytest.raises(ValueError, match=want):
+        gibbsebm.sample(dist, "gibbs", num_chains=2, num_samples=5, num_warmup=5, seed=0)
+    with pytest.raises(ValueError, match=want):
+        dist.log_prob(torch.zeros(3))
+    # the fix the message names works: exact log Z = 3 log(1 + e^{1/2})
+    ok = gibbsebm.Gibbs(
+        energy, beta=torch.tensor(1.0, dtype=torch.float64), event_shape=(3,), support=support
+    )
+    lz = gibbsebm.log_partition(ok, "exact", progress=False).log_z
+    assert lz == pytest.approx(3 * math.log(1 + math.exp(0.5)), rel=1e-12)
