@@ -41,6 +41,14 @@ def check_dist(dist: Any, method: str) -> Gibbs:
             f"log_partition needs a gibbsebm.Gibbs distribution, got {type(dist).__name__}"
         )
     dist = dist._single_condition()
+    if method != "exact" and not dist.is_discrete:
+        from .._run_init import unconstrained
+
+        # Z is the same integral in u = T^{-1}(y): the estimators run on the real line, where
+        # their Laplace / Gaussian bases live, with the log-Jacobian as base measure
+        reparam = unconstrained(dist)
+        if reparam is not None:
+            dist = reparam[0]
     if dist.batch_shape != torch.Size():
         batch = tuple(dist.batch_shape)
         if dist.x is not None and dist.beta.dim() == 0:
