@@ -356,13 +356,20 @@ class _ComposedEnergy:
 
     def __init__(self, energy: Any, transform: Any, conditional: bool) -> None:
         self.energy, self.transform, self.conditional = energy, transform, conditional
-        tempered = getattr(energy, "tempered_energy", None)
-        if tempered is not None:
-            self.tempered_energy = (
-                (lambda x, u, b: tempered(x, transform(u), b))
-                if conditional
-                else (lambda u, b: tempered(transform(u), b))
-            )
+
+    def __getattr__(self, name: str) -> Any:
+        # a tempered energy E(y, beta) stays tempered in u (looked up only when missing here)
+        if name == "tempered_energy" and hasattr(self.__dict__.get("energy"), name):
+            return self._tempered
+        raise AttributeError(name)
+
+    def _tempered(self, *args: torch.Tensor) -> torch.Tensor:
+        tempered = self.energy.tempered_energy
+        if self.conditional:
+            x, u, b = args
+            return tempered(x, self.transform(u), b)
+        u, b = args
+        return tempered(self.transform(u), b)
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         if self.conditional:
