@@ -17,6 +17,7 @@ __all__ = [
     "checked_start",
     "flat_logdensity",
     "initial_positions",
+    "unconstrained",
 ]
 
 #: Stan's default initialisation: uniform on (-2, 2) in the unconstrained space.
@@ -311,3 +312,118 @@ def checked_start(
         f"or its gradient is still not finite for {len(idx)} of {n} (flattened) chains "
         f"({idx[:10]}{' ...' if len(idx) > 10 else ''}); pass init= with finite starting points"
     )
+
+
+# ---------------------------------------------------------------- constrained continuous supports
+#: Coordinatewise continuous constraints sampled through ``torch.distributions.biject_to``.
+_ELEMENTWISE = (
+    constraints.greater_than,
+    constraints.greater_than_eq,
+    constraints.less_than,
+    constraints.interval,
+    constraints.half_open_interval,
+)
+
+
+def _elementwise_constraint(support: Any) -> Any:
+    base = support
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    return base
+
+
+class _JacobianBase(torch.distributions.Distribution):
+    """The base measure of the unconstrained coordinates ``u``: :math:`|\\det J_T(u)|` times
+    the original base measure at :math:`y = T(u)` (not tempered, as a base measure)."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, transform: Any, event_shape: torch.Size, base: Any = None) -> None:
+        self.transform, self.orig_base = transform, base
+        super().__init__(torch.Size(), event_shape, validate_args=False)
+
+    def log_prob(self, u: torch.Tensor) -> torch.Tensor:
+        y = self.transform(u)
+        ladj = self.transform.log_abs_det_jacobian(u, y)
+        out = ladj.sum(tuple(range(-len(self.event_shape), 0))) if self.event_shape else ladj
+        if self.orig_base is not None:
+            out = out + self.orig_base.log_prob(y)
+        return out
+
+
+class _ComposedEnergy:
+    """``E(T(u))`` (or ``E(x, T(u))`` for a conditional energy): the energy in ``u``."""
+
+    def __init__(self, energy: Any, transform: Any, conditional: bool) -> None:
+        self.energy, self.transform, self.conditional = energy, transform, conditional
+
+    def __getattr__(self, name: str) -> Any:
+        # a tempered energy E(y, beta) stays tempered in u (looked up only when missing here)
+        if name == "tempered_energy" and hasattr(self.__dict__.get("energy"), name):
+            return self._tempered
+        raise AttributeError(name)
+
+    def _tempered(self, *args: torch.Tensor) -> torch.Tensor:
+        tempered = self.energy.tempered_energy
+        if self.conditional:
+            x, u, b = args
+            return tempered(x, self.transform(u), b)
+        u, b = args
+        return tempered(self.transform(u), b)
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        if self.conditional:
+            x, u = args
+            return self.energy(x, self.transform(u))
+        (u,) = args
+        return self.energy(self.transform(u))
+
+
+def unconstrained(dist: Any) -> tuple[Any, Callable, Callable] | None:
+    """The distribution of ``u = T^{-1}(y)`` for a constrained continuous support.
+
+    For a support such as ``positive`` or an ``interval`` (coordinatewise, possibly
+    ``independent``), ``T = torch.distributions.biject_to(support)`` maps the real line onto
+    it and the density of ``u`` is :math:`p(T(u))\\,|\\det J_T(u)|`: a Gibbs distribution
+    with energy :math:`E(T(u))` and base measure :math:`|\\det J_T(u)|` (the Jacobian is not
+    tempered), as Stan, Pyro and NumPyro sample constrained sites. Returns ``(dist_u,
+    to_constrained, to_unconstrained)``, or ``None`` for discrete and real supports.
+
+    Raises
+    ------
+    ValueError
+        For another constrained continuous support (e.g. ``simplex``), whose bijection changes
+        the event shape, or a latent-variable model: reparametrize the energy by hand.
+    """
+    if getattr(dist, "is_discrete", False) or not hasattr(dist, "energy"):
+        return None
+    support = dist.support
+    base = _elementwise_constraint(support)
+    if type(base) is type(constraints.real):
+        return None
+    if not isinstance(base, _ELEMENTWISE) or getattr(dist, "latent", None) is not None:
+        raise ValueError(
+            f"the continuous samplers move on the real line; the support {support} "
+            + ("of a latent-variable model " if getattr(dist, "latent", None) is not None else "")
+            + "has no coordinatewise bijection here (only positive, greater_than, less_than and "
+            "interval supports are sampled through torch.distributions.biject_to): sample "
+            "u = T^{-1}(y) yourself, with energy E(T(u)) - log|det J_T(u)| / beta on a real "
+            "support, and map the draws back with T"
+        )
+    from .distribution import Gibbs
+
+    transform = torch.distributions.biject_to(base)
+    event = dist.event_shape
+    new = Gibbs(
+        _ComposedEnergy(dist.energy, transform, dist.x is not None),
+        dist.beta,
+        condition=dist.x,
+        base=_JacobianBase(transform, event, dist.base),
+        support=constraints.independent(constraints.real, len(event))
+        if len(event)
+        else constraints.real,
+        event_shape=event,
+    )
+    if dist.x is not None and dist.batch_shape == torch.Size():
+        new = new._single_condition()
+    return new, transform, transform.inv

@@ -288,7 +288,35 @@ class Gibbs(TorchDistribution):
         >>> Gibbs(Gaussian(torch.zeros(1))).at(4.0).beta
         tensor(4.)
         """
-        return Gibbs(self.energy, beta, **self._kwargs())
+        return self._keep_single_condition(Gibbs(self.energy, beta, **self._kwargs()))
+
+    def _keep_single_condition(self, new: Gibbs) -> Gibbs:
+        """Carry a single-condition scalar batch (see :meth:`_single_condition`) over to ``new``."""
+        if self.x is not None and self.batch_shape == torch.Size() and new.beta.dim() == 0:
+            return new._single_condition()
+        return new
+
+    def _single_condition(self) -> Gibbs:
+        """This conditional distribution with a condition batch of one as batch shape ``()``.
+
+        ``Gibbs(energy, condition=x[i:i+1])`` has batch shape ``(1,)`` (the condition's batch
+        is the last batch dimension); a scalar-batch copy is the one conditional distribution
+        :math:`p_\\beta(y \\mid x_i)`, which is what a single-value estimator such as
+        :func:`gibbsebm.log_partition` needs. Returns ``self`` unless the batch shape is
+        ``(1,)`` from a condition of batch one and a scalar ``beta``.
+        """
+        if (
+            self.x is None
+            or self.x.shape[0] != 1
+            or self.beta.dim() != 0
+            or self.batch_shape != torch.Size([1])
+        ):
+            return self
+        new = Gibbs(self.energy, self.beta, **self._kwargs())
+        new._batch_shape = torch.Size()
+        if self._log_partition is not None:
+            new._log_partition = self._log_partition.reshape(())
+        return new
 
     def condition(self, x: torch.Tensor) -> Gibbs:
         """Fix the input ``x`` (shape ``(B, *x_shape)``) of a conditional energy."""
@@ -302,7 +330,9 @@ class Gibbs(TorchDistribution):
         ``log_z`` is a number, a tensor of the batch shape, or an estimate object with a
         ``log_z`` attribute (e.g. :class:`gibbsebm.partition.LogZEstimate`).
         """
-        return Gibbs(self.energy, self.beta, log_partition=log_z, **self._kwargs())
+        return self._keep_single_condition(
+            Gibbs(self.energy, self.beta, log_partition=log_z, **self._kwargs())
+        )
 
     def _as_log_z(self, log_z: Any, batch_shape: torch.Size) -> torch.Tensor:
         if hasattr(log_z, "log_z"):
@@ -409,14 +439,41 @@ class Gibbs(TorchDistribution):
         if self.x is not None:
             # the condition's batch (B,) is the last batch dimension of the distribution
             x_shape = tuple(self.x.shape[1:])
-            xb = self.x.reshape((1,) * (len(lead) - 1) + (self.x.shape[0],) + x_shape)
+            # (a single-condition distribution has batch shape (): see _single_condition)
+            xb = (
+                self.x.reshape((1,) * (len(lead) - 1) + (self.x.shape[0],) + x_shape)
+                if len(self.batch_shape)
+                else self.x.reshape((1,) * len(lead) + x_shape)
+            )
             x_flat = xb.expand(tuple(lead) + x_shape).reshape((m,) + x_shape)
         return y_flat, x_flat, beta, lead
 
     def _energy_flat(
         self, y_flat: torch.Tensor, x_flat: torch.Tensor | None, beta_flat: torch.Tensor
     ) -> torch.Tensor:
-        """Energy (or free energy, for latent models) of a flat batch; no value checks."""
+        """Energy (or free energy, for latent models) of a flat batch; no value checks.
+
+        A dtype clash inside the energy (e.g. float32 states times a float64 matrix the
+        energy closes over) is re-raised as a ``ValueError`` saying where the states' dtype
+        comes from and how to change it.
+        """
+        try:
+            return self._energy_flat_unchecked(y_flat, x_flat, beta_flat)
+        except RuntimeError as err:
+            if not _is_dtype_clash(err):
+                raise
+            raise ValueError(
+                f"the energy failed on {y_flat.dtype} states with a dtype clash ({err}). The "
+                "states' dtype follows the energy's parameters, else the condition, else a "
+                "beta tensor, else torch's default dtype (a Python-float beta gives "
+                f"{torch.get_default_dtype()}); for an energy that computes in float64 pass "
+                "beta=torch.tensor(b, dtype=torch.float64), or cast inside the energy "
+                "(y.to(W.dtype))"
+            ) from err
+
+    def _energy_flat_unchecked(
+        self, y_flat: torch.Tensor, x_flat: torch.Tensor | None, beta_flat: torch.Tensor
+    ) -> torch.Tensor:
         if self.latent is not None:
             from .latent import free_energy
 
@@ -532,9 +589,26 @@ class Gibbs(TorchDistribution):
             return lz
         if self.has_enumerate_support:
             return self._enumerated_log_partition()
+        if self._single_condition().batch_shape == torch.Size():
+            how = (
+                "estimate it with gibbsebm.log_partition(dist, method='ais') and attach it with "
+                "dist.attach_log_partition(estimate)"
+            )
+        elif self.x is not None and self.beta.dim() == 0:
+            how = (
+                "estimate one per input, est_i = gibbsebm.log_partition(dist.condition("
+                "dist.x[i:i+1])), and attach them with dist.attach_log_partition(torch.tensor("
+                "[est_i.log_z for each i]))"
+            )
+        else:
+            how = (
+                "estimate one per beta b with gibbsebm.log_partition(dist.at(b)) (or "
+                "gibbsebm.log_partition_curve for a ladder) and attach a tensor of the batch "
+                "shape with dist.attach_log_partition"
+            )
         raise ValueError(
-            "no log Z is known for this distribution: estimate it with gibbsebm.log_partition(dist, "
-            "method='ais') and attach it with dist.attach_log_partition(estimate)"
+            f"no log Z is known for this distribution (batch shape {tuple(self.batch_shape)}): "
+            + how
         )
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
@@ -800,6 +874,14 @@ class Gibbs(TorchDistribution):
             f"Gibbs(energy={name}, beta={self.beta.tolist() if self.beta.dim() else float(self.beta)}, "
             f"event_shape={tuple(self.event_shape)}, batch_shape={tuple(self.batch_shape)})"
         )
+
+
+def _is_dtype_clash(err: RuntimeError) -> bool:
+    """Whether a torch ``RuntimeError`` is a mixed-dtype operation (``float != double`` ...)."""
+    msg = str(err)
+    return ("dtype" in msg or "scalar type" in msg) and any(
+        a in msg for a in ("Double", "double", "Half", "BFloat16")
+    )
 
 
 def energy_factor(

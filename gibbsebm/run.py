@@ -56,6 +56,7 @@ from ._run_init import (
     checked_start,
     flat_logdensity,
     initial_positions,
+    unconstrained,
 )
 from ._run_loop import _run_flat, run_identity
 from .runtime.plan import Plan, Shard, resolve_seed, shard_seeds, tensor_digest
@@ -174,16 +175,29 @@ def run_chains(
             f"position must have shape (n, *batch, *event) = (n, {batch}, {event}), got "
             f"{tuple(position.shape)}"
         )
-    spec = get_spec(method, dist, **kernel_options)
     flat = position.reshape((n * _batch_size(dist),) + event)
     if _init_redraws is None:
         # explicit positions: checked (support, energy shape, finite start), never redrawn
         flat, _init_redraws = checked_start(
             dist, flat, None, need_grad=_needs_grad(method, kernel_options)
         )
+    target = dist  # the chains' identity (checkpoints) is the constrained target's
+    # a constrained continuous support (positive, interval) is sampled in u = T^{-1}(y)
+    # with the log-Jacobian as base measure; the draws are mapped back with T
+    reparam = unconstrained(dist)
+    to_constrained = None
+    if reparam is not None:
+        dist, to_constrained, to_unconstrained = reparam
+        flat = to_unconstrained(flat)
+        if not bool(torch.isfinite(flat).all()):
+            raise ValueError(
+                f"a starting position is on the boundary of the support {target.support} "
+                "(it maps to an infinite unconstrained coordinate): start inside it"
+            )
+    spec = get_spec(method, dist, **kernel_options)
     identity = functools.partial(
         run_identity,
-        dist,
+        target,
         flat,
         method=method,
         options=kernel_options,
@@ -233,6 +247,8 @@ def run_chains(
     basins = (out.get("adapt_info") or {}).get("modes", {}).get("basins")
     if method == "pt" and basins is not None:
         stats.update(_mode_visits(draws, basins))
+    if to_constrained is not None:
+        draws = to_constrained(draws)
     return Samples(
         draws=_unflatten(draws, n, batch),
         stats={k: _unflatten(v, n, batch) for k, v in stats.items()},
@@ -356,7 +372,12 @@ def sample(
     method : str, optional
         ``"ula"``, ``"mala"``, ``"hmc"``, ``"nuts"``, ``"pt"`` (with ``kernel=``), and for
         discrete y ``"gwg"``, ``"dmala"``, ``"metropolis"``, ``"block_gibbs"``. Default:
-        ``"hmc"`` for continuous and ``"gwg"`` for discrete supports.
+        ``"hmc"`` for continuous and ``"gwg"`` for discrete supports. A constrained
+        continuous support (``positive``, ``greater_than``, ``less_than``, ``interval``,
+        coordinatewise) is sampled in ``u = T^{-1}(y)``, ``T = biject_to(support)``, with
+        the log-Jacobian as an untempered base measure (as Stan and Pyro do; see
+        :func:`gibbsebm._run_init.unconstrained`); the draws are returned in ``y`` and
+        ``stats["logdensity"]`` is that of ``u``. Other constrained supports are refused.
     num_chains : int
         Chains per batch member.
     num_samples : int

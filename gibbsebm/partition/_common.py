@@ -30,16 +30,46 @@ __all__ = [
 
 
 def check_dist(dist: Any, method: str) -> Gibbs:
-    """Require a scalar-batch :class:`~gibbsebm.Gibbs` distribution."""
+    """Require a scalar-batch :class:`~gibbsebm.Gibbs` distribution.
+
+    A conditional distribution with a condition batch of one (``dist.condition(x[i:i+1])``,
+    batch shape ``(1,)``) and a scalar ``beta`` is accepted as the one conditional
+    distribution :math:`p_\\beta(y \\mid x_i)`; the estimate is its log Z.
+    """
     if not isinstance(dist, Gibbs):
         raise ValueError(
             f"log_partition needs a gibbsebm.Gibbs distribution, got {type(dist).__name__}"
         )
+    dist = dist._single_condition()
+    if method != "exact" and not dist.is_discrete:
+        from .._run_init import unconstrained
+
+        # Z is the same integral in u = T^{-1}(y): the estimators run on the real line, where
+        # their Laplace / Gaussian bases live, with the log-Jacobian as base measure
+        reparam = unconstrained(dist)
+        if reparam is not None:
+            dist = reparam[0]
     if dist.batch_shape != torch.Size():
+        batch = tuple(dist.batch_shape)
+        if dist.x is not None and dist.beta.dim() == 0:
+            hint = (
+                f"the condition has a batch of {dist.x.shape[0]} inputs: estimate one log Z per "
+                "input, e.g. [gibbsebm.log_partition(dist.condition(dist.x[i:i+1])) "
+                f"for i in range({dist.x.shape[0]})]"
+            )
+        else:
+            hint = (
+                "beta is a ladder: use gibbsebm.log_partition_curve(dist, betas) for a ladder "
+                "of betas, or gibbsebm.log_partition(dist.at(b)) for one scalar beta b"
+                + (
+                    " (a conditional one per input: dist.at(b).condition(dist.x[i:i+1]))"
+                    if dist.x is not None
+                    else ""
+                )
+            )
         raise ValueError(
             f"method={method!r} estimates one log Z; the distribution has batch shape "
-            f"{tuple(dist.batch_shape)}. Use gibbsebm.log_partition_curve(dist, betas) for a "
-            "ladder of betas, or dist.condition(x[i:i+1]) for one input"
+            f"{batch}: {hint}"
         )
     return dist
 

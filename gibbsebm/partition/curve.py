@@ -211,6 +211,7 @@ def log_partition_curve(
     gen = make_generator(seed, dist.beta.device)
     b_max = float(b[-1])
     top = check_dist(dist.at(b_max), "curve")
+    dist = top  # a single-condition distribution keeps batch shape () at every beta
     points: list[dict[str, Any]] = []
     diag: dict[str, Any] = {"seed": gen.initial_seed()}
     one_run = top.is_discrete

@@ -809,6 +809,13 @@ def build(
         inner kernel's ``step``.
         """
         rg = rungs(state.betas)
+        eps = params.get("step_size")
+        pos_dtype = state.inner.position.dtype
+        if isinstance(eps, torch.Tensor) and eps.dtype != pos_dtype and pos_dtype.is_floating_point:
+            # per-replica step sizes are tuned in the log-density's dtype (float64 for an
+            # energy that computes in float64); the move runs in the positions' dtype, as in
+            # hmc and mala with their Python-float step size
+            params = {**params, "step_size": eps.to(pos_dtype)}
         inner_state, inner_info = rg.inner.step(generator, state.inner, rg.logdensity_fn, **params)
         n = inner_state.position.shape[0]
         c = n // num_r
