@@ -537,8 +537,9 @@ def _heavy_tails_check(problems: list, draws: torch.Tensor, bad: torch.Tensor, w
     coords, count = _worst(k, heavy, True)
     worst = float(k.reshape(-1)[heavy.reshape(-1)].max())
     listed = ", ".join(
-        f"{list(cc) if len(cc) != 1 else cc[0]}: {float(k[cc]):.2f}" for cc in coords[:5]
+        f"{list(cc) if len(cc) != 1 else cc[0]}: {float(k[cc]):.2f}" for cc in coords[:5] if cc
     )
+    listed = f" (worst {listed})" if listed else ""
     if worst > KHAT_MEAN_THRESHOLD:
         what = (
             f"Pareto k-hat above {KHAT_MEAN_THRESHOLD}: even the variance may be infinite, so "
@@ -556,7 +557,7 @@ def _heavy_tails_check(problems: list, draws: torch.Tensor, bad: torch.Tensor, w
             worst,
             KHAT_VARIANCE_THRESHOLD,
             f"{who}heavy tails: Pareto k-hat of the draws is {worst:.3g} > "
-            f"{KHAT_VARIANCE_THRESHOLD} for {count} coordinates (worst {listed}); {what} "
+            f"{KHAT_VARIANCE_THRESHOLD} for {count} coordinates{listed}; {what} "
             "(reparametrize to lighten the tails, or report quantiles, whose error the tail "
             "ESS measures)",
             coords,
