@@ -996,8 +996,29 @@ def _tail_len(s: int) -> int:
 #: exactly among them; when they do not hold it (fewer than ``M + 1`` candidates), the whole
 #: coordinate is partitioned. Same result as a full partition, several times cheaper.
 _TAIL_STRIDE = 16
-#: Coordinates per pass: the boolean masks of a pass hold about this many draws (16 MiB).
-_TAIL_CHUNK_DRAWS = 1 << 24
+#: Coordinates per pass: a pass holds about this many draws (boolean masks of 32 MiB; index
+#: arrays of about 4 (M + 1) per coordinate, ties excepted: see `_tails_khat`).
+_TAIL_CHUNK_DRAWS = 1 << 25
+
+
+def _by_column(cols: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """The entries of each column of ``cols`` ``(S, b)`` where ``mask`` holds, one array each
+    (one ``flatnonzero`` and a radix sort of the column index)."""
+    b = cols.shape[1]
+    row, col = np.divmod(np.flatnonzero(mask), b)
+    order = np.argsort(col.astype(np.int16 if b < 2**15 else np.int64), kind="stable")
+    row, col = row[order], col[order]
+    return np.split(cols[row, col], np.cumsum(np.bincount(col, minlength=b))[:-1])
+
+
+def _extreme(beyond: np.ndarray, tie: float, m: int, smallest: bool) -> np.ndarray:
+    """The ``m`` smallest (or largest) of ``beyond`` and of at least ``m`` copies of ``tie``
+    (the draws equal to the threshold, all of them nearer the centre than ``beyond``)."""
+    if beyond.size < m:
+        return np.concatenate([beyond, np.full(m - beyond.size, tie)])
+    if smallest:
+        return np.partition(beyond, m - 1)[:m]
+    return np.partition(beyond, beyond.size - m)[beyond.size - m :]
 
 
 def _tails_khat(cols: np.ndarray) -> np.ndarray:
@@ -1016,20 +1037,28 @@ def _tails_khat(cols: np.ndarray) -> np.ndarray:
     q = min(2 * (mt + 1) // _TAIL_STRIDE + 2, (sub.shape[0] - 1) // 2)
     sub = np.partition(sub, [q, sub.shape[0] - q - 1], axis=0)
     lo, hi = sub[q], sub[sub.shape[0] - q - 1]
-    # the candidates of every column, grouped by column (a radix sort of the column index)
-    idx = np.flatnonzero((cols <= lo) | (cols >= hi))
-    row, col = np.divmod(idx, b)
-    order = np.argsort(col.astype(np.int16 if b < 2**15 else np.int64), kind="stable")
-    row, col = row[order], col[order]
-    cand = np.split(cols[row, col], np.cumsum(np.bincount(col, minlength=b))[:-1])
+    # the draws at or beyond the thresholds, grouped by column; when ties make them many
+    # more than the ~4 (M + 1) per column expected (discrete draws), only those strictly
+    # beyond (the ties are known by value)
+    mask = (cols <= lo) | (cols >= hi)
+    strict = np.count_nonzero(mask) > 8 * (mt + 1) * b
+    n_lo, n_hi = np.zeros(b, dtype=np.int64), np.zeros(b, dtype=np.int64)
+    if strict:
+        n_lo = np.count_nonzero(cols <= lo, axis=0)
+        n_hi = np.count_nonzero(cols >= hi, axis=0)
+        mask = (cols < lo) | (cols > hi)
+    cand = _by_column(cols, mask)
     low, high = np.empty((b, mt + 1)), np.empty((b, mt + 1))
     for i in range(b):
         v = cand[i]
-        n_lo, n_hi = np.count_nonzero(v <= lo[i]), np.count_nonzero(v >= hi[i])
-        if n_lo < mt + 1 or n_hi < mt + 1 or lo[i] >= hi[i]:  # the subsample misled
-            v = np.ascontiguousarray(cols[:, i])
-        v = np.partition(v, [mt, v.size - mt - 1])
-        low[i], high[i] = v[: mt + 1], v[v.size - mt - 1 :]
+        if not strict:
+            n_lo[i], n_hi[i] = np.count_nonzero(v <= lo[i]), np.count_nonzero(v >= hi[i])
+        if n_lo[i] < mt + 1 or n_hi[i] < mt + 1 or lo[i] >= hi[i]:  # the subsample misled
+            v = np.partition(cols[:, i], [mt, s - mt - 1])
+            low[i], high[i] = v[: mt + 1], v[s - mt - 1 :]
+            continue
+        low[i] = _extreme(v[v < lo[i]], lo[i], mt + 1, smallest=True)
+        high[i] = _extreme(v[v > hi[i]], hi[i], mt + 1, smallest=False)
     low.sort(axis=1)
     high.sort(axis=1)
     # exceedances over the cutoff, sorted ascending: right tail, then the mirrored left tail
@@ -1099,13 +1128,13 @@ def tail_khat(draws: torch.Tensor) -> torch.Tensor:
         if cols.dtype not in (torch.float32, torch.float64):
             cols = cols.to(torch.float64)
         cols = cols.numpy()
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.isfinite(cols.sum(axis=0))  # NaN and infinities propagate ...
+        for i in np.nonzero(~finite)[0]:  # ... and so may an overflow: look closer
+            finite[i] = np.isfinite(cols[:, i]).all()
         step = max(1, _TAIL_CHUNK_DRAWS // (c * n))
         for lo in range(0, nb, step):
-            part = cols[:, lo : lo + step]
-            with np.errstate(over="ignore", invalid="ignore"):
-                ok = np.isfinite(part.sum(axis=0))  # NaN and infinities propagate ...
-            for i in np.nonzero(~ok)[0]:  # ... and so may an overflow: look closer
-                ok[i] = np.isfinite(part[:, i]).all()
+            part, ok = cols[:, lo : lo + step], finite[lo : lo + step]
             if ok.all():
                 out[lo : lo + step] = _tails_khat(part)
             elif ok.any():

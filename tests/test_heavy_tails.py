@@ -54,6 +54,8 @@ def test_tail_khat_matches_the_definition():
     g = torch.Generator().manual_seed(1)
     d = torch.randn(8, 1000, 7, generator=g, dtype=torch.float64)
     d[..., 3] = d[..., 3].round(decimals=1)  # ties at the cutoff: the exceedances > 0 are fit
+    d[..., 4] = torch.poisson(torch.full((8, 1000), 3.0, dtype=torch.float64), generator=g)
+    d[..., 5] = (d[..., 5] > 1.0).double()  # binary: degenerate tails
     k = tail_khat(d).numpy()
     ref = np.array([_naive_khat(d[..., j].reshape(-1).numpy()) for j in range(7)])
     np.testing.assert_allclose(k, ref, rtol=0, atol=1e-12)
