@@ -1024,9 +1024,9 @@ def _extreme(beyond: np.ndarray, tie: float, m: int, smallest: bool) -> np.ndarr
 def _tails_khat(cols: np.ndarray) -> np.ndarray:
     """``(b,)``: the larger of the left- and right-tail k-hat of every column of ``cols``.
 
-    ``cols`` ``(S, b)`` float32 or float64 (any strides, not modified), every column finite. NaN for a
-    column whose tails are degenerate (fewer than 5 draws strictly beyond the cutoff on
-    both sides).
+    ``cols`` ``(S, b)`` float32 or float64 (any strides, not modified), every column
+    finite. NaN for a column whose tails are degenerate (fewer than 5 draws strictly beyond
+    the cutoff on both sides).
     """
     s, b = cols.shape
     out = np.full(b, np.nan)
