@@ -960,15 +960,19 @@ def _gpd_fit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     grid = 1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))  # (m,)
     b = grid[None, :] / (_GPD_PRIOR_BS * x[:, int(n / 4 + 0.5) - 1 : int(n / 4 + 0.5)])
     b += 1.0 / x[:, -1:]  # (B, m)
-    # k(b) = mean log(1 - b x), over groups of rows so the (rows, m, n) temporary stays small;
-    # log(1 - t) rather than log1p(-t): numpy vectorises log (about 15x faster here), and
-    # its absolute error, about 1e-16 per term, is what the mean sees
+    # k(b) = mean log1p(-b x), over groups of rows so the (rows, m, n) temporary stays small.
+    # numpy's log1p is not vectorised (about 15x slower than its log here), so log(1 - b x)
+    # except at the grid points with |b| max x < 0.1, where it would lose the relative
+    # precision of k(b) that log(-b / k) needs: there (one or two points per row) log1p
     k = np.empty((rows, m))
     group = max(1, (1 << 20) // (m * n))
     for lo in range(0, rows, group):
         t = b[lo : lo + group, :, None] * x[lo : lo + group, None, :]
         np.subtract(1.0, t, out=t)
         k[lo : lo + group] = np.log(t, out=t).mean(axis=2)
+    rr, jj = np.nonzero(np.abs(b) * x[:, -1:] < 0.1)
+    if rr.size:
+        k[rr, jj] = np.log1p(-b[rr, jj, None] * x[rr]).mean(axis=1)
     len_scale = n * (np.log(-(b / k)) - k - 1.0)
     with np.errstate(over="ignore"):
         weights = 1.0 / np.exp(len_scale[:, None, :] - len_scale[:, :, None]).sum(axis=2)
