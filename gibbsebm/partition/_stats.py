@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from scipy.special import gammaincc
 
+from .._convergence import gpd_fit
+
 __all__ = [
     "log_mean_exp",
     "weight_ess",
@@ -71,33 +73,6 @@ def weight_ess(log_w: torch.Tensor | np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum())
 
 
-def _gpd_fit(x: np.ndarray) -> tuple[float, float]:
-    """Generalized Pareto fit of sorted exceedances ``x`` > 0 (Zhang & Stephens 2009).
-
-    Empirical-Bayes estimate of the shape ``k`` and scale ``sigma`` with the weakly
-    informative prior on ``k`` of Vehtari et al. (2024, appendix): ``k`` is shrunk toward 0.5
-    with the weight of 10 pseudo-observations.
-    """
-    n = x.size
-    prior_bs, prior_k = 3.0, 10.0
-    m = 30 + int(math.sqrt(n))
-    b = 1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))
-    b /= prior_bs * x[int(n / 4 + 0.5) - 1]
-    b += 1.0 / x[-1]
-    k = np.log1p(-b[:, None] * x).mean(axis=1)
-    len_scale = n * (np.log(-(b / k)) - k - 1.0)
-    with np.errstate(over="ignore"):
-        weights = 1.0 / np.exp(len_scale - len_scale[:, None]).sum(axis=1)
-    keep = weights >= 10 * np.finfo(float).eps
-    weights, b = weights[keep], b[keep]
-    weights /= weights.sum()
-    b_post = float((b * weights).sum())
-    k_post = float(np.log1p(-b_post * x).mean())
-    sigma = -k_post / b_post
-    k_post = (n * k_post + prior_k * 0.5) / (n + prior_k)
-    return k_post, sigma
-
-
 def pareto_khat(log_w: torch.Tensor | np.ndarray) -> float:
     """Pareto k-hat of the right tail of importance weights (PSIS diagnostic).
 
@@ -136,7 +111,7 @@ def pareto_khat(log_w: torch.Tensor | np.ndarray) -> float:
         # the tail weights agree to 8 digits: rounding noise, not a tail (the zero-variance
         # case, e.g. an exact base; the stderr then rests on the rounding floor)
         return float("nan")
-    k, _ = _gpd_fit(np.sort(exceed))
+    k, _ = gpd_fit(np.sort(exceed))
     return float(k)
 
 
