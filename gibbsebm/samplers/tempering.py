@@ -176,6 +176,7 @@ __all__ = [
     "make_spec",
     "replica_draws",
     "HOTTEST_RATIO",
+    "integrable_beta_floor",
     "basin_labels",
     "unexplored_modes",
     "BASIN_Z",
@@ -412,6 +413,77 @@ def beta_ladder(
     frac = torch.linspace(0.0, 1.0, num_betas, dtype=torch.float64)
     ladder = b0 * (beta_min / b0) ** frac
     return ladder.to(dtype=b.dtype, device=b.device)
+
+
+#: Radii (in units of 1 + the largest |coordinate| of the origin probe) of the tail probe of
+#: :func:`integrable_beta_floor`, and the margin over the integrability bound it keeps.
+TAIL_PROBE_RADII = (1e3, 1e6)
+TAIL_MARGIN = 1.25
+
+
+def integrable_beta_floor(dist: Any, num_directions: int = 64) -> float | None:
+    r"""Smallest beta at which ``exp(-beta E)`` is integrable, if the energy grows only like a log.
+
+    A heavy-tailed energy such as the Student-t's, :math:`E \approx c \log r` at large
+    :math:`r`, gives a normalisable tempered density :math:`e^{-\beta E}` in :math:`d`
+    dimensions only for :math:`\beta c > d`. Below that the hot replicas of parallel tempering
+    drift off to infinity and their swaps carry huge values into the target chain (measured: a
+    3-D Student-t with :math:`\nu = 2.5`, :math:`c = \nu + d = 5.5`, so :math:`\beta > 0.545`,
+    with the default hottest beta 0.05: target draws reached :math:`|y| \approx 2 \cdot 10^7`).
+    The probe evaluates E on ``num_directions`` fixed random rays at two large radii and
+    estimates :math:`c` as the smallest growth :math:`\Delta E / \Delta \log r`.
+
+    Parameters
+    ----------
+    dist : Gibbs
+        The target (continuous real support, no base, no batch shape).
+    num_directions : int
+        Rays probed.
+
+    Returns
+    -------
+    float or None
+        ``d / c`` when the probe finds logarithmic growth (``c > 0``, and ``d / c`` above 1e-3
+        times the target beta); ``None`` when the energy grows faster than a log on every ray,
+        the probe is not finite, or the distribution is not of that kind.
+
+    Example
+    -------
+    >>> import torch, gibbsebm
+    >>> t = lambda y: 0.5 * (2.5 + 3) * torch.log1p((y * y).sum(-1) / 2.5)
+    >>> round(integrable_beta_floor(gibbsebm.Gibbs(t, event_shape=(3,))), 3)
+    0.545
+    >>> gauss = lambda y: 0.5 * (y * y).sum(-1)
+    >>> integrable_beta_floor(gibbsebm.Gibbs(gauss, event_shape=(3,))) is None
+    True
+    """
+    if dist.is_discrete or dist.base is not None or tuple(dist.batch_shape) != ():
+        return None
+    if not _real_support(dist.support):
+        return None
+    d = int(dist.event_shape.numel())
+    beta = dist.beta.detach()
+    g = torch.Generator(device=beta.device).manual_seed(0)
+    u = torch.randn(num_directions, d, generator=g, dtype=beta.dtype, device=beta.device)
+    u = u / u.norm(dim=-1, keepdim=True)
+    r1, r2 = TAIL_PROBE_RADII
+    y = torch.cat([r1 * u, r2 * u]).reshape((2 * num_directions,) + tuple(dist.event_shape))
+    try:
+        with torch.no_grad():
+            e = dist.energy_of(y).to(torch.float64)
+    except Exception:  # an energy undefined that far out says nothing about its tails
+        return None
+    e1, e2 = e[:num_directions], e[num_directions:]
+    growth = (e2 - e1) / math.log(r2 / r1)
+    if bool(torch.isnan(growth).any()):
+        return None
+    c = float(growth.min())
+    if not math.isfinite(c) or c <= 0.0:
+        return None
+    floor = d / c
+    if floor < 1e-3 * float(beta):
+        return None
+    return floor
 
 
 def replica_draws(samples: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -696,6 +768,11 @@ def build(
     make_inner = kernel_factory(kernel)
     target = dist.beta.detach()
     if betas is None:
+        if beta_min is None:
+            floor = integrable_beta_floor(dist)
+            if floor is not None and TAIL_MARGIN * floor > float(target) / HOTTEST_RATIO:
+                # heavy tails: the default hottest replica would not be normalisable
+                beta_min = min(TAIL_MARGIN * floor, float(target) / 1.5)
         ladder_b = beta_ladder(
             target, dist.event_shape.numel(), num_betas=num_betas, beta_min=beta_min
         )
