@@ -56,17 +56,9 @@ from typing import Any
 
 import torch
 
-from ._convergence import (
-    check_stats,
-    ebfmi,
-    ess,
-    gpd_fit,
-    mcse,
-    nested_rhat,
-    rhat,
-    summary_stats,
-    tail_khat,
-)
+from ._convergence import check_stats, ess, mcse, nested_rhat, rhat
+from ._run_stats import ebfmi, summary_stats
+from ._tails import gpd_fit, tail_khat
 
 __all__ = [
     "rhat",

@@ -39,6 +39,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gibbsebm.energies.*",
             "gibbsebm.diagnostics",
             "gibbsebm._convergence",
+            "gibbsebm._run_stats",
+            "gibbsebm._tails",
             "gibbsebm.modes",
             "gibbsebm.errors",
         ),

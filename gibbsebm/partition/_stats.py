@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.special import gammaincc
 
-from .._convergence import gpd_fit
+from .._tails import gpd_fit
 
 __all__ = [
     "log_mean_exp",
