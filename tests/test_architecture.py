@@ -67,6 +67,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gibbsebm.samplers.dmala",
             "gibbsebm.samplers.metropolis",
             "gibbsebm.samplers.block_gibbs",
+            "gibbsebm.samplers._ladder",
+            "gibbsebm.samplers._pt_results",
             "gibbsebm.samplers.tempering",
             "gibbsebm.samplers.exchange",
         ),
