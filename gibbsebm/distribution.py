@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import warnings
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,15 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
+from ._approximate import (
+    _WARM_CACHE,  # noqa: F401  (tests clear it through this module)
+    APPROX_COLD_STEPS,
+    APPROX_WARM_STEPS,
+    ApproximateSampleWarning,
+    approximate_sample,
+    mala_chain,
+    metropolis_sweeps,
+)
 from ._validation import (
     as_beta_tensor,
     check_energy_output,
@@ -53,23 +61,8 @@ class UnnormalizedLogProbWarning(UserWarning):
     """``Gibbs.log_prob`` returned an unnormalized value because no log Z is known."""
 
 
-class ApproximateSampleWarning(UserWarning):
-    """``Gibbs.sample`` returned approximate draws (a short MCMC run), not exact ones."""
-
-
 class DoublyIntractableError(ValueError):
     """An unnormalized ``log_prob`` would drop a log Z that depends on other random sites."""
-
-
-#: Budget of the approximate fallback of :meth:`Gibbs.sample`: steps from a cold start
-#: (MALA steps for continuous y, sweeps of single-site Metropolis updates for discrete y) ...
-APPROX_COLD_STEPS = 200
-#: ... and steps from the warm state cached for the same energy, beta and shapes.
-APPROX_WARM_STEPS = 20
-
-# Warm states of the approximate sampler, per energy object (weak keys: a cache entry dies
-# with its energy, so this holds no state of its own beyond an energy's lifetime).
-_WARM_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _grad_dependent_tensors(obj: Any, seen: set[int] | None = None, depth: int = 0) -> bool:
@@ -681,7 +674,7 @@ class Gibbs(TorchDistribution):
         """Draws: exact by enumeration or the energy's closed form, else approximate.
 
         Without an exact sampler, the draws come from a short batched MCMC run (see
-        :meth:`_approximate_sample`) and :class:`ApproximateSampleWarning` is emitted: good
+        :func:`gibbsebm._approximate.approximate_sample`) and :class:`ApproximateSampleWarning` is emitted: good
         enough for Pyro's initialisation, guides' prototypes and predictive checks, not for
         inference (use :func:`gibbsebm.sample`).
         """
@@ -711,7 +704,7 @@ class Gibbs(TorchDistribution):
                 and getattr(self.energy, "has_exact_sample", False)
             ):
                 return self.energy.exact_sample(self.beta, sample_shape, generator=generator)
-        return self._approximate_sample(sample_shape, generator)
+        return approximate_sample(self, sample_shape, generator)
 
     def rsample(self, sample_shape=(), generator=None):  # noqa: D102
         raise NotImplementedError(
@@ -740,133 +733,8 @@ class Gibbs(TorchDistribution):
         dtype, device = self.beta.dtype, self.beta.device
         with torch.no_grad():
             if self.is_discrete:
-                return self._metropolis_sweeps(y0, tuple(y0.shape), steps, generator, dtype, device)
-            return self._mala(y0, None, tuple(y0.shape), steps, generator, dtype, device)[0]
-
-    # ------------------------------------------------------------------ approximate draws
-    def _approximate_sample(
-        self, sample_shape: torch.Size, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """Approximate draws from a short batched MCMC run (the fallback of :meth:`sample`).
-
-        One chain per requested draw: Metropolis-adjusted Langevin (MALA) in the unconstrained
-        space of a continuous support (step size adapted toward acceptance 0.57), or sweeps of
-        single-site Metropolis updates over a finite discrete support. A cold start runs
-        :data:`APPROX_COLD_STEPS` steps; the final state is cached per energy object, beta and
-        shapes, and a later call continues from it for :data:`APPROX_WARM_STEPS` steps.
-        """
-        kind = "gwg" if self.is_discrete else "hmc"
-        if self.is_discrete and support_values(self._support) is None:
-            raise NotImplementedError(
-                f"no sampler for the discrete support {self._support}; use gibbsebm.sample(dist, "
-                f"method='{kind}', ...)"
-            )
-        warnings.warn(
-            f"Gibbs.sample: no exact sampler for {type(self.energy).__name__}; the draws come "
-            f"from a short MCMC run ({APPROX_COLD_STEPS} steps cold, {APPROX_WARM_STEPS} warm) "
-            f"and are approximate. For inference use gibbsebm.sample(dist, method='{kind}').",
-            ApproximateSampleWarning,
-            stacklevel=3,
-        )
-        n = max(1, sample_shape.numel())
-        shape = (n,) + tuple(self.batch_shape) + tuple(self.event_shape)
-        key = (
-            tuple(self.beta.detach().flatten().tolist()),
-            tuple(self.batch_shape),
-            tuple(self.event_shape),
-            repr(self._support),
-            None if self.x is None else id(self.x),
-        )
-        try:
-            per_energy = _WARM_CACHE.setdefault(self.energy, {})
-        except TypeError:  # an energy that cannot be weakly referenced: no cache
-            per_energy = {}
-        cached = per_energy.get(key)
-        dtype, device = self.beta.dtype, self.beta.device
-        if cached is not None:
-            pos, step = cached
-            idx = torch.arange(n, device=pos.device) % pos.shape[0]
-            pos, steps = pos[idx].clone(), APPROX_WARM_STEPS
-        else:
-            pos, step, steps = None, None, APPROX_COLD_STEPS
-        with torch.no_grad():
-            if self.is_discrete:
-                pos = self._metropolis_sweeps(pos, shape, steps, generator, dtype, device)
-            else:
-                pos, step = self._mala(pos, step, shape, steps, generator, dtype, device)
-        per_energy[key] = (pos.detach(), step)
-        return pos.detach().reshape(sample_shape + self.batch_shape + self.event_shape)
-
-    def _mala(self, pos, step, shape, steps, generator, dtype, device):
-        from torch.distributions import biject_to
-
-        t = biject_to(self._support)
-        ev = len(self.event_shape)
-
-        def logp_grad(u):
-            with torch.enable_grad():
-                u = u.detach().requires_grad_(True)
-                y = t(u)
-                lp = self.logdensity(y)
-                ladj = t.log_abs_det_jacobian(u, y)
-                while ladj.dim() > lp.dim():
-                    ladj = ladj.sum(-1)
-                lp = lp + ladj
-                (g,) = torch.autograd.grad(lp.sum(), u)
-            lp = lp.detach()
-            bad = ~torch.isfinite(lp)
-            return torch.where(bad, torch.full_like(lp, -math.inf), lp), torch.nan_to_num(g)
-
-        if pos is None:
-            u = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-        else:
-            u = t.inv(pos.to(dtype))
-        log_step = math.log(0.1) if step is None else math.log(step)
-        lp, g = logp_grad(u)
-        red = tuple(range(lp.dim(), u.dim()))  # event dims of u
-
-        def _sum(x):
-            return x.sum(red) if red else x
-
-        for i in range(steps):
-            h = math.exp(log_step)
-            noise = torch.randn(u.shape, generator=generator, dtype=dtype, device=device)
-            prop = u + h * g + math.sqrt(2 * h) * noise
-            lp_p, g_p = logp_grad(prop)
-            fwd = -_sum((prop - u - h * g) ** 2) / (4 * h)
-            bwd = -_sum((u - prop - h * g_p) ** 2) / (4 * h)
-            log_a = torch.nan_to_num(lp_p - lp + bwd - fwd, nan=-math.inf)
-            unif = torch.rand(lp.shape, generator=generator, dtype=dtype, device=device)
-            acc = torch.log(unif) < log_a
-            u = torch.where(acc.reshape(acc.shape + (1,) * ev), prop, u)
-            lp = torch.where(acc, lp_p, lp)
-            g = torch.where(acc.reshape(acc.shape + (1,) * ev), g_p, g)
-            rate = float(torch.exp(log_a.clamp(max=0.0)).mean())
-            log_step += (rate - 0.574) / math.sqrt(i + 10.0)
-        return t(u), math.exp(log_step)
-
-    def _metropolis_sweeps(self, pos, shape, sweeps, generator, dtype, device):
-        vals = support_values(self._support, dtype=dtype, device=device)
-        k = vals.numel()
-        if pos is None:
-            pos = vals[torch.randint(k, shape, generator=generator, device=device)]
-        y = pos.to(dtype).clone()
-        flat = y.reshape(shape[: len(shape) - len(self.event_shape)] + (-1,))
-        d = flat.shape[-1]
-        lp = self.logdensity(y)
-        for _ in range(sweeps):
-            for _ in range(d):
-                j = torch.randint(d, lp.shape + (1,), generator=generator, device=device)
-                new = vals[torch.randint(k, lp.shape + (1,), generator=generator, device=device)]
-                prop = flat.scatter(-1, j, new)
-                prop_y = prop.reshape(y.shape)
-                lp_p = self.logdensity(prop_y)
-                log_a = torch.nan_to_num(lp_p - lp, nan=-math.inf)
-                unif = torch.rand(lp.shape, generator=generator, dtype=dtype, device=device)
-                acc = torch.log(unif) < log_a
-                flat = torch.where(acc[..., None], prop, flat)
-                lp = torch.where(acc, lp_p, lp)
-        return flat.reshape(y.shape)
+                return metropolis_sweeps(self, y0, tuple(y0.shape), steps, generator, dtype, device)
+            return mala_chain(self, y0, None, tuple(y0.shape), steps, generator, dtype, device)[0]
 
     def __repr__(self) -> str:
         name = getattr(self.energy, "__name__", type(self.energy).__name__)

@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gibbsebm._json",
             "gibbsebm.constraints",
             "gibbsebm.distribution",
+            "gibbsebm._approximate",
             "gibbsebm.latent",
             "gibbsebm.energies.*",
             "gibbsebm.diagnostics",
