@@ -47,3 +47,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def mixture_4d():
+    """3 modes in 4-D, unequal widths (0.6, 1.0, 0.8) and weights (0.5, 0.3, 0.2), 6.7 to 11.2
+    apart: plain MALA does not cross between them, PT with the default ladder does."""
+    g = torch.Generator().manual_seed(2)
+    means = 4.0 * torch.randn(3, 4, generator=g, dtype=torch.float64)
+    from gibbsebm.energies import GaussianMixture
+
+    return GaussianMixture(
+        means,
+        torch.tensor([0.6, 1.0, 0.8], dtype=torch.float64),
+        torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64),
+    )

@@ -13,6 +13,7 @@ import warnings
 
 import pytest
 import torch
+from _sampler_mc import mixture_4d
 
 import gibbsebm
 from gibbsebm import Gibbs
@@ -20,18 +21,6 @@ from gibbsebm.energies import Gaussian, GaussianMixture
 from gibbsebm.samplers import tempering
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def mixture_4d() -> GaussianMixture:
-    """3 modes in 4-D, unequal widths (0.6, 1.0, 0.8) and weights (0.5, 0.3, 0.2), 6.7 to 11.2
-    apart: plain MALA does not cross between them, PT with the default ladder does."""
-    g = torch.Generator().manual_seed(2)
-    means = 4.0 * torch.randn(3, 4, generator=g, dtype=torch.float64)
-    return GaussianMixture(
-        means,
-        torch.tensor([0.6, 1.0, 0.8], dtype=torch.float64),
-        torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64),
-    )
 
 
 def weight_z_scores(samples, gm: GaussianMixture) -> torch.Tensor:

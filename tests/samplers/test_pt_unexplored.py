@@ -15,27 +15,16 @@ import warnings
 
 import pytest
 import torch
+from _sampler_mc import mixture_4d
 
 import gibbsebm
 import gibbsebm.modes as modes_mod
 from gibbsebm import Gibbs
-from gibbsebm.energies import GaussianMixture
 from gibbsebm.samplers.tempering import MIN_EXPECTED_VISITS, basin_labels, unexplored_modes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 KW = dict(num_chains=8, num_samples=300, num_warmup=200, seed=1, progress=False)
-
-
-def mixture_4d() -> GaussianMixture:
-    """The 3-mode 4-D mixture of ``test_pt_modes`` (weights 0.5, 0.3, 0.2)."""
-    g = torch.Generator().manual_seed(2)
-    means = 4.0 * torch.randn(3, 4, generator=g, dtype=torch.float64)
-    return GaussianMixture(
-        means,
-        torch.tensor([0.6, 1.0, 0.8], dtype=torch.float64),
-        torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64),
-    )
 
 
 def _subset(search, keep):

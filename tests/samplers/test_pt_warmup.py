@@ -13,24 +13,12 @@ import math
 
 import pytest
 import torch
+from _sampler_mc import mixture_4d
 
 import gibbsebm
 from gibbsebm import Gibbs
-from gibbsebm.energies import GaussianMixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def mixture_4d() -> GaussianMixture:
-    """The 3-mode 4-D mixture of ``test_pt_modes`` (widths 0.6, 1.0, 0.8; weights 0.5, 0.3,
-    0.2)."""
-    g = torch.Generator().manual_seed(2)
-    means = 4.0 * torch.randn(3, 4, generator=g, dtype=torch.float64)
-    return GaussianMixture(
-        means,
-        torch.tensor([0.6, 1.0, 0.8], dtype=torch.float64),
-        torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64),
-    )
 
 
 def test_restarted_replicas_carry_their_own_energy():
