@@ -198,7 +198,7 @@ def _bdmc(
     fwd = anneal(path, trans, s, path.sample_base(c, generator), generator, bar=bar)
     lw_f = fwd.log_w
     defaults = setup.defaults
-    y_from_forward = False  # reverse chains start from the forward run's own particles
+    correlated = False  # reverse chains start from the forward run's own particles
     if target_samples is not None:
         y = torch.as_tensor(target_samples).to(device=dist.beta.device, dtype=dist.beta.dtype)
         if tuple(y.shape[1:]) != tuple(dist.event_shape):
@@ -223,7 +223,7 @@ def _bdmc(
                 "the target (ASSUMED near-exact; the upper bound is only as good as this)"
             )
             defaults["target_samples"] = "resampled AIS particles + MCMC"
-            y_from_forward = True
+            correlated = True
     rev = anneal(path, trans, s.flip(0), path.to_z(y), generator, bar=bar)
     bar.close()
     lw_r = rev.log_w  # log rho, E[rho] = 1/Z
@@ -239,7 +239,6 @@ def _bdmc(
     # the forward particles (resampled), the bounds share randomness with an unknown
     # correlation rho in [-1, 1]; (se_f^2 + se_r^2 + 2 rho se_f se_r) / 4 <= ((se_f + se_r) / 2)^2
     # for every rho, so that bound is stated.
-    correlated = y_from_forward
     if correlated:
         mid_var = (0.5 * (sf["stderr"] + sr["stderr"])) ** 2
     else:
