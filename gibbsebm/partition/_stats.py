@@ -73,6 +73,14 @@ def weight_ess(log_w: torch.Tensor | np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum())
 
 
+#: Pareto k-hat above which importance weights' variance is (probably) infinite: a generalized
+#: Pareto tail with shape k has finite moments of order < 1/k only, so for k > 1/2 the second
+#: moment behind a delta-method stderr does not exist (Vehtari et al. 2024, section 3; Koopman,
+#: Shephard & Creal 2009). Used by ``importance`` (``KHAT_FINITE_VARIANCE``) and by ``smc`` for
+#: its reference (``REFERENCE_KHAT``).
+KHAT_FINITE_VARIANCE = 0.5
+
+
 def pareto_khat(log_w: torch.Tensor | np.ndarray) -> float:
     """Pareto k-hat of the right tail of importance weights (PSIS diagnostic).
 

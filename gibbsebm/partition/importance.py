@@ -36,7 +36,7 @@ from ..distribution import Gibbs
 from ..runtime.plan import Shard, run_here
 from ._common import EvalCounter, UniformBase, make_base, progress_bar, roundoff_stderr
 from ._plan import LogZPlan
-from ._stats import summarize_log_weights, weights_estimate
+from ._stats import KHAT_FINITE_VARIANCE, summarize_log_weights, weights_estimate
 from .result import LogZEstimate
 
 __all__ = [
@@ -53,12 +53,6 @@ DEFAULT_NUM_SAMPLES = 2**14
 #: Independent batches for the homogeneity check (Cochran's Q with 7 degrees of freedom).
 DEFAULT_NUM_BATCHES = 8
 _CHUNK = 4096
-#: Pareto k-hat above which the importance weights' variance is (probably) infinite: a
-#: generalized Pareto tail with shape k has finite moments of order < 1/k only, so for
-#: k > 1/2 the second moment behind the delta-method stderr does not exist (Vehtari et al.
-#: 2024, section 3; Koopman, Shephard & Creal 2009). The estimate may still converge, but its
-#: stated error is not reliable.
-KHAT_FINITE_VARIANCE = 0.5
 #: Starts of the greedy local search on a finite support: the heaviest distinct draws (each
 #: sweep costs starts x |values| x sites energy evaluations; the sweeps are capped so the
 #: search costs at most the number of importance draws).
