@@ -470,12 +470,8 @@ def sample(
                                  "auxiliary": out["auxiliary"],
                                  "auxiliary_check": out["auxiliary_check"]},
                           sites=pot.constrain(out["draws"]))  # fmt: skip
-            if warn:  # the checks of every other method, and the auxiliary chains' memory
-                from .diagnostics import warn_problems
-
-                extra = memory_problem(out.attrs["auxiliary_check"])
-                warn_problems(out.diagnose() + extra, stacklevel=2)
-            return out
+            # the checks of every other method, and the auxiliary chains' memory
+            return _warned(out, memory_problem(out.attrs["auxiliary_check"])) if warn else out
         opts = dict(num_chains=num_chains, num_samples=num_samples, num_warmup=num_warmup)
         s = sample(pot.as_gibbs(), method, **opts, thin=thin, seed=seed, init=init,
                    progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
@@ -537,11 +533,12 @@ def sample(
     return _warned(out) if warn else out
 
 
-def _warned(samples: Samples) -> Samples:
-    """Issue one :class:`~gibbsebm.diagnostics.SamplingWarning` for the run's problems, if any."""
+def _warned(samples: Samples, extra: list | tuple = ()) -> Samples:
+    """Issue one :class:`~gibbsebm.diagnostics.SamplingWarning` for the run's problems (and the
+    method's ``extra`` ones), if any."""
     from .diagnostics import warn_problems
 
-    warn_problems(samples.diagnose(), stacklevel=3)
+    warn_problems(samples.diagnose() + list(extra), stacklevel=3)
     return samples
 
 
